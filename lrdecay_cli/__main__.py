@@ -1,0 +1,3 @@
+from lrdecay_cli.cli import main
+
+main()

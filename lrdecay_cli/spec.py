@@ -1,0 +1,357 @@
+"""The YAML spec: pydantic models with defaults, and `load(path, overrides)`, the only YAML reader.
+
+Every problem with a spec becomes one `UserError` naming the file, the dotted field path, the
+value and the fix; pydantic's own messages never reach the user raw.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lrdecay_cli.errors import UserError
+from lrdecay_cli.schedules import METHODS
+
+DATASET_TRAIN_SIZES = {"mnist": 60_000}
+"""Training-set size of each data set, known without loading it (steps per epoch, validation)."""
+
+
+class Section(BaseModel):
+    """Strict base: unknown keys, NaN and infinities are errors, never silently accepted."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class DataSpec(Section):
+    dataset: Literal["mnist"] = "mnist"
+    root: str | None = Field(None, description="data directory; default $LRDECAY_DATA or ~/.cache/lrdecay")
+    val_size: int = Field(5000, ge=1, description="training images held out for validation")
+    limit: int | None = Field(None, ge=2, description="use only the first N training images (quick runs)")
+    split_seed: int = Field(0, ge=0, description="seed of the train/validation split")
+
+    @model_validator(mode="after")
+    def _val_fits(self):
+        available = self.train_images_available()
+        if self.val_size >= available:
+            source = f"data.limit ({self.limit})" if self.limit else f"the {available} {self.dataset} training images"
+            raise ValueError(f"val_size ({self.val_size}) must be smaller than {source}")
+        return self
+
+    def train_images_available(self) -> int:
+        total = DATASET_TRAIN_SIZES[self.dataset]
+        return min(self.limit, total) if self.limit else total
+
+    def train_size(self) -> int:
+        """Images left for training after the validation split."""
+        return self.train_images_available() - self.val_size
+
+
+class MlpSpec(Section):
+    name: Literal["mlp"] = "mlp"
+    hidden: list[Annotated[int, Field(ge=1)]] = Field([128], description="hidden layer widths")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout after each hidden layer")
+
+
+class CnnSpec(Section):
+    name: Literal["cnn"] = "cnn"
+
+
+class SgdSpec(Section):
+    name: Literal["sgd"] = "sgd"
+    lr: float = Field(0.1, gt=0, description="initial learning rate")
+    momentum: float = Field(0.0, ge=0, lt=1)
+    dampening: float = Field(0.0, ge=0, le=1)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self):
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError("nesterov needs momentum > 0 and dampening 0")
+        return self
+
+
+class AdamSpec(Section):
+    name: Literal["adam"] = "adam"
+    lr: float = Field(1e-3, gt=0, description="initial learning rate")
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    amsgrad: bool = False
+
+
+class AdamWSpec(AdamSpec):
+    name: Literal["adamw"] = "adamw"
+    weight_decay: float = Field(0.01, ge=0)
+
+
+class RmspropSpec(Section):
+    name: Literal["rmsprop"] = "rmsprop"
+    lr: float = Field(1e-2, gt=0, description="initial learning rate")
+    alpha: float = Field(0.99, ge=0, lt=1)
+    eps: float = Field(1e-8, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    centered: bool = False
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class AdadeltaSpec(Section):
+    name: Literal["adadelta"] = "adadelta"
+    lr: float = Field(1.0, gt=0, description="initial learning rate")
+    rho: float = Field(0.9, ge=0, le=1)
+    eps: float = Field(1e-6, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+def _tagged(*members: type[BaseModel]):
+    return Annotated[Union[members], Field(discriminator="name")]
+
+
+ModelSpec = _tagged(MlpSpec, CnnSpec)
+OptimizerSpec = _tagged(SgdSpec, AdamSpec, AdamWSpec, RmspropSpec, AdadeltaSpec)
+ScheduleSpec = _tagged(*(method.params for method in METHODS.values()))
+
+
+class TrainSpec(Section):
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(1000, ge=1)
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto | cpu | cuda[:N] | mps")
+    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool = Field(False, description="torch.compile the model")
+
+
+class Spec(Section):
+    name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
+    seed: int = Field(0, ge=0)
+    data: DataSpec = DataSpec()
+    model: ModelSpec = MlpSpec()
+    optimizer: OptimizerSpec = SgdSpec()
+    schedule: ScheduleSpec = METHODS["constant"].params()
+    train: TrainSpec = TrainSpec()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_names(cls, data: Any) -> Any:
+        """A section given without `name` means the default method (`optimizer: {lr: 0.05}` is sgd)."""
+        if isinstance(data, dict):
+            data = dict(data)
+            for key in ("model", "optimizer", "schedule"):
+                section = data.get(key)
+                if isinstance(section, dict) and "name" not in section:
+                    data[key] = {"name": cls.model_fields[key].default.name, **section}
+        return data
+
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps in one epoch: the last, partial batch counts."""
+        return math.ceil(self.data.train_size() / self.train.batch_size)
+
+    def dump(self) -> str:
+        """The resolved spec (every default filled in) as YAML that `load` reads back unchanged."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of silently keeping the last one."""
+
+
+def _construct_unique_mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            mark = key_node.start_mark
+            raise UserError(
+                f"duplicate key '{key}' at line {mark.line + 1}, column {mark.column + 1}",
+                where=str(loader.name), fix="keep only one",
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML text -> Python data; syntax errors become one line with line and column."""
+    try:
+        loader = _UniqueKeyLoader(text)
+        loader.name = source
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UserError(f"YAML syntax error{at}: {exc.problem or exc.context}", where=source,
+                        fix="fix the YAML syntax") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"not valid YAML: {exc}", where=source, fix="fix the YAML syntax") from None
+
+
+def read_yaml_file(path: Path) -> Any:
+    """The YAML document in `path`, or a one-line error for a missing, unreadable or undecodable file."""
+    if not path.exists():
+        raise UserError("no such file", where=str(path), fix="check the path")
+    if path.is_dir():
+        raise UserError("is a directory, not a YAML file", where=str(path), fix="name the spec file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read: {exc}", where=str(path), fix="check the file's permissions and encoding") from None
+    return parse_yaml(text, str(path))
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> Spec:
+    """Read a spec file, apply `--set key.path=value` overrides, validate into a `Spec`."""
+    path = Path(path)
+    raw = read_yaml_file(path)
+    if raw is None:
+        raise UserError("the spec is empty", where=str(path), fix="see configs/quickstart.yaml for an example")
+    return from_data(raw, str(path), overrides)
+
+
+def from_data(raw: Any, source: str, overrides: list[str] = ()) -> Spec:
+    """Validate spec data (already parsed) after applying overrides; errors name `source`."""
+    if not isinstance(raw, dict):
+        raise UserError(f"the spec must be a mapping of sections, got {type(raw).__name__}", where=source,
+                        fix="see configs/quickstart.yaml for an example")
+    set_paths = set()
+    for override in overrides:
+        set_paths.add(apply_override(raw, override))
+    try:
+        return Spec.model_validate(raw)
+    except ValidationError as exc:
+        raise _user_error(exc, raw, source, set_paths) from None
+
+
+def apply_override(raw: dict, override: str) -> str:
+    """Apply one `key.path=value` (value parsed as YAML, typed later by the schema); return the path."""
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise UserError(f"cannot parse --set '{override}'", fix="write it as --set key.path=value, e.g. --set train.epochs=3")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        raise UserError(f"cannot parse the value of --set '{override}'",
+                        fix="quote it or write plain YAML, e.g. 0.1, true, [1, 2]") from None
+    parts = key.split(".")
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise UserError(f"--set '{override}': '{'.'.join(parts[:depth + 1])}' is not a section",
+                            fix="set the field itself")
+        node = child
+    node[parts[-1]] = value
+    model = _model_at(parts[:-1], raw)
+    if model is None or parts[-1] not in model.model_fields:
+        raise UserError(f"--set '{override}': the spec has no field '{key}'", fix=_did_you_mean(parts, raw))
+    return key
+
+
+# ----------------------------------------------------------------------------- error messages
+
+
+def _model_of(annotation: Any, value: Any, default: Any) -> type[BaseModel] | None:
+    """The model class a field's annotation stands for, given its raw value (picks a tagged union's member)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _model_of(typing.get_args(annotation)[0], value, default)
+    if origin in (Union, types.UnionType):
+        members = [m for m in typing.get_args(annotation) if isinstance(m, type) and issubclass(m, BaseModel)]
+        if len(members) == 1:
+            return members[0]
+        tag = value.get("name", default.name) if isinstance(value, dict) else default.name
+        for member in members:
+            if member.model_fields["name"].default == tag:
+                return member
+    return None
+
+
+def _model_at(parts: list[str], raw: Any) -> type[BaseModel] | None:
+    """The model class at a dotted path of the spec (following the raw data's `name` tags), or None."""
+    model: type[BaseModel] | None = Spec
+    node = raw
+    for part in parts:
+        if model is None or part not in model.model_fields:
+            return None
+        field = model.model_fields[part]
+        node = node.get(part) if isinstance(node, dict) else None
+        model = _model_of(field.annotation, node, field.default)
+    return model
+
+
+def _did_you_mean(parts: list[str], raw: Any) -> str:
+    parent = _model_at(parts[:-1], raw)
+    if parent is None:
+        valid = ", ".join(Spec.model_fields)
+        return f"top-level sections are: {valid}"
+    keys = list(parent.model_fields)
+    close = difflib.get_close_matches(parts[-1], keys, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    where = ".".join(parts[:-1]) or "the spec"
+    return f"{hint}valid keys in {where}: {', '.join(keys)}"
+
+
+def _display_path(loc: tuple, raw: Any) -> list[str]:
+    """pydantic's error location without the union tags it inserts (optimizer.sgd.lr -> optimizer.lr)."""
+    parts, node = [], raw
+    for item in loc:
+        if isinstance(node, dict) and item in node:
+            parts.append(str(item))
+            node = node[item]
+        elif isinstance(node, list) and isinstance(item, int) and item < len(node):
+            parts.append(str(item))
+            node = node[item]
+        elif isinstance(node, dict) and node.get("name", item) == item and item in _TAGS:
+            continue
+        else:
+            parts.append(str(item))
+            node = None
+    return parts
+
+
+_TAGS = {m.model_fields["name"].default for spec in (ModelSpec, OptimizerSpec, ScheduleSpec)
+         for m in typing.get_args(typing.get_args(spec)[0])}
+_SECTION_KIND = {"model": "model", "optimizer": "optimizer", "schedule": "schedule method"}
+
+
+def _user_error(exc: ValidationError, raw: dict, source: str, set_paths: set[str]) -> UserError:
+    error = exc.errors()[0]
+    parts = _display_path(error["loc"], raw)
+    field = ".".join(parts)
+    from_set = " (from --set)" if field in set_paths else ""
+    where = f"{source}: {field}{from_set}" if field else source
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return UserError(f"unknown key '{parts[-1]}'", where=where, fix=_did_you_mean(parts, raw))
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        section = parts[0]
+        valid = ", ".join(t.strip("'") for t in str(ctx.get("expected_tags", "")).split(", "))
+        got = ctx.get("tag")
+        what = f"unknown {_SECTION_KIND.get(section, section)} '{got}'" if got else f"missing 'name'"
+        close = difflib.get_close_matches(str(got), valid.split(", "), n=1) if got else []
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return UserError(what, where=f"{source}: {section}.name", fix=f"{hint}valid names: {valid}")
+    message = error["msg"].replace("Input should be", "must be").replace("Value error, ", "")
+    value = error.get("input")
+    shown = "" if isinstance(value, dict) or kind == "missing" else f", got {value!r}"
+    return UserError(f"{message}{shown}", where=where, fix=f"fix it in {source}" if not from_set else "fix the --set value")

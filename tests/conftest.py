@@ -1,0 +1,73 @@
+"""Shared fixtures: real MNIST (verified once per session) and tiny specs that train in seconds."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from lrdecay_cli.cli import app
+
+TINY = {
+    "name": "tiny",
+    "seed": 0,
+    "data": {"limit": 3000, "val_size": 500},
+    "model": {"name": "mlp", "hidden": [64]},
+    "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9},
+    "schedule": {"name": "exponential", "decay_steps": 20, "decay_rate": 0.8},
+    "train": {"epochs": 2, "batch_size": 64, "eval_batch_size": 500, "device": "cpu"},
+}
+"""2,500 training images, 40 steps per epoch: a real run in about a second."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mnist():
+    """Make sure the user's MNIST cache is there and verified before any training test."""
+    from lrdecay_cli.data import default_data_root, ensure_mnist
+
+    return ensure_mnist(default_data_root())
+
+
+def deep_merge(base: dict, changes: dict) -> dict:
+    """Nested update; a section naming another method (model, optimizer, schedule) replaces the old one."""
+    merged = dict(base)
+    for key, value in changes.items():
+        old = base.get(key)
+        same_kind = isinstance(old, dict) and isinstance(value, dict) and value.get("name", old.get("name")) == old.get("name")
+        merged[key] = deep_merge(old, value) if same_kind else value
+    return merged
+
+
+@pytest.fixture
+def write_spec(tmp_path):
+    """write_spec(changes) -> path of TINY with `changes` merged in."""
+
+    def write(changes: dict | None = None, name: str = "spec.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(deep_merge(TINY, changes or {})))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """cli(*args) runs `lrdecay` in-process; stdout and stderr are kept apart."""
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, [str(a) for a in args])
+
+    return invoke
+
+
+def run_dirs(runs: Path) -> list[Path]:
+    return sorted(p for p in runs.iterdir() if p.is_dir()) if runs.exists() else []
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open() as f:
+        return list(csv.DictReader(f))

@@ -1,0 +1,113 @@
+"""The spec: defaults, round trip, typed --set overrides and one clear error per bad input."""
+
+import pytest
+
+from lrdecay_cli import spec
+from lrdecay_cli.errors import UserError
+
+
+def write(tmp_path, text, name="spec.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_defaults_fill_every_section():
+    s = spec.Spec()
+    assert (s.model.name, s.optimizer.name, s.schedule.name) == ("mlp", "sgd", "constant")
+    assert s.data.val_size == 5000 and s.train.batch_size == 64
+    assert s.steps_per_epoch() == 860  # ceil(55000 / 64)
+
+
+def test_resolved_spec_round_trips(tmp_path):
+    loaded = spec.load(write(tmp_path, "name: rt\noptimizer: {name: adam, lr: 0.002}\n"
+                                       "schedule: {name: exponential, decay_steps: 10}\n"))
+    again = spec.load(write(tmp_path, loaded.dump(), "resolved.yaml"))
+    assert again == loaded
+    assert again.optimizer.betas == (0.9, 0.999) and again.schedule.decay_rate == 0.96
+
+
+def test_section_without_name_uses_the_default_method(tmp_path):
+    loaded = spec.load(write(tmp_path, "optimizer: {lr: 0.05, momentum: 0.9}\n"))
+    assert loaded.optimizer.name == "sgd" and loaded.optimizer.momentum == 0.9
+
+
+def test_overrides_are_typed_by_the_schema(tmp_path):
+    path = write(tmp_path, "name: o\n")
+    loaded = spec.load(path, ["train.epochs=3", "optimizer.lr=1e-3", "optimizer.nesterov=true",
+                              "optimizer.momentum=0.9", "model.hidden=[64, 32]", "schedule.name=exponential",
+                              "schedule.staircase=yes", "data.limit=2000", "data.val_size=100"])
+    assert loaded.train.epochs == 3 and loaded.optimizer.lr == 0.001 and loaded.optimizer.nesterov is True
+    assert loaded.model.hidden == [64, 32] and loaded.schedule.staircase is True
+    assert loaded.data.train_size() == 1900
+
+
+BAD_SPECS = [
+    ("optimizer: {lr: 0}", "optimizer.lr", "greater than 0"),
+    ("optimizer: {lr: -0.1}", "optimizer.lr", "greater than 0"),
+    ("optimizer: {lr: abc}", "optimizer.lr", "valid number"),
+    ("optimizer: {lr: .nan}", "optimizer.lr", "finite"),
+    ("optimizer: {name: adam, lr: .inf}", "optimizer.lr", "finite"),
+    ("train: {epochs: 0}", "train.epochs", "greater than or equal to 1"),
+    ("train: {batch_size: 0}", "train.batch_size", "greater than or equal to 1"),
+    ("train: {device: gpu}", "train.device", "pattern"),
+    ("schedule: {name: exponential, decay_rate: 0}", "schedule.decay_rate", "greater than 0"),
+    ("schedule: {name: inverse_time, decay_rate: -2}", "schedule.decay_rate", "greater than 0"),
+    ("schedule: {name: exponential, decay_steps: 0}", "schedule.decay_steps", "greater than or equal to 1"),
+    ("schedule: {name: exponental}", "schedule.name", "did you mean 'exponential'"),
+    ("model: {name: resnet}", "model.name", "valid names: mlp, cnn"),
+    ("optimizer: {name: lion}", "optimizer.name", "valid names: sgd, adam, adamw, rmsprop, adadelta"),
+    ("data: {dataset: cifar10}", "data.dataset", "mnist"),
+    ("optimizer: {lrr: 0.1}", "optimizer.lrr", "did you mean 'lr'"),
+    ("traine: {epochs: 1}", "traine", "did you mean"),
+    ("schedule: {name: step, decay_rate: 0.5}", "schedule.decay_rate", "valid keys in schedule"),
+    ("data: {limit: 1000}", "data", "val_size (5000) must be smaller than data.limit (1000)"),
+    ("optimizer: {name: sgd, nesterov: true}", "optimizer", "nesterov needs momentum"),
+    ("- 1\n- 2", "spec.yaml", "mapping"),
+    ("42", "spec.yaml", "mapping"),
+    ("", "spec.yaml", "empty"),
+    ("name: a\nname: b\n", "spec.yaml", "duplicate key 'name' at line 2"),
+    ("optimizer: {lr: 0.1\n", "spec.yaml", "YAML syntax error at line 2"),
+]
+
+
+@pytest.mark.parametrize("text,field,message", BAD_SPECS, ids=[b[0][:30] for b in BAD_SPECS])
+def test_bad_spec_is_one_clear_line(tmp_path, text, field, message):
+    with pytest.raises(UserError) as caught:
+        spec.load(write(tmp_path, text))
+    line = caught.value.line()
+    assert "\n" not in line
+    assert field in line and message in line
+
+
+def test_did_you_mean_for_an_unknown_key(tmp_path):
+    with pytest.raises(UserError, match=r"train.epoch: unknown key 'epoch'; did you mean 'epochs'\?"):
+        spec.load(write(tmp_path, "train: {epoch: 3}\n"))
+
+
+BAD_OVERRIDES = [
+    ("train.epoch=3", "no field 'train.epoch'; did you mean 'epochs'"),
+    ("nothing.here=1", "no field 'nothing.here'"),
+    ("optimizer.lr", "cannot parse --set 'optimizer.lr'"),
+    ("=3", "cannot parse"),
+    ("optimizer.lr=[1", "cannot parse the value"),
+    ("optimizer.lr=-1", "optimizer.lr (from --set): must be greater than 0"),
+    ("name.x=1", "'name' is not a section"),
+]
+
+
+@pytest.mark.parametrize("override,message", BAD_OVERRIDES)
+def test_bad_override_is_one_clear_line(tmp_path, override, message):
+    with pytest.raises(UserError) as caught:
+        spec.load(write(tmp_path, "name: x\n"), [override])
+    assert message in caught.value.line()
+
+
+def test_missing_and_unreadable_files(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        spec.load(tmp_path / "missing.yaml")
+    with pytest.raises(UserError, match="directory"):
+        spec.load(tmp_path)
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00name")
+    with pytest.raises(UserError, match="cannot read"):
+        spec.load(tmp_path / "binary.yaml")

@@ -1,0 +1,153 @@
+"""`lrdecay train` end to end on real MNIST subsets: files, exact LRs, learning, reproducibility."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import TINY, read_csv, run_dirs
+
+
+def train_ok(cli, spec_path, runs, *extra):
+    result = cli("train", spec_path, "--runs-dir", runs, "--quiet", *extra)
+    assert result.exit_code == 0, result.output
+    (run,) = run_dirs(runs)
+    return run
+
+
+def test_run_directory_is_complete_and_lr_equals_the_formula(cli, write_spec, tmp_path):
+    run = train_ok(cli, write_spec(), tmp_path / "runs")
+    assert run.name.endswith("-tiny")
+    assert {p.name for p in run.iterdir()} == {"config.yaml", "metrics.csv", "lr.csv", "summary.json", "checkpoint.pt"}
+
+    lr_rows = read_csv(run / "lr.csv")
+    assert (run / "lr.csv").read_text().splitlines()[0] == "step,lr"
+    assert [int(r["step"]) for r in lr_rows] == list(range(80))  # 2 epochs x ceil(2500 / 64) steps
+    for row in lr_rows:
+        assert float(row["lr"]) == 0.1 * 0.8 ** (int(row["step"]) / 20)
+
+    metrics = read_csv(run / "metrics.csv")
+    assert list(metrics[0]) == ["epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
+    assert [(int(m["epoch"]), int(m["step"])) for m in metrics] == [(1, 40), (2, 80)]
+    assert float(metrics[-1]["lr"]) == float(lr_rows[-1]["lr"])
+    assert float(metrics[1]["train_loss"]) < float(metrics[0]["train_loss"])
+
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["epochs_completed"] == 2 and summary["steps"] == 80
+    assert summary["final_val_acc"] == float(metrics[-1]["val_acc"])
+    assert summary["best_val_acc"] == max(float(m["val_acc"]) for m in metrics)
+    assert summary["test_acc"] > 0.85  # chance is 0.10
+    assert (summary["train_size"], summary["val_size"], summary["test_size"]) == (2500, 500, 10000)
+    assert summary["torch"] == torch.__version__ and summary["seed"] == 0
+
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert (checkpoint["epoch"], checkpoint["step"]) == (2, 80)
+    assert set(checkpoint) >= {"model", "optimizer", "schedule", "rng"}
+
+
+def test_resolved_config_runs_again_identically(cli, write_spec, tmp_path):
+    first = train_ok(cli, write_spec(), tmp_path / "a")
+    again = train_ok(cli, first / "config.yaml", tmp_path / "b")
+    assert (again / "config.yaml").read_text() == (first / "config.yaml").read_text()
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    assert strip(read_csv(again / "metrics.csv")) == strip(read_csv(first / "metrics.csv"))
+    assert (again / "lr.csv").read_bytes() == (first / "lr.csv").read_bytes()
+
+
+def test_same_seed_is_bit_identical_and_another_seed_differs(cli, write_spec, tmp_path):
+    spec = write_spec({"model": {"name": "mlp", "hidden": [32], "dropout": 0.2}})
+    a = train_ok(cli, spec, tmp_path / "a")
+    b = train_ok(cli, spec, tmp_path / "b")
+    c = train_ok(cli, spec, tmp_path / "c", "--set", "seed=1")
+    strip = lambda run: [{k: v for k, v in r.items() if k != "seconds"} for r in read_csv(run / "metrics.csv")]
+    assert strip(a) == strip(b)
+    assert strip(a) != strip(c)
+
+
+def test_epoch_interval_changes_lr_only_at_epoch_boundaries(cli, write_spec, tmp_path):
+    spec = write_spec({"schedule": {"name": "step", "step_size": 1, "gamma": 0.5, "interval": "epoch"},
+                       "train": {"epochs": 3}})
+    run = train_ok(cli, spec, tmp_path / "runs")
+    lrs = [float(r["lr"]) for r in read_csv(run / "lr.csv")]
+    assert lrs == [0.1] * 40 + [0.05] * 40 + [0.025] * 40
+
+
+@pytest.mark.parametrize("optimizer", [
+    {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True},
+    {"name": "adam", "lr": 0.002},
+    {"name": "adamw", "lr": 0.002, "weight_decay": 0.05},
+    {"name": "rmsprop", "lr": 0.001},
+    {"name": "adadelta", "lr": 1.0},
+])
+def test_every_optimizer_learns_and_uses_the_scheduled_lr(cli, write_spec, tmp_path, optimizer):
+    spec = write_spec({"optimizer": optimizer, "schedule": {"name": "inverse_time", "decay_steps": 10,
+                                                            "decay_rate": 0.5, "staircase": True}})
+    run = train_ok(cli, spec, tmp_path / "runs")
+    for row in read_csv(run / "lr.csv"):
+        assert float(row["lr"]) == optimizer["lr"] / (1 + 0.5 * math.floor(int(row["step"]) / 10))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test_acc"] > 0.8, optimizer
+
+
+def test_cnn_with_dropout_learns(cli, write_spec, tmp_path):
+    spec = write_spec({"model": {"name": "cnn"}, "data": {"limit": 1200, "val_size": 200},
+                       "optimizer": {"name": "adadelta", "lr": 1.0}, "train": {"epochs": 1}})
+    run = train_ok(cli, spec, tmp_path / "runs")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test_acc"] > 0.7 and summary["steps"] == 16
+
+
+def test_bf16_autocast_path_runs_on_cpu(cli, write_spec, tmp_path):
+    run = train_ok(cli, write_spec({"train": {"precision": "bf16"}}), tmp_path / "runs")
+    assert json.loads((run / "summary.json").read_text())["test_acc"] > 0.8
+
+
+def test_divergence_stops_with_a_complete_run_directory(cli, write_spec, tmp_path):
+    spec = write_spec({"optimizer": {"name": "sgd", "lr": 1e6, "momentum": 0.9},
+                       "schedule": {"name": "constant"}})
+    result = cli("train", spec, "--runs-dir", tmp_path / "runs", "--quiet")
+    assert result.exit_code == 1
+    assert "diverged" in result.stderr and "loss became" in result.stderr
+    (run,) = run_dirs(tmp_path / "runs")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["test_acc"] is None
+    at = summary["diverged"]
+    assert at["epoch"] == 1 and at["lr"] == 1e6
+    lr_rows = read_csv(run / "lr.csv")
+    assert int(lr_rows[-1]["step"]) == at["step"] == summary["steps"] - 1
+    assert read_csv(run / "metrics.csv") == []
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["epoch"] == 0
+
+
+def test_json_prints_the_summary(cli, write_spec, tmp_path):
+    result = cli("train", write_spec({"train": {"epochs": 1}}), "--runs-dir", tmp_path / "runs", "--json")
+    assert result.exit_code == 0
+    summary = json.loads(result.stdout)
+    (run,) = run_dirs(tmp_path / "runs")
+    assert summary == json.loads((run / "summary.json").read_text())
+
+
+def test_real_subprocess_with_set_overrides(write_spec, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "lrdecay_cli", "train", str(write_spec()), "--runs-dir", str(tmp_path / "runs"),
+         "--set", "train.epochs=1", "--set", "name=sub", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["name"] == "sub" and summary["epochs_completed"] == 1
+    (run,) = run_dirs(tmp_path / "runs")
+    assert run.name.endswith("-sub") and "epochs: 1" in (run / "config.yaml").read_text()
+
+
+def test_two_runs_in_the_same_second_get_distinct_directories(tmp_path):
+    from datetime import datetime, timezone
+
+    from lrdecay_cli.rundir import RunDir
+
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    names = [RunDir.create(tmp_path, "x", now).path.name for _ in range(3)]
+    assert names == ["20260102-030405-x", "20260102-030405-x-2", "20260102-030405-x-3"]
