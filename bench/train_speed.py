@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--skip-recipe", action="store_true", help="time lrdecay only")
+    parser.add_argument("--record", type=Path, help="append a tab-separated result row to this file")
     args = parser.parse_args()
     spec = spec_module.from_data({
         "name": "bench", "model": {"name": args.model},
@@ -105,6 +106,12 @@ def main() -> None:
     if recipe is not None:
         verdict = "" if target is None else f"  (target >= {target}x: {'met' if recipe / ours >= target else 'MISSED'})"
         print(f"  speed-up           : {recipe / ours:.1f}x{verdict}")
+    if args.record:
+        ratio = "-" if recipe is None else f"{recipe / ours:.1f}x"
+        row = [args.model, device.type, args.batch_size, args.precision,
+               "-" if recipe is None else f"{recipe:.2f}", f"{ours:.3f}", ratio, "-" if target is None else f">={target}x"]
+        with args.record.open("a") as f:
+            f.write("\t".join(map(str, row)) + "\n")
 
 
 if __name__ == "__main__":

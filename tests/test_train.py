@@ -151,3 +151,38 @@ def test_two_runs_in_the_same_second_get_distinct_directories(tmp_path):
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     names = [RunDir.create(tmp_path, "x", now).path.name for _ in range(3)]
     assert names == ["20260102-030405-x", "20260102-030405-x-2", "20260102-030405-x-3"]
+
+
+def test_compile_path_trains(cli, write_spec, tmp_path):
+    run = train_ok(cli, write_spec({"train": {"compile": True, "epochs": 1}}), tmp_path / "runs")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["test_acc"] > 0.8
+    for row in read_csv(run / "lr.csv"):
+        assert float(row["lr"]) == 0.1 * 0.8 ** (int(row["step"]) / 20)
+
+
+def test_quickstart_reaches_97_percent(cli, tmp_path):
+    """The README's promise: configs/quickstart.yaml, full MNIST, 5 epochs, >= 97% test accuracy."""
+    from pathlib import Path
+
+    quickstart = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
+    run = train_ok(cli, quickstart, tmp_path / "runs", "--set", "train.device=cpu")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs_completed"] == 5 and summary["test_size"] == 10000
+    assert summary["test_acc"] >= 0.97
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cuda_training_is_exact_in_lr_and_learns(cli, write_spec, tmp_path, precision):
+    run = train_ok(cli, write_spec({"train": {"device": "cuda", "precision": precision}}), tmp_path / "runs")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["device"].startswith("cuda") and summary["test_acc"] > 0.85
+    for row in read_csv(run / "lr.csv"):
+        assert float(row["lr"]) == 0.1 * 0.8 ** (int(row["step"]) / 20)
+
+
+@pytest.mark.gpu
+def test_auto_picks_cuda(cli, write_spec, tmp_path):
+    run = train_ok(cli, write_spec({"train": {"device": "auto", "epochs": 1}}), tmp_path / "runs")
+    assert json.loads((run / "summary.json").read_text())["device"].startswith("cuda")

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The GPU check: the tests marked `gpu` and the bench/ scripts on CUDA in one go, a short table last.
+#
+#   bash bench/device_check.sh --prepare   # here (with internet to PyPI): fill .device/ (git-ignored):
+#                                          #   MNIST as gzipped IDX (~11 MB) and wheels the GPU image lacks
+#   bash bench/device_check.sh             # on the GPU machine (the device tool, carry: [".device"])
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DEVICE_DIR=.device
+
+if [ "${1:-}" = "--prepare" ]; then
+    mkdir -p "$DEVICE_DIR/data/MNIST/raw" "$DEVICE_DIR/wheels"
+    raw=$(.venv/bin/lrdecay data | sed -n 's/^MNIST verified at //p')
+    for f in "$raw"/*-ubyte; do gzip -9 -c "$f" > "$DEVICE_DIR/data/MNIST/raw/$(basename "$f").gz"; done
+    # The GPU image runs Python 3.12 and has no pydantic.
+    pip download -q --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
+        -d "$DEVICE_DIR/wheels" "pydantic>=2"
+    du -sh "$DEVICE_DIR"
+    exit 0
+fi
+
+export LRDECAY_DATA="$PWD/$DEVICE_DIR/data" PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
+PY=python3
+OUT_DIR=${OUT:-/tmp/device_check}
+mkdir -p "$OUT_DIR"
+$PY -c "import pydantic" 2>/dev/null || $PY -m pip install -q --no-index --find-links "$DEVICE_DIR/wheels" pydantic
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+$PY -m lrdecay_cli data
+
+$PY -m pytest -q -m gpu tests 2>&1 | tee "$OUT_DIR/gpu_tests.log"
+tests=$(tail -n 1 "$OUT_DIR/gpu_tests.log")
+
+results="$OUT_DIR/bench.tsv"
+printf 'model\tdevice\tbatch\tprecision\trecipe_s\tlrdecay_s\tspeedup\ttarget\n' > "$results"
+$PY bench/train_speed.py --device cuda --model cnn --batch-size 64 --record "$results"
+$PY bench/train_speed.py --device cuda --model cnn --batch-size 512 --precision bf16 --skip-recipe --record "$results"
+$PY bench/train_speed.py --device cuda --model mlp --batch-size 64 --record "$results"
+
+echo
+echo "GPU tests: $tests"
+column -t -s $'\t' "$results"
