@@ -99,7 +99,7 @@ def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None) -> 
     order = torch.Generator(device=device).manual_seed(spec.seed)
     batches = Batches(data.train_x, data.train_y, spec.train.batch_size, order)
     steps_per_epoch = len(batches)
-    lr_at = lr_schedule(spec.schedule, spec.optimizer.lr, steps_per_epoch)
+    lr_at = lr_schedule(spec.schedule, spec.optimizer.lr, steps_per_epoch, spec.train.epochs)
     n_train = len(data.train_y)
     batch_weights = torch.full((steps_per_epoch,), float(spec.train.batch_size), device=device)
     batch_weights[-1] = n_train - spec.train.batch_size * (steps_per_epoch - 1)

@@ -10,8 +10,8 @@ from lrdecay_cli.spec import Spec
 STEPS = range(0, 5000, 7)
 
 
-def build(name, lr=0.1, steps_per_epoch=100, **params):
-    return lr_schedule(METHODS[name].params(**params), lr, steps_per_epoch)
+def build(name, lr=0.1, steps_per_epoch=100, epochs=50, **params):
+    return lr_schedule(METHODS[name].params(**params), lr, steps_per_epoch, epochs)
 
 
 def test_registry_entries_are_complete():

@@ -6,7 +6,7 @@ that registry. `lr_schedule` turns a validated schedule spec into the function t
 loop applies before every optimizer step.
 """
 
-from lrdecay_cli.schedules import classic  # noqa: F401  (registers the methods)
+from lrdecay_cli.schedules import classic, keras, modern, pytorch  # noqa: F401  (each registers its methods)
 from lrdecay_cli.schedules.registry import METHODS, Method, ScheduleParams, lr_schedule
 
 __all__ = ["METHODS", "Method", "ScheduleParams", "lr_schedule"]

@@ -36,12 +36,12 @@ class InverseTimeParams(ScheduleParams):
 
 
 @register(ConstantParams, "lr", "plain constant learning rate")
-def constant(p: ConstantParams, lr: float):
+def constant(p: ConstantParams, lr: float, total: int):
     return lambda t: lr
 
 
 @register(StepParams, "lr * gamma ** floor(t / step_size)", "PyTorch StepLR")
-def step(p: StepParams, lr: float):
+def step(p: StepParams, lr: float, total: int):
     return lambda t: lr * p.gamma ** (t // p.step_size)
 
 
@@ -52,10 +52,10 @@ def _decay_exponent(t: int, p: ExponentialParams | InverseTimeParams) -> float:
 
 
 @register(ExponentialParams, "lr * decay_rate ** (t / decay_steps)", "Keras ExponentialDecay")
-def exponential(p: ExponentialParams, lr: float):
+def exponential(p: ExponentialParams, lr: float, total: int):
     return lambda t: lr * p.decay_rate ** _decay_exponent(t, p)
 
 
 @register(InverseTimeParams, "lr / (1 + decay_rate * t / decay_steps)", "Keras InverseTimeDecay")
-def inverse_time(p: InverseTimeParams, lr: float):
+def inverse_time(p: InverseTimeParams, lr: float, total: int):
     return lambda t: lr / (1 + p.decay_rate * _decay_exponent(t, p))

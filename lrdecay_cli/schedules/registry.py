@@ -24,7 +24,7 @@ class ScheduleParams(BaseModel):
 class Method:
     name: str
     params: type[ScheduleParams]
-    build: Callable[[ScheduleParams, float], LrAt]
+    build: Callable[[ScheduleParams, float, int], LrAt]
     formula: str
     origin: str
 
@@ -33,20 +33,25 @@ METHODS: dict[str, Method] = {}
 
 
 def register(params: type[ScheduleParams], formula: str, origin: str):
-    """Decorator: add a builder `(params, initial_lr) -> lr_at` to the catalogue under its params' name."""
+    """Decorator: add a builder `(params, initial_lr, total) -> lr_at` to the catalogue.
+
+    `total` is the length of the run in the method's own unit (steps, or epochs with
+    `interval: epoch`), for methods whose horizon defaults to the run (one_cycle, wsd, ...).
+    """
 
     name = params.model_fields["name"].default
 
-    def add(build: Callable[[ScheduleParams, float], LrAt]):
+    def add(build: Callable[[ScheduleParams, float, int], LrAt]):
         METHODS[name] = Method(name, params, build, formula, origin)
         return build
 
     return add
 
 
-def lr_schedule(params: ScheduleParams, initial_lr: float, steps_per_epoch: int) -> LrAt:
+def lr_schedule(params: ScheduleParams, initial_lr: float, steps_per_epoch: int, epochs: int) -> LrAt:
     """The LR for every optimizer step: methods on `interval: epoch` change only at epoch boundaries."""
-    lr_at = METHODS[params.name].build(params, initial_lr)
+    total = epochs if params.interval == "epoch" else epochs * steps_per_epoch
+    lr_at = METHODS[params.name].build(params, initial_lr, total)
     if params.interval == "epoch":
         return lambda step: lr_at(step // steps_per_epoch)
     return lr_at

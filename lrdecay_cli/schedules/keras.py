@@ -1,0 +1,3 @@
+"""The methods of keras.optimizers.schedules, with Keras' parameter names."""
+
+from __future__ import annotations
