@@ -70,6 +70,42 @@ def train(
 
 
 @command
+def schedules() -> None:
+    """List every decay method: name, formula, parameters with defaults, default interval, origin."""
+    from lrdecay_cli import report
+    from lrdecay_cli.schedules import METHODS
+
+    report.schedules_table(METHODS)
+
+
+@command
+def schedule(
+    spec_path: Path = typer.Argument(..., metavar="SPEC", help="YAML spec whose schedule to preview."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Steps to show (default: the whole run)."),
+    output_format: str = typer.Option("csv", "--format", help="csv | json | plot (in the terminal)."),
+    png: Optional[Path] = typer.Option(None, "--png", help="Also write a matplotlib figure to this file."),
+    overrides: Optional[List[str]] = SetOption,
+) -> None:
+    """Preview the LR of steps 0..N-1 without training (exactly what `train` would use)."""
+    from lrdecay_cli import report, spec
+    from lrdecay_cli.preview import notes, preview
+
+    if output_format not in ("csv", "json", "plot"):
+        raise UserError(f"unknown format '{output_format}'", where="--format", fix="use csv, json or plot")
+    loaded = spec.load(spec_path, overrides or [])
+    if png is not None and (png.is_dir() or not png.absolute().parent.is_dir()):
+        raise UserError("not a writable file path", where=f"--png {png}", fix="name a file in an existing directory")
+    lrs = preview(loaded, steps or loaded.train.epochs * loaded.steps_per_epoch())
+    for line in notes(loaded):
+        report.note(line)
+    {"csv": report.lr_csv, "json": report.lr_json, "plot": report.lr_terminal_plot}[output_format](lrs)
+    if png is not None:
+        from lrdecay_cli.plot import lr_curve_png
+
+        lr_curve_png(lrs, png, f"{loaded.name}: {loaded.schedule.name}", loaded.steps_per_epoch())
+
+
+@command
 def data(
     root: Optional[Path] = typer.Option(None, "--root", help="Data directory (default $LRDECAY_DATA or ~/.cache/lrdecay)."),
 ) -> None:

@@ -6,7 +6,9 @@ import json
 import sys
 from pathlib import Path
 
+from pydantic_core import PydanticUndefined
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -86,3 +88,55 @@ def summary_table(run_dir: Path, summary: dict) -> None:
 
 def data_ready(raw_dir: Path) -> None:
     stdout.print(f"MNIST verified at {raw_dir}")
+
+
+def note(line: str) -> None:
+    """A remark for the reader on stderr, so that stdout stays machine-readable."""
+    stderr.print(f"note: {line}", markup=False)
+
+
+def schedules_table(methods) -> None:
+    """`lrdecay schedules`: every method of the registry."""
+    table = Table(title="Decay methods (t counts steps or epochs from 0; lr is optimizer.lr)", title_justify="left")
+    table.add_column("name", style="bold", no_wrap=True)
+    table.add_column("formula")
+    table.add_column("parameters (defaults)")
+    table.add_column("interval")
+    table.add_column("origin")
+    for method in methods.values():
+        params = ", ".join(k if v is PydanticUndefined else f"{k}={v!r}" for k, v in method.parameters().items())
+        interval = method.params.model_fields["interval"].default
+        table.add_row(*map(escape, (method.name, method.formula, params or "-", interval, method.origin)))
+    wide = stdout if stdout.is_terminal else Console(highlight=False, width=160)
+    wide.print(table)
+    wide.print("Every method also takes interval: step | epoch, and warmup: {steps | epochs, shape: "
+                 "linear | exponential, start_factor}.", markup=False)
+
+
+def lr_csv(lrs: list[float]) -> None:
+    sys.stdout.write("step,lr\n" + "".join(f"{step},{lr!r}\n" for step, lr in enumerate(lrs)))
+
+
+def lr_json(lrs: list[float]) -> None:
+    sys.stdout.write(json.dumps([{"step": step, "lr": lr} for step, lr in enumerate(lrs)]) + "\n")
+
+
+def lr_terminal_plot(lrs: list[float], width: int = 64, height: int = 14) -> None:
+    """The LR curve in characters: one column per bucket of steps, drawn from its min to its max."""
+    low, high = min(lrs), max(lrs)
+    span = (high - low) or 1.0
+    columns = min(width, len(lrs))
+    grid = [[" "] * columns for _ in range(height)]
+    for c in range(columns):
+        bucket = lrs[c * len(lrs) // columns:(c + 1) * len(lrs) // columns] or [lrs[-1]]
+        top = round((max(bucket) - low) / span * (height - 1))
+        bottom = round((min(bucket) - low) / span * (height - 1))
+        for row in range(bottom, top + 1):
+            grid[height - 1 - row][c] = "█" if top == bottom else "│"
+    labels = {0: high, height // 2: (high + low) / 2, height - 1: low}
+    lines = [f"{labels[r]:>10.3e} ┤" if r in labels else " " * 10 + " │" for r in range(height)]
+    out = [label + "".join(row) for label, row in zip(lines, grid)]
+    out.append(" " * 11 + "└" + "─" * columns)
+    last = str(len(lrs) - 1)
+    out.append(" " * 12 + "0" + last.rjust(columns - 1) + "  step")
+    sys.stdout.write("\n".join(out) + "\n")

@@ -1,7 +1,9 @@
 """The one training loop: a validated `Spec` in, a complete run directory out.
 
-The loop applies a pure schedule (`lr_at(step)`) to every param group before each optimizer
-step and records the LR the optimizer then holds, so lr.csv is evidence, not a recomputation.
+The loop applies the schedule (`schedule(step)`, a pure function of the step for every method
+but plateau, which `observe`s the validation metrics after each epoch) to every param group
+before each optimizer step and records the LR the optimizer then holds, so lr.csv is evidence,
+not a recomputation.
 Losses stay on the device; the loop synchronises only every `SYNC_EVERY` steps to check for
 divergence and report progress.
 """
@@ -99,7 +101,7 @@ def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None) -> 
     order = torch.Generator(device=device).manual_seed(spec.seed)
     batches = Batches(data.train_x, data.train_y, spec.train.batch_size, order)
     steps_per_epoch = len(batches)
-    lr_at = lr_schedule(spec.schedule, spec.optimizer.lr, steps_per_epoch, spec.train.epochs)
+    schedule = lr_schedule(spec.schedule, spec.optimizer.lr, steps_per_epoch, spec.train.epochs)
     n_train = len(data.train_y)
     batch_weights = torch.full((steps_per_epoch,), float(spec.train.batch_size), device=device)
     batch_weights[-1] = n_train - spec.train.batch_size * (steps_per_epoch - 1)
@@ -121,7 +123,7 @@ def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None) -> 
         state = {
             "epoch": epoch, "step": step, "spec": spec.model_dump(mode="json"),
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "schedule": {"name": spec.schedule.name, "step": step},
+            "schedule": {"name": spec.schedule.name, "step": step, "state": schedule.state_dict()},
             "rng": {"torch": torch.get_rng_state(), "order": order.get_state(),
                     "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
         }
@@ -143,7 +145,7 @@ def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None) -> 
             lr_rows: list[tuple[int, float]] = []
             checked = 0
             for i, (xb, yb) in enumerate(batches):
-                lr = lr_at(step)
+                lr = schedule(step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 with _autocast(device, spec.train.precision):
@@ -172,6 +174,7 @@ def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None) -> 
                 "train_acc": correct.item() / n_train,
                 "val_loss": val_loss, "val_acc": val_acc, "seconds": time.perf_counter() - start,
             }
+            schedule.observe(step, {"val_loss": val_loss, "val_acc": val_acc})
             run.add_rows(lr_rows, row)
             save_checkpoint(epoch, step)
             if summary["best_val_acc"] is None or val_acc > summary["best_val_acc"]:

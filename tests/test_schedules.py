@@ -17,7 +17,7 @@ def build(name, lr=0.1, steps_per_epoch=100, epochs=50, **params):
 def test_registry_entries_are_complete():
     assert {"constant", "step", "exponential", "inverse_time"} <= set(METHODS)
     for name, method in METHODS.items():
-        assert method.name == name == method.params().name
+        assert method.name == name == method.params.model_fields["name"].default
         assert method.formula and method.origin
 
 

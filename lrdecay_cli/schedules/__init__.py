@@ -6,7 +6,8 @@ that registry. `lr_schedule` turns a validated schedule spec into the function t
 loop applies before every optimizer step.
 """
 
-from lrdecay_cli.schedules import classic, keras, modern, pytorch  # noqa: F401  (each registers its methods)
-from lrdecay_cli.schedules.registry import METHODS, Method, ScheduleParams, lr_schedule
+from lrdecay_cli.schedules import classic, keras, modern, plateau, pytorch  # noqa: F401  (each registers its methods)
+from lrdecay_cli.schedules import compose  # noqa: F401  (last: its phases may be any method above)
+from lrdecay_cli.schedules.registry import METHODS, Method, Schedule, ScheduleParams, Warmup, lr_schedule
 
-__all__ = ["METHODS", "Method", "ScheduleParams", "lr_schedule"]
+__all__ = ["METHODS", "Method", "Schedule", "ScheduleParams", "Warmup", "lr_schedule"]

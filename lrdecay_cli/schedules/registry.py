@@ -1,23 +1,58 @@
-"""Registry of decay methods and the one place where `interval: step | epoch` is resolved."""
+"""Registry of decay methods, and the one place where `interval` and `warmup` are resolved.
+
+A method's builder returns a pure function `t -> lr` of its own count (steps or epochs, from 0).
+`lr_schedule` turns that into a `Schedule` over optimizer steps: it puts the warmup in front,
+maps steps to epochs for `interval: epoch`, and forwards metrics to metric-driven methods
+(plateau), whose builder returns a callable that also has `observe(metrics)`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 LrAt = Callable[[int], float]
 """A schedule: the learning rate (float64) for a count of steps or epochs, counted from 0."""
 
 
+class Warmup(BaseModel):
+    """A ramp in front of any method, from start_factor x the method's first LR up to that LR."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    steps: int | None = Field(None, ge=1, description="warmup length in optimizer steps")
+    epochs: int | None = Field(None, ge=1, description="warmup length in epochs")
+    shape: Literal["linear", "exponential"] = Field("linear", description="linear or geometric ramp")
+    start_factor: float = Field(0.1, gt=0, le=1, description="LR at the first step, as a fraction of the target")
+
+    @model_validator(mode="after")
+    def _one_length(self):
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("give exactly one of steps or epochs")
+        return self
+
+    def length(self, steps_per_epoch: int) -> int:
+        """Warmup length in optimizer steps."""
+        return self.steps if self.steps is not None else self.epochs * steps_per_epoch
+
+    def factor(self, step: int, length: int) -> float:
+        """Fraction of the target LR at `step` < `length`."""
+        progress = step / length
+        if self.shape == "linear":
+            return self.start_factor + (1 - self.start_factor) * progress
+        return self.start_factor ** (1 - progress)
+
+
 class ScheduleParams(BaseModel):
     """Base of every method's parameters: `name` picks the method, `interval` what it counts."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str
     interval: Literal["step", "epoch"] = "step"
+    warmup: Warmup | None = Field(None, description="a warmup ramp in front of the method")
 
 
 @dataclass(frozen=True)
@@ -27,6 +62,11 @@ class Method:
     build: Callable[[ScheduleParams, float, int], LrAt]
     formula: str
     origin: str
+
+    def parameters(self) -> dict[str, Any]:
+        """The method's own parameters and their defaults (not name, interval, warmup)."""
+        common = set(ScheduleParams.model_fields)
+        return {k: f.default for k, f in self.params.model_fields.items() if k not in common}
 
 
 METHODS: dict[str, Method] = {}
@@ -48,10 +88,35 @@ def register(params: type[ScheduleParams], formula: str, origin: str):
     return add
 
 
-def lr_schedule(params: ScheduleParams, initial_lr: float, steps_per_epoch: int, epochs: int) -> LrAt:
-    """The LR for every optimizer step: methods on `interval: epoch` change only at epoch boundaries."""
-    total = epochs if params.interval == "epoch" else epochs * steps_per_epoch
-    lr_at = METHODS[params.name].build(params, initial_lr, total)
-    if params.interval == "epoch":
-        return lambda step: lr_at(step // steps_per_epoch)
-    return lr_at
+class Schedule:
+    """The LR for every optimizer step of one run; `observe` feeds metric-driven methods."""
+
+    def __init__(self, params: ScheduleParams, initial_lr: float, steps_per_epoch: int, epochs: int):
+        self.params = params
+        self.warmup_steps = params.warmup.length(steps_per_epoch) if params.warmup else 0
+        self.unit = steps_per_epoch if params.interval == "epoch" else 1
+        total = max(epochs * steps_per_epoch - self.warmup_steps, 0) // self.unit
+        self.method = METHODS[params.name].build(params, initial_lr, max(total, 1))
+        self.metric_driven = hasattr(self.method, "observe")
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return self.method(0) * self.params.warmup.factor(step, self.warmup_steps)
+        return self.method((step - self.warmup_steps) // self.unit)
+
+    def observe(self, steps_done: int, metrics: dict[str, float]) -> None:
+        """After an evaluation: plateau-style methods update; warmup steps are not theirs to judge."""
+        if self.metric_driven and steps_done > self.warmup_steps:
+            self.method.observe(metrics)
+
+    def state_dict(self) -> dict:
+        return self.method.state_dict() if self.metric_driven else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.metric_driven:
+            self.method.load_state_dict(state)
+
+
+def lr_schedule(params: ScheduleParams, initial_lr: float, steps_per_epoch: int, epochs: int) -> Schedule:
+    """The run's schedule: methods on `interval: epoch` change only at epoch boundaries."""
+    return Schedule(params, initial_lr, steps_per_epoch, epochs)

@@ -1,0 +1,39 @@
+"""The LR of every step of a spec without training (`lrdecay schedule`); no torch import.
+
+It replays exactly what the training loop does: the same `Schedule`, the same steps per epoch
+(from the spec's data size, validation split and batch size), `observe` after every epoch. A
+metric-driven method (plateau) is shown under the assumption that the metric never improves
+after the first evaluation.
+"""
+
+from __future__ import annotations
+
+from lrdecay_cli.schedules import lr_schedule
+from lrdecay_cli.spec import Spec
+
+STALLED_METRICS = {"val_loss": 1.0, "val_acc": 0.5}
+"""What plateau sees in a preview: the same value after every epoch, i.e. no improvement."""
+
+
+def preview(spec: Spec, steps: int) -> list[float]:
+    """LR for optimizer steps 0..steps-1 of `spec`."""
+    steps_per_epoch = spec.steps_per_epoch()
+    schedule = lr_schedule(spec.schedule, spec.optimizer.lr, steps_per_epoch, spec.train.epochs)
+    lrs = []
+    for step in range(steps):
+        lrs.append(schedule(step))
+        if (step + 1) % steps_per_epoch == 0:
+            schedule.observe(step + 1, STALLED_METRICS)
+    return lrs
+
+
+def notes(spec: Spec) -> list[str]:
+    """What a reader of the preview must know to read it right."""
+    lines = [f"{spec.steps_per_epoch()} steps per epoch ({spec.data.train_size()} training images, "
+             f"batch {spec.train.batch_size}); the run is {spec.train.epochs * spec.steps_per_epoch()} steps"]
+    if spec.schedule.interval == "epoch":
+        lines.append(f"interval: epoch: {spec.schedule.name} counts epochs; the LR changes only at epoch boundaries")
+    if spec.schedule.name == "plateau":
+        lines.append("plateau depends on the validation metric: shown assuming it never improves "
+                     "after the first epoch")
+    return lines
