@@ -350,7 +350,7 @@ def _user_error(exc: ValidationError, raw: dict, source: str, set_paths: set[str
         what = f"unknown {_SECTION_KIND.get(section, section)} '{got}'" if got else f"missing 'name'"
         close = difflib.get_close_matches(str(got), valid.split(", "), n=1) if got else []
         hint = f"did you mean '{close[0]}'? " if close else ""
-        return UserError(what, where=f"{source}: {section}.name", fix=f"{hint}valid names: {valid}")
+        return UserError(what, where=f"{source}: {field}.name", fix=f"{hint}valid names: {valid}")
     message = error["msg"].replace("Input should be", "must be").replace("Value error, ", "")
     value = error.get("input")
     shown = "" if isinstance(value, dict) or kind == "missing" else f", got {value!r}"

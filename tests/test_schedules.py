@@ -75,3 +75,139 @@ def test_schedule_spec_validates_parameters():
         with pytest.raises(UserError, match="schedule.decay_"):
             from_data({"schedule": {"name": "exponential", **bad}}, "x.yaml")
     assert Spec().schedule.name == "constant"
+
+
+# ----------------------------------------------------------------------------- plateau
+
+
+def torch_plateau_lrs(kwargs: dict, lr: float, metrics: list[float]) -> list[float]:
+    import torch
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **kwargs)
+    out = []
+    for metric in metrics:
+        scheduler.step(metric)
+        out.append(optimizer.param_groups[0]["lr"])
+    return out
+
+
+def noisy_plateaus(rng, n: int, mode: str) -> list[float]:
+    """A metric that improves, stalls for a while, jitters within the threshold, and so on."""
+    value, out = 1.0, []
+    while len(out) < n:
+        if rng.random() < 0.4:
+            value *= rng.uniform(0.9, 0.999) if mode == "min" else rng.uniform(1.001, 1.1)
+        out.extend([value * (1 + rng.uniform(-1e-6, 1e-6))] * rng.randint(1, 12))
+    return out[:n]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_plateau_equals_reduce_lr_on_plateau(seed):
+    import random
+
+    from lrdecay_cli.schedules.plateau import Plateau, PlateauParams
+
+    rng = random.Random(seed)
+    monitor = rng.choice(["val_loss", "val_acc"])
+    mode = "min" if monitor == "val_loss" else "max"
+    kwargs = dict(factor=rng.choice([0.1, 0.5, 0.9]), patience=rng.randint(0, 6), threshold=rng.choice([0, 1e-4, 1e-2]),
+                  threshold_mode=rng.choice(["rel", "abs"]), cooldown=rng.randint(0, 4),
+                  min_lr=rng.choice([0.0, 1e-4, 1e-3]), eps=rng.choice([1e-8, 1e-5]))
+    metrics = noisy_plateaus(rng, 2000, mode)
+    ours = Plateau(PlateauParams(monitor=monitor, **kwargs), 0.1)
+    expected = torch_plateau_lrs({"mode": mode, **kwargs}, 0.1, metrics)
+    for metric, theirs in zip(metrics, expected):
+        ours.observe({monitor: metric})
+        assert ours(0) == theirs
+    assert min(expected) < 0.1  # the sequence really exercised decays
+
+
+def test_plateau_state_round_trips_and_mode_follows_monitor():
+    from lrdecay_cli.schedules.plateau import Plateau, PlateauParams
+
+    assert PlateauParams(monitor="val_acc").resolved_mode() == "max"
+    a = Plateau(PlateauParams(patience=1, factor=0.5), 0.1)
+    for metric in (1.0, 1.0, 1.0):
+        a.observe({"val_loss": metric})
+    b = Plateau(PlateauParams(patience=1, factor=0.5), 0.1)
+    b.load_state_dict(a.state_dict())
+    for metric in (1.0, 1.0, 0.5, 0.6, 0.6):
+        a.observe({"val_loss": metric})
+        b.observe({"val_loss": metric})
+        assert a(0) == b(0)
+    assert a(0) == 0.0125  # decays after epochs 3, 5 and 8 of 1,1,1,1,1,.5,.6,.6
+
+
+# ----------------------------------------------------------------------------- warmup and sequence
+
+
+def params(**kw):
+    from lrdecay_cli.spec import from_data
+
+    return from_data({"schedule": kw}, "test").schedule
+
+
+@pytest.mark.parametrize("shape", ["linear", "exponential"])
+def test_warmup_ramps_to_the_methods_first_lr_then_the_method_counts_from_zero(shape):
+    p = params(name="exponential", decay_steps=10, decay_rate=0.5, warmup={"steps": 30, "shape": shape, "start_factor": 0.01})
+    lr_at = lr_schedule(p, 0.2, 100, 5)
+    for t in range(30):
+        f = 0.01 + 0.99 * t / 30 if shape == "linear" else 0.01 ** (1 - t / 30)
+        assert math.isclose(lr_at(t), 0.2 * f, rel_tol=1e-12)
+    for t in range(30, 500):
+        assert lr_at(t) == 0.2 * 0.5 ** ((t - 30) / 10)
+    assert lr_at(0) == pytest.approx(0.002) and lr_at(29) < lr_at(30) == 0.2
+
+
+def test_warmup_in_epochs_before_an_epoch_method():
+    p = params(name="step", step_size=1, gamma=0.5, interval="epoch", warmup={"epochs": 2, "start_factor": 0.5})
+    lr_at = lr_schedule(p, 0.1, 10, 6)
+    assert [lr_at(t) for t in (0, 10)] == [pytest.approx(0.05), pytest.approx(0.075)]
+    assert [lr_at(t) for t in (20, 29, 30, 40)] == [0.1, 0.1, 0.05, 0.025]
+
+
+def test_warmup_needs_exactly_one_length():
+    from lrdecay_cli.errors import UserError
+
+    for bad in ({}, {"steps": 5, "epochs": 1}, {"steps": 0}, {"steps": 5, "start_factor": 0}):
+        with pytest.raises(UserError, match="schedule.warmup"):
+            params(name="constant", warmup=bad)
+
+
+def test_sequence_phases_count_from_zero_at_their_boundaries():
+    p = params(name="sequence", interval="step", boundaries=[100, 250], phases=[
+        {"name": "constant"},
+        {"name": "exponential", "decay_steps": 50, "decay_rate": 0.5},
+        {"name": "inverse_time", "decay_steps": 10, "decay_rate": 1.0, "staircase": True},
+    ])
+    lr_at = lr_schedule(p, 0.1, 50, 10)
+    for t in range(600):
+        if t < 100:
+            expected = 0.1
+        elif t < 250:
+            expected = 0.1 * 0.5 ** ((t - 100) / 50)
+        else:
+            expected = 0.1 / (1 + math.floor((t - 250) / 10))
+        assert lr_at(t) == expected
+
+
+def test_sequence_in_epochs():
+    p = params(name="sequence", interval="epoch", boundaries=[2],
+               phases=[{"name": "constant"}, {"name": "step", "step_size": 1, "gamma": 0.1}])
+    lr_at = lr_schedule(p, 1.0, 10, 5)
+    assert [lr_at(t) for t in range(0, 50, 10)] == [1.0, 1.0, 1.0, 0.1, pytest.approx(0.01)]
+
+
+@pytest.mark.parametrize("bad,message", [
+    ({}, "2 phases need 1 boundaries, got 2"),
+    ({"boundaries": [5, 5], "phases": [{"name": "constant"}] * 3}, "strictly increasing"),
+    ({"boundaries": [5], "phases": [{"name": "constant"}, {"name": "plateau"}]}, "phases.1.name: unknown schedule method 'plateau'"),
+    ({"boundaries": [5], "phases": [{"name": "constant"}, {"name": "step", "interval": "epoch"}]}, "counts epochs"),
+])
+def test_sequence_validation(bad, message):
+    from lrdecay_cli.errors import UserError
+
+    spec = {"name": "sequence", "boundaries": [5, 9], "phases": [{"name": "constant"}, {"name": "constant"}], **bad}
+    with pytest.raises(UserError, match=message):
+        params(**spec)

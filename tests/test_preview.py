@@ -1,0 +1,99 @@
+"""`lrdecay schedule` previews exactly what training uses; `lrdecay schedules` lists the registry."""
+
+import json
+
+import pytest
+
+from conftest import read_csv, run_dirs
+from lrdecay_cli.schedules import METHODS
+
+WARMUP_SEQUENCE = {
+    "name": "sequence", "interval": "step", "boundaries": [30],
+    "phases": [{"name": "constant"}, {"name": "exponential", "decay_steps": 7, "decay_rate": 0.9, "staircase": True}],
+    "warmup": {"steps": 12, "shape": "exponential", "start_factor": 0.05},
+}
+
+
+@pytest.mark.parametrize("schedule", [
+    WARMUP_SEQUENCE,
+    {"name": "step", "step_size": 1, "gamma": 0.7, "interval": "epoch", "warmup": {"epochs": 1}},
+    {"name": "inverse_time", "decay_steps": 3, "decay_rate": 0.2},
+], ids=["warmup+sequence", "step-epochs", "inverse_time"])
+def test_training_uses_exactly_the_previewed_lrs(cli, write_spec, tmp_path, schedule):
+    spec = write_spec({"schedule": schedule, "train": {"epochs": 3}})
+    result = cli("train", spec, "--runs-dir", tmp_path / "runs", "--quiet")
+    assert result.exit_code == 0, result.output
+    (run,) = run_dirs(tmp_path / "runs")
+    preview = cli("schedule", spec, "--steps", 120)
+    assert preview.exit_code == 0, preview.output
+    assert preview.stdout == (run / "lr.csv").read_text()
+
+
+def test_csv_and_json_formats(cli, write_spec):
+    spec = write_spec({"schedule": {"name": "exponential", "decay_steps": 3, "decay_rate": 0.5}})
+    csv_out = cli("schedule", spec, "--steps", 10)
+    lines = csv_out.stdout.splitlines()
+    assert lines[0] == "step,lr" and len(lines) == 11
+    for line in lines[1:]:
+        step, lr = line.split(",")
+        assert lr == repr(0.1 * 0.5 ** (int(step) / 3))
+    rows = json.loads(cli("schedule", spec, "--steps", 10, "--format", "json").stdout)
+    assert rows == [{"step": s, "lr": 0.1 * 0.5 ** (s / 3)} for s in range(10)]
+    assert "40 steps per epoch" in csv_out.stderr
+
+
+def test_default_length_is_the_whole_run(cli, write_spec):
+    out = cli("schedule", write_spec({"train": {"epochs": 3}}))
+    assert len(out.stdout.splitlines()) == 1 + 3 * 40
+
+
+def test_epoch_interval_and_plateau_are_explained(cli, write_spec):
+    out = cli("schedule", write_spec({"schedule": {"name": "plateau", "patience": 1, "factor": 0.5}}), "--steps", 240)
+    assert "interval: epoch" in out.stderr and "never improves" in out.stderr
+    lrs = [float(r["lr"]) for r in read_csv_text(out.stdout)]
+    # 40 steps per epoch; metric flat after epoch 1: bad epochs 2, 3 -> decay after epoch 3, again after 5
+    assert lrs == [0.1] * 120 + [0.05] * 80 + [0.025] * 40
+
+
+def read_csv_text(text):
+    import csv
+    import io
+
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_terminal_plot_and_png(cli, write_spec, tmp_path):
+    spec = write_spec({"schedule": {"name": "step", "step_size": 1, "gamma": 0.5}})
+    plot = cli("schedule", spec, "--format", "plot", "--png", tmp_path / "lr.png")
+    assert plot.exit_code == 0, plot.output
+    assert "1.000e-01" in plot.stdout and "5.000e-02" in plot.stdout and "step" in plot.stdout
+    from matplotlib import image
+
+    pixels = image.imread(tmp_path / "lr.png")
+    assert pixels.shape[:2] == (400, 800) and pixels.std() > 0.01
+
+
+@pytest.mark.parametrize("schedule,expected", [
+    ({"name": "cosine_decay_x"}, "schedule.name: unknown schedule method 'cosine_decay_x'"),
+    ({"name": "exponential", "gamma": 0.5}, "schedule.gamma: unknown key 'gamma'"),
+    ({"name": "step", "gamma": -0.5}, "schedule.gamma: must be greater than 0"),
+    ({"name": "sequence", "boundaries": [1, 2], "phases": [{"name": "constant"}]}, "1 phases need 0 boundaries"),
+    ({"name": "sequence", "boundaries": [5, 3], "phases": [{"name": "constant"}] * 3}, "strictly increasing"),
+])
+def test_bad_schedules_are_one_line_exit_2(cli, write_spec, schedule, expected):
+    out = cli("schedule", write_spec({"schedule": schedule}), "--steps", 5)
+    assert out.exit_code == 2 and out.stdout == ""
+    assert len(out.stderr.strip().splitlines()) == 1 and expected in out.stderr
+
+
+def test_bad_format_and_png_path(cli, write_spec, tmp_path):
+    assert cli("schedule", write_spec(), "--format", "svgz").exit_code == 2
+    out = cli("schedule", write_spec(), "--png", tmp_path / "missing" / "lr.png")
+    assert out.exit_code == 2 and "--png" in out.stderr
+
+
+def test_schedules_lists_every_method(cli):
+    out = cli("schedules")
+    assert out.exit_code == 0
+    for name, method in METHODS.items():
+        assert name in out.stdout and method.origin.split()[0] in out.stdout
