@@ -92,7 +92,7 @@ def data_ready(raw_dir: Path) -> None:
 
 def note(line: str) -> None:
     """A remark for the reader on stderr, so that stdout stays machine-readable."""
-    stderr.print(f"note: {line}", markup=False)
+    sys.stderr.write(f"note: {line}\n")
 
 
 def schedules_table(methods) -> None:
