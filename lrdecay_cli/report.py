@@ -132,7 +132,7 @@ def lr_terminal_plot(lrs: list[float], width: int = 64, height: int = 14) -> Non
         top = round((max(bucket) - low) / span * (height - 1))
         bottom = round((min(bucket) - low) / span * (height - 1))
         for row in range(bottom, top + 1):
-            grid[height - 1 - row][c] = "█" if top == bottom else "│"
+            grid[height - 1 - row][c] = "█"
     labels = {0: high, height // 2: (high + low) / 2, height - 1: low}
     lines = [f"{labels[r]:>10.3e} ┤" if r in labels else " " * 10 + " │" for r in range(height)]
     out = [label + "".join(row) for label, row in zip(lines, grid)]
