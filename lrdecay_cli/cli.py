@@ -70,12 +70,23 @@ def train(
 
 
 @command
-def schedules() -> None:
+def schedules(
+    name: Optional[str] = typer.Argument(None, help="Show one method's parameters with their meaning."),
+) -> None:
     """List every decay method: name, formula, parameters with defaults, default interval, origin."""
+    import difflib
+
     from lrdecay_cli import report
     from lrdecay_cli.schedules import METHODS
 
-    report.schedules_table(METHODS)
+    if name is None:
+        report.schedules_table(METHODS)
+    elif name in METHODS:
+        report.method_table(METHODS[name])
+    else:
+        close = difflib.get_close_matches(name, list(METHODS), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise UserError(f"unknown schedule method '{name}'", fix=f"{hint}valid names: {', '.join(METHODS)}")
 
 
 @command

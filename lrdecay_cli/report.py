@@ -113,6 +113,33 @@ def schedules_table(methods) -> None:
                  "linear | exponential, start_factor}.", markup=False)
 
 
+_BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<", "min_length": "length >=", "max_length": "length <="}
+
+
+def _limit(constraint) -> str:
+    """annotated_types' Ge(ge=1) as '>= 1'."""
+    for attr, symbol in _BOUNDS.items():
+        if hasattr(constraint, attr):
+            return f"{symbol} {getattr(constraint, attr)}"
+    return str(constraint)
+
+
+def method_table(method) -> None:
+    """`lrdecay schedules NAME`: one method's parameters, defaults and meaning."""
+    table = Table(title=f"{method.name}: {method.formula}  ({method.origin})", title_justify="left")
+    for column in ("parameter", "default", "meaning"):
+        table.add_column(column)
+    for key, field in method.params.model_fields.items():
+        if key == "name":
+            continue
+        default = "required" if field.default is PydanticUndefined else repr(field.default)
+        limits = ", ".join(_limit(m) for m in field.metadata)
+        meaning = " ".join(filter(None, [field.description, f"({limits})" if limits else ""]))
+        table.add_row(*map(escape, (key, default, meaning or "-")))
+    wide = stdout if stdout.is_terminal else Console(highlight=False, width=160)
+    wide.print(table)
+
+
 def lr_csv(lrs: list[float]) -> None:
     sys.stdout.write("step,lr\n" + "".join(f"{step},{lr!r}\n" for step, lr in enumerate(lrs)))
 

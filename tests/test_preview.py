@@ -97,3 +97,13 @@ def test_schedules_lists_every_method(cli):
     assert out.exit_code == 0
     for name, method in METHODS.items():
         assert name in out.stdout and method.origin.split()[0] in out.stdout
+
+
+def test_schedules_name_shows_one_methods_parameters(cli):
+    out = cli("schedules", "exponential")
+    assert out.exit_code == 0
+    for field in ("decay_steps", "decay_rate", "staircase", "interval", "warmup"):
+        assert field in out.stdout
+    assert "> 0" in out.stdout and "Keras ExponentialDecay" in out.stdout
+    bad = cli("schedules", "exponentail")
+    assert bad.exit_code == 2 and "did you mean 'exponential'" in bad.stderr

@@ -51,7 +51,7 @@ class ScheduleParams(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str
-    interval: Literal["step", "epoch"] = "step"
+    interval: Literal["step", "epoch"] = Field("step", description="what t counts: optimizer steps or epochs")
     warmup: Warmup | None = Field(None, description="a warmup ramp in front of the method")
 
 
