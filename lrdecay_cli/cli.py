@@ -70,6 +70,71 @@ def train(
 
 
 @command
+def sweep(
+    sweep_path: Optional[Path] = typer.Argument(None, metavar="SWEEP", help="A sweep spec, or a plain spec to sweep with --grid/--seeds."),
+    grid: Optional[List[str]] = typer.Option(None, "--grid", metavar="KEY.PATH=V1,V2", help="Sweep a field over values (repeatable; cartesian product)."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="A count (3 = seeds 0,1,2) or a list (0,5,7)."),
+    overrides: Optional[List[str]] = SetOption,
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="The sweep goes to <runs-dir>/sweeps/<UTC time>-<name>/."),
+    executor: str = typer.Option("sequential", "--executor", help="sequential | processes."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (--executor processes)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the trials and their count; train nothing."),
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="SWEEP_DIR", help="Run what a sweep has not completed."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+) -> None:
+    """Run many trials (variants x grid x random draws x seeds) and rank them; results.csv and leaderboard.csv."""
+    from lrdecay_cli import report
+    from lrdecay_cli import sweep as sweeps
+    from lrdecay_cli.executors import executor_names, run
+
+    if executor not in executor_names():
+        raise UserError(f"unknown executor '{executor}'", where="--executor", fix=f"use one of {', '.join(executor_names())}")
+    if resume is not None:
+        if sweep_path is not None or grid or seeds or overrides:
+            raise UserError("--resume takes only the sweep directory", where="--resume",
+                            fix="drop SWEEP, --grid, --seeds and --set: the sweep directory holds them")
+        spec_, trials = sweeps.open_existing(resume)
+        sweep_dir = resume
+    else:
+        if sweep_path is None:
+            raise UserError("missing SWEEP", fix="name a sweep spec or a spec, e.g. lrdecay sweep configs/sweep_decay.yaml")
+        spec_, base = sweeps.load(sweep_path)
+        for item in overrides or []:
+            from lrdecay_cli.spec import apply_override
+
+            apply_override(base, item)
+        spec_ = sweeps.with_command_line(spec_, grid or [], seeds)
+        trials = sweeps.expand(spec_, base, str(sweep_path))
+        if dry_run:
+            report.trials_table(trials, f"{len(trials)} trials of {spec_.name}")
+            return
+        sweep_dir = sweeps.create_dir(runs_dir, spec_.name)
+        from lrdecay_cli.rundir import write_atomic
+
+        write_atomic(sweep_dir / "sweep.yaml", sweeps.resolved_yaml(spec_, base))
+    todo = sweeps.pending(sweep_dir, trials)
+    if dry_run:
+        report.trials_table(todo, f"{len(todo)} of {len(trials)} trials still to run in {sweep_dir}")
+        return
+    progress = None if quiet else report.SweepProgress(len(todo), spec_.metric, sweeps.METRICS[spec_.metric])
+    try:
+        run(executor, todo, sweep_dir,
+            on_start=progress.on_start if progress else (lambda trial: None),
+            on_done=progress.on_done if progress else (lambda trial, summary: None), workers=workers)
+    finally:
+        if progress:
+            progress.stop()
+        rows, board = sweeps.write_tables(sweep_dir, trials, spec_.metric)
+    if not quiet:
+        report.leaderboard_table(board, spec_.metric, sweep_dir)
+    failed = [r for r in rows if r["status"] not in sweeps.DONE]
+    if failed:
+        report.error(f"{len(failed)} of {len(rows)} trials did not complete; see {sweep_dir / 'results.csv'} "
+                     f"and run lrdecay sweep --resume {sweep_dir}")
+        raise typer.Exit(1)
+
+
+@command
 def schedules(
     name: Optional[str] = typer.Argument(None, help="Show one method's parameters with their meaning."),
 ) -> None:

@@ -16,6 +16,11 @@ stderr = Console(stderr=True, highlight=False)
 stdout = Console(highlight=False)
 
 
+def _wide() -> Console:
+    """stdout; when it is not a terminal (a pipe, a file) wide enough that tables are not squeezed to 80."""
+    return stdout if stdout.is_terminal else Console(highlight=False, width=200)
+
+
 def error(line: str) -> None:
     """One plain line on stderr (no markup, no wrapping), the form every user error takes."""
     sys.stderr.write(f"error: {line}\n")
@@ -107,7 +112,7 @@ def schedules_table(methods) -> None:
         params = ", ".join(k if v is PydanticUndefined else f"{k}={v!r}" for k, v in method.parameters().items())
         interval = method.params.model_fields["interval"].default
         table.add_row(*map(escape, (method.name, method.formula, params or "-", interval, method.origin)))
-    wide = stdout if stdout.is_terminal else Console(highlight=False, width=160)
+    wide = _wide()
     wide.print(table)
     wide.print("Every method also takes interval: step | epoch, and warmup: {steps | epochs, shape: "
                  "linear | exponential, start_factor}.", markup=False)
@@ -136,8 +141,7 @@ def method_table(method) -> None:
         limits = ", ".join(_limit(m) for m in field.metadata)
         meaning = " ".join(filter(None, [field.description, f"({limits})" if limits else ""]))
         table.add_row(*map(escape, (key, default, meaning or "-")))
-    wide = stdout if stdout.is_terminal else Console(highlight=False, width=160)
-    wide.print(table)
+    _wide().print(table)
 
 
 def lr_csv(lrs: list[float]) -> None:
@@ -167,3 +171,67 @@ def lr_terminal_plot(lrs: list[float], width: int = 64, height: int = 14) -> Non
     last = str(len(lrs) - 1)
     out.append(" " * 12 + "0" + last.rjust(columns - 1) + "  step")
     sys.stdout.write("\n".join(out) + "\n")
+
+
+def _cell(value) -> str:
+    if value is None or value == "":
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def trials_table(trials, title: str) -> None:
+    """`lrdecay sweep --dry-run`: the trials and what tells them apart."""
+    table = Table(title=title, title_justify="left")
+    keys = list(dict.fromkeys(k for t in trials for k in t.fields))
+    for column in ("trial", *keys):
+        table.add_column(column)
+    for trial in trials:
+        table.add_row(trial.dirname, *(escape(_cell(trial.fields.get(k))) for k in keys))
+    _wide().print(table)
+
+
+def leaderboard_table(board: list[dict], metric: str, sweep_dir: Path) -> None:
+    table = Table(title=f"leaderboard by {metric} (mean over seeds, 95% CI)  {sweep_dir}", title_justify="left")
+    stat_columns = ("mean", "std", "n", "ci95", "runs", "diverged")
+    keys = [k for k in board[0] if k not in stat_columns] if board else []
+    for column in ("rank", *keys, *stat_columns):
+        table.add_column(column)
+    for rank, row in enumerate(board, 1):
+        table.add_row(str(rank), *(escape(_cell(row[k])) for k in keys), *(_cell(row[c]) for c in stat_columns))
+    _wide().print(table)
+
+
+class SweepProgress:
+    """Live sweep display: trials done / running / failed and the best so far."""
+
+    def __init__(self, total: int, metric: str, larger_is_better: bool, console: Console = stderr):
+        self.metric, self.larger = metric, larger_is_better
+        self.done = self.failed = self.running = 0
+        self.best: tuple[float, str] | None = None
+        self.progress = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)
+        self.task = self.progress.add_task("sweep", total=total, status="")
+        self.progress.start()
+
+    def _refresh(self) -> None:
+        best = f"  best {self.metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else ""
+        self.progress.update(self.task, completed=self.done + self.failed,
+                             status=f"running {self.running}, failed {self.failed}{best}")
+
+    def on_start(self, trial) -> None:
+        self.running += 1
+        self._refresh()
+
+    def on_done(self, trial, summary: dict) -> None:
+        self.running -= 1
+        if summary.get("status") in ("completed", "diverged"):
+            self.done += 1
+        else:
+            self.failed += 1
+        value = summary.get(self.metric)
+        if value is not None and (self.best is None or (value > self.best[0]) == self.larger and value != self.best[0]):
+            self.best = (value, trial.dirname)
+        self._refresh()
+
+    def stop(self) -> None:
+        self.progress.stop()

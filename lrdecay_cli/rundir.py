@@ -54,6 +54,11 @@ def check_writable(runs_dir: Path) -> None:
                         fix="pass --runs-dir with a directory you can write to")
 
 
+def utc_stamp(now: datetime | None = None) -> str:
+    """The UTC time that starts run and sweep directory names: 20261129-015200."""
+    return (now or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S")
+
+
 def _format(value) -> str:
     """CSV cell: floats in full precision (repr), so values read back bit for bit."""
     if value is None:
@@ -70,12 +75,11 @@ class RunDir:
         self._lr = [",".join(LR_COLUMNS)]
 
     @classmethod
-    def create(cls, runs_dir: Path, name: str, now: datetime | None = None) -> "RunDir":
-        """Make `<runs_dir>/<UTC time>-<name>` exclusively; a suffix `-2`, `-3`... where it exists."""
+    def create(cls, runs_dir: Path, name: str, now: datetime | None = None, stamped: bool = True) -> "RunDir":
+        """Make `<runs_dir>/<UTC time>-<name>` (or just `<name>`) exclusively; `-2`, `-3`... where it exists."""
         check_writable(runs_dir)
         runs_dir.mkdir(parents=True, exist_ok=True)
-        stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S")
-        base = f"{stamp}-{name}"
+        base = f"{utc_stamp(now)}-{name}" if stamped else name
         for attempt in range(1, 10_000):
             path = runs_dir / (base if attempt == 1 else f"{base}-{attempt}")
             try:

@@ -247,6 +247,12 @@ def apply_override(raw: dict, override: str) -> str:
     except yaml.YAMLError:
         raise UserError(f"cannot parse the value of --set '{override}'",
                         fix="quote it or write plain YAML, e.g. 0.1, true, [1, 2]") from None
+    set_field(raw, key, value, f"--set '{override}'")
+    return key
+
+
+def set_field(raw: dict, key: str, value: Any, source: str) -> None:
+    """Set the dotted field `key` in raw spec data, creating sections; the path must exist in the schema."""
     parts = key.split(".")
     node = raw
     for depth, part in enumerate(parts[:-1]):
@@ -254,14 +260,29 @@ def apply_override(raw: dict, override: str) -> str:
         if child is None:
             child = node[part] = {}
         if not isinstance(child, dict):
-            raise UserError(f"--set '{override}': '{'.'.join(parts[:depth + 1])}' is not a section",
-                            fix="set the field itself")
+            raise UserError(f"{source}: '{'.'.join(parts[:depth + 1])}' is not a section", fix="set the field itself")
         node = child
+    before = _model_at(parts[:-1], raw)
     node[parts[-1]] = value
     model = _model_at(parts[:-1], raw)
     if model is None or parts[-1] not in model.model_fields:
-        raise UserError(f"--set '{override}': the spec has no field '{key}'", fix=_did_you_mean(parts, raw))
-    return key
+        raise UserError(f"{source}: the spec has no field '{key}'", fix=_did_you_mean(parts, raw))
+    if parts[-1] == "name" and before is not None and model is not before:
+        # another method: keep only the settings it shares (lr, interval...), not the old method's parameters
+        for stale in [k for k in node if k not in model.model_fields]:
+            del node[stale]
+
+
+def merge_sections(base: dict, changes: dict) -> dict:
+    """Nested update of raw spec data; a section naming another method (model, optimizer,
+    schedule) replaces the old section instead of inheriting parameters the new method lacks."""
+    merged = dict(base)
+    for key, value in changes.items():
+        old = base.get(key)
+        same_kind = (isinstance(old, dict) and isinstance(value, dict)
+                     and value.get("name", old.get("name")) == old.get("name"))
+        merged[key] = merge_sections(old, value) if same_kind else value
+    return merged
 
 
 # ----------------------------------------------------------------------------- error messages

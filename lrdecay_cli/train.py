@@ -86,8 +86,11 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int, precision
     return loss_sum.item() / len(y), correct.item() / len(y)
 
 
-def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None) -> RunResult:
-    """Train `spec` into a new run directory under `runs_dir`; user errors are raised before it exists."""
+def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None, dirname: str | None = None) -> RunResult:
+    """Train `spec` into a new run directory under `runs_dir`; user errors are raised before it exists.
+
+    The directory is `<UTC time>-<spec.name>`, or exactly `dirname` where given (a sweep's trials).
+    """
     observer = observer or TrainObserver()
     device = resolve_device(spec.train.device)
     check_writable(runs_dir)
@@ -106,7 +109,7 @@ def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None) -> 
     batch_weights = torch.full((steps_per_epoch,), float(spec.train.batch_size), device=device)
     batch_weights[-1] = n_train - spec.train.batch_size * (steps_per_epoch - 1)
 
-    run = RunDir.create(runs_dir, spec.name)
+    run = RunDir.create(runs_dir, dirname, stamped=False) if dirname else RunDir.create(runs_dir, spec.name)
     started = datetime.now(timezone.utc)
     summary = {
         "status": "running", "message": None, "name": spec.name, "seed": spec.seed,

@@ -10,6 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from lrdecay_cli.cli import app
+from lrdecay_cli.spec import merge_sections
 
 TINY = {
     "name": "tiny",
@@ -43,23 +44,13 @@ def mnist():
     return ensure_mnist(default_data_root())
 
 
-def deep_merge(base: dict, changes: dict) -> dict:
-    """Nested update; a section naming another method (model, optimizer, schedule) replaces the old one."""
-    merged = dict(base)
-    for key, value in changes.items():
-        old = base.get(key)
-        same_kind = isinstance(old, dict) and isinstance(value, dict) and value.get("name", old.get("name")) == old.get("name")
-        merged[key] = deep_merge(old, value) if same_kind else value
-    return merged
-
-
 @pytest.fixture
 def write_spec(tmp_path):
     """write_spec(changes) -> path of TINY with `changes` merged in."""
 
     def write(changes: dict | None = None, name: str = "spec.yaml") -> Path:
         path = tmp_path / name
-        path.write_text(yaml.safe_dump(deep_merge(TINY, changes or {})))
+        path.write_text(yaml.safe_dump(merge_sections(TINY, changes or {})))
         return path
 
     return write

@@ -1,0 +1,41 @@
+"""Ways to run a sweep's trials. Each executor takes the pending trials and reports every trial's
+start and summary through callbacks; the run directories they leave are the only record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from lrdecay_cli.sweep import Trial, record_failure
+
+OnStart = Callable[[Trial], None]
+OnDone = Callable[[Trial, dict], None]
+
+
+def run_trial(trial: Trial, sweep_dir: Path) -> dict:
+    """Train one trial into `<sweep_dir>/<trial dir>`; any failure becomes its summary, never the sweep's end."""
+    from lrdecay_cli.train import train
+
+    try:
+        return train(trial.spec, sweep_dir, dirname=trial.dirname).summary
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # the trial failed; the sweep goes on
+        message = f"{type(exc).__name__}: {exc}"
+        record_failure(sweep_dir, trial, message)
+        return {"status": "failed", "message": message}
+
+
+def executor_names() -> list[str]:
+    return ["sequential", "processes"]
+
+
+def run(name: str, trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_done: OnDone, workers: int) -> None:
+    if name == "sequential":
+        from lrdecay_cli.executors.sequential import run_sequential
+
+        run_sequential(trials, sweep_dir, on_start, on_done)
+    else:
+        from lrdecay_cli.executors.processes import run_processes
+
+        run_processes(trials, sweep_dir, on_start, on_done, workers)

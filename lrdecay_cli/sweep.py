@@ -1,0 +1,358 @@
+"""Sweeps: a sweep spec expands into trials (variants x grid x random draws x seeds); the
+results and the leaderboard are always rebuilt from the trials' run directories.
+
+    <runs dir>/sweeps/<UTC time>-<name>/
+      sweep.yaml        the resolved sweep (base spec inlined, seeds listed): re-expands to the same trials
+      t000/ t001/ ...   one run directory per trial, in the train layout
+      results.csv       one row per trial        leaderboard.csv   aggregated over seeds
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import math
+import random
+import shutil
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lrdecay_cli.errors import UserError
+from lrdecay_cli.rundir import utc_stamp, write_atomic
+from lrdecay_cli.spec import Spec, from_data, merge_sections, read_yaml_file, set_field
+
+METRICS = {  # results column -> True where larger is better
+    "best_val_acc": True, "final_val_acc": True, "test_acc": True, "final_val_loss": False, "final_train_loss": False,
+}
+DONE = ("completed", "diverged")
+"""Trial outcomes that a resume keeps; anything else (missing, running, interrupted, failed) runs again."""
+
+
+class Range(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    uniform: tuple[float, float] | None = None
+    log_uniform: tuple[float, float] | None = None
+
+    @model_validator(mode="after")
+    def _one_range(self):
+        if (self.uniform is None) == (self.log_uniform is None):
+            raise ValueError("give exactly one of uniform: [low, high] or log_uniform: [low, high]")
+        low, high = self.uniform or self.log_uniform
+        if not low < high or (self.log_uniform and low <= 0):
+            raise ValueError(f"need 0 < low < high for log_uniform and low < high for uniform, got [{low}, {high}]")
+        return self
+
+    def draw(self, rng: random.Random) -> float:
+        if self.uniform:
+            return rng.uniform(*self.uniform)
+        low, high = self.log_uniform
+        return math.exp(rng.uniform(math.log(low), math.log(high)))
+
+
+class RandomSearch(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    n: int = Field(..., ge=1, description="random draws")
+    seed: int = Field(0, ge=0, description="seed of the draws (not of training)")
+    fields: dict[str, Any] = Field(..., min_length=1, description="field -> a list of choices or a range")
+
+    @field_validator("fields")
+    @classmethod
+    def _choices_or_range(cls, fields: dict[str, Any]) -> dict[str, list[Any] | Range]:
+        out = {}
+        for key, value in fields.items():
+            if isinstance(value, list) and value:
+                out[key] = value
+            elif isinstance(value, dict):
+                try:
+                    out[key] = Range.model_validate(value)
+                except ValidationError as exc:
+                    raise ValueError(f"{key}: {exc.errors()[0]['msg'].replace('Value error, ', '')}") from None
+            else:
+                raise ValueError(f"{key}: give a non-empty list of choices, or {{uniform: [low, high]}} "
+                                 f"or {{log_uniform: [low, high]}}")
+        return out
+
+
+class SweepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    name: str = Field("sweep", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
+    base: str | dict = Field(default_factory=dict, description="a spec path (relative to the sweep file) or a spec")
+    variants: list[dict] = Field(default_factory=list, description="partial specs whose fields change together")
+    grid: dict[str, list[Any]] = Field(default_factory=dict, description="field -> values (cartesian product)")
+    random: RandomSearch | None = None
+    seeds: int | list[int] = Field([0], description="a count (seeds 0..n-1) or a list of seeds")
+    metric: Literal[tuple(METRICS)] = Field("best_val_acc", description="what the leaderboard ranks by")
+
+    @model_validator(mode="after")
+    def _valid_lists(self):
+        for key, values in self.grid.items():
+            if not values:
+                raise ValueError(f"grid.{key} has no values")
+        if isinstance(self.seeds, int) and self.seeds < 1:
+            raise ValueError("seeds must be a positive count or a list")
+        if isinstance(self.seeds, list) and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
+            raise ValueError("seeds must be a non-empty list without repeats")
+        return self
+
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+
+@dataclass
+class Trial:
+    index: int
+    fields: dict[str, Any]
+    """The swept values (dotted paths, variant fields flattened) and the seed: what tells trials apart."""
+    spec: Spec
+
+    @property
+    def dirname(self) -> str:
+        return f"t{self.index:03d}"
+
+    def label(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.fields.items())
+
+
+def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    """{"schedule": {"name": "step"}} -> {"schedule.name": "step"}."""
+    out = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+def parse_sweep(raw: Any, source: str, base_dir: Path) -> tuple[SweepSpec, dict]:
+    """Validate sweep data; return it with the base spec loaded as raw data."""
+    if not isinstance(raw, dict):
+        raise UserError(f"a sweep spec must be a mapping, got {type(raw).__name__}", where=source,
+                        fix="see configs/sweep_decay.yaml for an example")
+    try:
+        sweep = SweepSpec.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        message = error["msg"].replace("Input should be", "must be").replace("Value error, ", "")
+        raise UserError(message, where=f"{source}: {where}" if where else source, fix=f"fix it in {source}") from None
+    if isinstance(sweep.base, str):
+        path = (base_dir / sweep.base) if not Path(sweep.base).is_absolute() else Path(sweep.base)
+        base = read_yaml_file(path)
+        if not isinstance(base, dict):
+            raise UserError("the base spec must be a mapping", where=str(path), fix="point base: at a spec file")
+    else:
+        base = sweep.base
+    return sweep, base
+
+
+def expand(sweep: SweepSpec, base: dict, source: str) -> list[Trial]:
+    """Every trial of the sweep, validated; in a fixed order, so a resume finds the same trials."""
+    draws: list[dict] = [{}]
+    if sweep.random:
+        rng = random.Random(sweep.random.seed)
+        draws = [{k: (v.draw(rng) if isinstance(v, Range) else rng.choice(v)) for k, v in sweep.random.fields.items()}
+                 for _ in range(sweep.random.n)]
+    grid = [dict(zip(sweep.grid, combo)) for combo in itertools.product(*sweep.grid.values())]
+    trials = []
+    for variant, point, draw, seed in itertools.product(sweep.variants or [{}], grid, draws, sweep.seed_list()):
+        raw = merge_sections(base, variant)
+        fields = flatten(variant)
+        for key, value in {**point, **draw}.items():
+            set_field(raw, key, value, f"{source}: field '{key}'")
+            fields[key] = value
+        raw["seed"] = seed
+        fields["seed"] = seed
+        try:
+            spec = from_data(raw, f"{source} (trial {len(trials)}: {', '.join(f'{k}={v}' for k, v in fields.items())})")
+        except UserError:
+            raise
+        trials.append(Trial(len(trials), fields, spec))
+    return trials
+
+
+def load(path: Path, overrides: list[str] = ()) -> tuple[SweepSpec, dict]:
+    """A sweep file, or a plain spec (then the sweep has only the command line's grid and seeds)."""
+    raw = read_yaml_file(path)
+    if isinstance(raw, dict) and not set(raw) & {"base", "grid", "variants", "random", "seeds"}:
+        raw = {"name": raw.get("name", "sweep"), "base": raw}
+    return parse_sweep(raw, str(path), path.parent)
+
+
+def resolved_yaml(sweep: SweepSpec, base: dict) -> str:
+    """sweep.yaml: the sweep with its base inlined and seeds listed."""
+    data = sweep.model_dump(mode="json", exclude_none=True)
+    data.update(base=base, seeds=sweep.seed_list())
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def create_dir(runs_dir: Path, name: str) -> Path:
+    """`<runs_dir>/sweeps/<UTC time>-<name>`, created exclusively."""
+    from lrdecay_cli.rundir import check_writable
+
+    check_writable(runs_dir)
+    parent = runs_dir / "sweeps"
+    parent.mkdir(parents=True, exist_ok=True)
+    base = f"{utc_stamp()}-{name}"
+    for attempt in range(1, 10_000):
+        path = parent / (base if attempt == 1 else f"{base}-{attempt}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a sweep directory for {base}")
+
+
+def open_existing(sweep_dir: Path) -> tuple[SweepSpec, list[Trial]]:
+    """A sweep directory's sweep and trials, for --resume."""
+    path = sweep_dir / "sweep.yaml"
+    if not path.is_file():
+        raise UserError("not a sweep directory (no sweep.yaml)", where=str(sweep_dir),
+                        fix="pass a directory under <runs>/sweeps/")
+    sweep, base = parse_sweep(read_yaml_file(path), str(path), sweep_dir)
+    return sweep, expand(sweep, base, str(path))
+
+
+def trial_status(sweep_dir: Path, trial: Trial) -> dict | None:
+    """The trial's summary.json, or None where it never started."""
+    try:
+        return json.loads((sweep_dir / trial.dirname / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def pending(sweep_dir: Path, trials: list[Trial]) -> list[Trial]:
+    """Trials without a kept outcome; their leftover directories are cleared so they start afresh."""
+    todo = []
+    for trial in trials:
+        summary = trial_status(sweep_dir, trial)
+        if summary is None or summary.get("status") not in DONE:
+            shutil.rmtree(sweep_dir / trial.dirname, ignore_errors=True)
+            todo.append(trial)
+    return todo
+
+
+def record_failure(sweep_dir: Path, trial: Trial, message: str) -> None:
+    """A trial that failed before its run directory existed still leaves a summary saying why."""
+    path = sweep_dir / trial.dirname
+    path.mkdir(exist_ok=True)
+    if not (path / "summary.json").exists():
+        write_atomic(path / "summary.json", json.dumps({"status": "failed", "message": message}, indent=2) + "\n")
+
+
+RESULT_COLUMNS = ("status", "best_val_acc", "final_val_acc", "test_acc", "final_val_loss", "final_train_loss",
+                  "wall_seconds", "message")
+
+
+def results(sweep_dir: Path, trials: list[Trial]) -> list[dict]:
+    """One row per trial, read from its run directory (`pending` where it has not run yet)."""
+    field_names = list(dict.fromkeys(k for t in trials for k in t.fields))
+    rows = []
+    for trial in trials:
+        summary = trial_status(sweep_dir, trial) or {"status": "pending"}
+        row = {"trial": trial.dirname, **{k: trial.fields.get(k, "") for k in field_names}}
+        row.update({c: summary.get(c) for c in RESULT_COLUMNS})
+        rows.append(row)
+    return rows
+
+
+def t_quantile_975(df: int) -> float:
+    """Student's t 97.5% quantile, for a 95% confidence interval of a mean of df + 1 values."""
+    table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+             10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
+    for bound in sorted(table):
+        if df <= bound:
+            return table[bound]
+    return 1.96
+
+
+@dataclass
+class Standing:
+    fields: dict[str, Any]
+    values: list[float] = field(default_factory=list)
+    runs: int = 0
+    diverged: int = 0
+
+    def stats(self) -> dict[str, Any]:
+        n = len(self.values)
+        mean = statistics.fmean(self.values) if n else None
+        std = statistics.stdev(self.values) if n > 1 else (0.0 if n else None)
+        ci = t_quantile_975(n - 1) * std / math.sqrt(n) if n > 1 else None
+        return {**self.fields, "mean": mean, "std": std, "n": n, "ci95": ci, "runs": self.runs,
+                "diverged": self.diverged}
+
+
+def leaderboard(rows: list[dict], trials: list[Trial], metric: str) -> list[dict]:
+    """Trials grouped by everything but the seed; mean, std, n and 95% CI of `metric`; best first."""
+    keys = [k for k in dict.fromkeys(k for t in trials for k in t.fields) if k != "seed"]
+    groups: dict[tuple, Standing] = {}
+    for row in rows:
+        group_key = tuple(str(row.get(k, "")) for k in keys)
+        standing = groups.setdefault(group_key, Standing({k: row.get(k, "") for k in keys}))
+        if row["status"] in DONE:
+            standing.runs += 1
+            standing.diverged += row["status"] == "diverged"
+            if row.get(metric) is not None:
+                standing.values.append(float(row[metric]))
+    board = [s.stats() for s in groups.values()]
+    larger_is_better = METRICS[metric]
+    board.sort(key=lambda r: (r["mean"] is None, -(r["mean"] or 0) if larger_is_better else (r["mean"] or 0)))
+    return board
+
+
+def to_csv(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    return out.getvalue()
+
+
+def write_tables(sweep_dir: Path, trials: list[Trial], metric: str) -> tuple[list[dict], list[dict]]:
+    """Rebuild results.csv and leaderboard.csv from the run directories."""
+    rows = results(sweep_dir, trials)
+    board = leaderboard(rows, trials, metric)
+    write_atomic(sweep_dir / "results.csv", to_csv(rows))
+    write_atomic(sweep_dir / "leaderboard.csv", to_csv([{"rank": i + 1, **r} for i, r in enumerate(board)]))
+    return rows, board
+
+
+def with_command_line(sweep: SweepSpec, grid: list[str], seeds: str | None) -> SweepSpec:
+    """Add `--grid key=v1,v2` (values parsed as YAML) and `--seeds 3` / `--seeds 0,5,7` to a sweep."""
+    extra = dict(sweep.grid)
+    for item in grid:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip() or not text.strip():
+            raise UserError(f"cannot parse --grid '{item}'", fix="write it as --grid key.path=v1,v2,v3")
+        try:
+            extra[key.strip()] = [yaml.safe_load(v) for v in text.split(",")]
+        except yaml.YAMLError:
+            raise UserError(f"cannot parse the values of --grid '{item}'", fix="plain YAML values, comma-separated") from None
+    update: dict[str, Any] = {"grid": extra}
+    if seeds is not None:
+        try:
+            parsed = [int(s) for s in seeds.split(",")]
+        except ValueError:
+            raise UserError(f"cannot parse --seeds '{seeds}'", fix="a count (3) or a list (0,5,7)") from None
+        update["seeds"] = parsed[0] if len(parsed) == 1 else parsed
+    try:
+        return SweepSpec.model_validate({**sweep.model_dump(), **update})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise UserError(error["msg"].replace("Value error, ", ""), where="--grid/--seeds",
+                        fix="fix the command line") from None

@@ -1,0 +1,150 @@
+"""`lrdecay sweep`: expansion, results and leaderboard rebuilt from run directories, failures, resume."""
+
+import csv
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import TINY, read_csv
+from lrdecay_cli import sweep as sweeps
+
+BASE = {**TINY, "data": {"limit": 1500, "val_size": 300}, "model": {"name": "mlp", "hidden": [16]},
+        "train": {**TINY["train"], "epochs": 1}}
+
+
+def write_sweep(tmp_path, **sweep) -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", "base": BASE, **sweep}))
+    return path
+
+
+def only_sweep_dir(runs: Path) -> Path:
+    (path,) = (runs / "sweeps").iterdir()
+    return path
+
+
+def test_expansion_is_variants_times_grid_times_draws_times_seeds(tmp_path):
+    path = write_sweep(tmp_path, variants=[{"schedule": {"name": "step", "step_size": 1}},
+                                           {"schedule": {"name": "exponential", "decay_steps": 5}}],
+                       grid={"optimizer.lr": [0.1, 0.03]},
+                       random={"n": 3, "seed": 4, "fields": {"optimizer.momentum": [0.5, 0.9],
+                                                             "train.batch_size": [32, 64]}},
+                       seeds=2)
+    sweep, base = sweeps.load(path)
+    trials = sweeps.expand(sweep, base, str(path))
+    assert len(trials) == 2 * 2 * 3 * 2
+    assert [t.dirname for t in trials[:3]] == ["t000", "t001", "t002"]
+    first = trials[0]
+    assert first.fields["schedule.name"] == "step" and first.spec.schedule.step_size == 1
+    assert first.spec.optimizer.lr == first.fields["optimizer.lr"] == 0.1
+    assert {t.spec.seed for t in trials} == {0, 1}
+    again = sweeps.expand(*sweeps.load(path), str(path))
+    assert [t.fields for t in again] == [t.fields for t in trials]  # seeded draws: a resume finds the same trials
+
+
+def test_log_uniform_draws_stay_in_range(tmp_path):
+    path = write_sweep(tmp_path, random={"n": 50, "fields": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}}})
+    lrs = [t.spec.optimizer.lr for t in sweeps.expand(*sweeps.load(path), str(path))]
+    assert all(1e-3 <= lr <= 1e-1 for lr in lrs) and len(set(lrs)) == 50
+    assert min(lrs) < 1e-2 < max(lrs)  # spread over decades, not bunched at the top
+
+
+def test_command_line_grid_switches_methods(cli, tmp_path):
+    quickstart = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
+    out = cli("sweep", quickstart, "--grid", "schedule.name=step,exponential,inverse_time",
+              "--grid", "optimizer.lr=0.1,0.03", "--seeds", "3", "--dry-run", "--runs-dir", tmp_path / "runs")
+    assert out.exit_code == 0, out.output
+    assert "18 trials" in out.stdout and not (tmp_path / "runs").exists()
+
+
+def test_sweep_results_and_leaderboard(cli, tmp_path):
+    path = write_sweep(tmp_path, variants=[{"schedule": {"name": "step", "step_size": 1, "gamma": 0.5}},
+                                           {"schedule": {"name": "constant"}}], seeds=3)
+    out = cli("sweep", path, "--runs-dir", tmp_path / "runs")
+    assert out.exit_code == 0, out.output
+    sweep_dir = only_sweep_dir(tmp_path / "runs")
+    rows = read_csv(sweep_dir / "results.csv")
+    assert [r["trial"] for r in rows] == [f"t00{i}" for i in range(6)]
+    assert all(r["status"] == "completed" for r in rows)
+    for row in rows:  # every row is what its run directory says
+        summary = json.loads((sweep_dir / row["trial"] / "summary.json").read_text())
+        assert float(row["best_val_acc"]) == summary["best_val_acc"] and int(row["seed"]) == summary["seed"]
+    board = read_csv(sweep_dir / "leaderboard.csv")
+    assert len(board) == 2
+    for entry in board:
+        values = [float(r["best_val_acc"]) for r in rows if r["schedule.name"] == entry["schedule.name"]]
+        assert float(entry["mean"]) == pytest.approx(statistics.fmean(values))
+        assert float(entry["std"]) == pytest.approx(statistics.stdev(values))
+        assert float(entry["ci95"]) == pytest.approx(4.303 * statistics.stdev(values) / math.sqrt(3))
+        assert entry["n"] == "3"
+    assert float(board[0]["mean"]) >= float(board[1]["mean"])
+    resolved = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())
+    assert resolved["seeds"] == [0, 1, 2] and resolved["base"]["model"]["hidden"] == [16]
+
+
+def test_failed_and_diverged_trials_do_not_stop_the_sweep_and_resume_runs_only_the_rest(cli, tmp_path):
+    path = write_sweep(tmp_path, variants=[{"optimizer": {"name": "sgd", "lr": 1e6}, "schedule": {"name": "constant"}},
+                                           {"train": {"device": "cuda:7"}},
+                                           {}])
+    out = cli("sweep", path, "--runs-dir", tmp_path / "runs", "--quiet")
+    assert out.exit_code == 1 and "1 of 3 trials did not complete" in out.stderr
+    sweep_dir = only_sweep_dir(tmp_path / "runs")
+    statuses = [r["status"] for r in read_csv(sweep_dir / "results.csv")]
+    assert statuses == ["diverged", "failed", "completed"]
+    assert "cuda" in read_csv(sweep_dir / "results.csv")[1]["message"].lower()
+
+    kept = (sweep_dir / "t002" / "summary.json").read_text()
+    summary_t0 = sweep_dir / "t000" / "summary.json"
+    interrupted = json.loads(summary_t0.read_text()) | {"status": "interrupted"}
+    summary_t0.write_text(json.dumps(interrupted))
+    plan = cli("sweep", "--resume", sweep_dir, "--dry-run")
+    assert "2 of 3 trials still to run" in plan.stdout
+    assert cli("sweep", "--resume", sweep_dir, "--quiet").exit_code == 1  # t001 still has no cuda:7
+    assert (sweep_dir / "t002" / "summary.json").read_text() == kept  # not run twice
+    assert [r["status"] for r in read_csv(sweep_dir / "results.csv")] == ["diverged", "failed", "completed"]
+
+
+def test_processes_executor_matches_sequential(cli, tmp_path):
+    path = write_sweep(tmp_path, grid={"schedule.decay_rate": [0.5, 0.9]}, seeds=2)
+    assert cli("sweep", path, "--runs-dir", tmp_path / "seq", "--quiet").exit_code == 0
+    out = cli("sweep", path, "--runs-dir", tmp_path / "proc", "--executor", "processes", "--workers", "2", "--quiet")
+    assert out.exit_code == 0, out.output
+    seq, proc = only_sweep_dir(tmp_path / "seq"), only_sweep_dir(tmp_path / "proc")
+    for trial in ("t000", "t001", "t002", "t003"):
+        assert (seq / trial / "lr.csv").read_text() == (proc / trial / "lr.csv").read_text()
+        a, b = read_csv(seq / trial / "metrics.csv"), read_csv(proc / trial / "metrics.csv")
+        # worker processes use 1 thread where this one uses 2: BLAS sums in another order, so agree closely
+        assert float(a[0]["train_loss"]) == pytest.approx(float(b[0]["train_loss"]), rel=1e-4)
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--grid", "optimizer.lr"], "cannot parse --grid"),
+    (["--grid", "optimizer.lrr=0.1,0.2"], "no field 'optimizer.lrr'"),
+    (["--seeds", "three"], "cannot parse --seeds"),
+    (["--executor", "gpus"], "unknown executor 'gpus'"),
+    (["--grid", "optimizer.lr=-1,0.1"], "optimizer.lr: must be greater than 0"),
+])
+def test_bad_sweep_command_lines(cli, tmp_path, args, expected):
+    out = cli("sweep", write_sweep(tmp_path), *args, "--runs-dir", tmp_path / "runs")
+    assert out.exit_code == 2 and expected in out.stderr, out.output
+    assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("sweep,expected", [
+    ({"grid": {"optimizer.lr": []}}, "grid.optimizer.lr has no values"),
+    ({"seeds": 0}, "seeds must be a positive count"),
+    ({"random": {"n": 2, "fields": {"optimizer.lr": {"uniform": [1, 0]}}}}, "low < high"),
+    ({"metric": "accuracy"}, "metric"),
+])
+def test_bad_sweep_specs(cli, tmp_path, sweep, expected):
+    out = cli("sweep", write_sweep(tmp_path, **sweep), "--runs-dir", tmp_path / "runs")
+    assert out.exit_code == 2 and expected in out.stderr, out.output
+
+
+def test_resume_needs_a_sweep_directory(cli, tmp_path):
+    out = cli("sweep", "--resume", tmp_path)
+    assert out.exit_code == 2 and "not a sweep directory" in out.stderr
