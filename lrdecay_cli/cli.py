@@ -93,30 +93,30 @@ def sweep(
         if sweep_path is not None or grid or seeds or overrides:
             raise UserError("--resume takes only the sweep directory", where="--resume",
                             fix="drop SWEEP, --grid, --seeds and --set: the sweep directory holds them")
-        spec_, trials = sweeps.open_existing(resume)
+        sweep_spec, trials = sweeps.open_existing(resume)
         sweep_dir = resume
     else:
         if sweep_path is None:
             raise UserError("missing SWEEP", fix="name a sweep spec or a spec, e.g. lrdecay sweep configs/sweep_decay.yaml")
-        spec_, base = sweeps.load(sweep_path)
+        sweep_spec, base = sweeps.load(sweep_path)
         for item in overrides or []:
             from lrdecay_cli.spec import apply_override
 
             apply_override(base, item)
-        spec_ = sweeps.with_command_line(spec_, grid or [], seeds)
-        trials = sweeps.expand(spec_, base, str(sweep_path))
+        sweep_spec = sweeps.with_command_line(sweep_spec, grid or [], seeds)
+        trials = sweeps.expand(sweep_spec, base, str(sweep_path))
         if dry_run:
-            report.trials_table(trials, f"{len(trials)} trials of {spec_.name}")
+            report.trials_table(trials, sweeps.field_names(trials), f"{len(trials)} trials of {sweep_spec.name}")
             return
-        sweep_dir = sweeps.create_dir(runs_dir, spec_.name)
+        sweep_dir = sweeps.create_dir(runs_dir, sweep_spec.name)
         from lrdecay_cli.rundir import write_atomic
 
-        write_atomic(sweep_dir / "sweep.yaml", sweeps.resolved_yaml(spec_, base))
+        write_atomic(sweep_dir / "sweep.yaml", sweeps.resolved_yaml(sweep_spec, base))
     todo = sweeps.pending(sweep_dir, trials)
     if dry_run:
-        report.trials_table(todo, f"{len(todo)} of {len(trials)} trials still to run in {sweep_dir}")
+        report.trials_table(todo, sweeps.field_names(trials), f"{len(todo)} of {len(trials)} trials still to run in {sweep_dir}")
         return
-    progress = None if quiet else report.SweepProgress(len(todo), spec_.metric, sweeps.METRICS[spec_.metric])
+    progress = None if quiet else report.SweepProgress(len(todo), sweep_spec.metric, sweeps.METRICS[sweep_spec.metric])
     try:
         run(executor, todo, sweep_dir,
             on_start=progress.on_start if progress else (lambda trial: None),
@@ -124,9 +124,9 @@ def sweep(
     finally:
         if progress:
             progress.stop()
-        rows, board = sweeps.write_tables(sweep_dir, trials, spec_.metric)
+        rows, board = sweeps.write_tables(sweep_dir, trials, sweep_spec.metric)
     if not quiet:
-        report.leaderboard_table(board, spec_.metric, sweep_dir)
+        report.leaderboard_table(board, sweep_spec.metric, sweep_dir)
     failed = [r for r in rows if r["status"] not in sweeps.DONE]
     if failed:
         report.error(f"{len(failed)} of {len(rows)} trials did not complete; see {sweep_dir / 'results.csv'} "

@@ -179,10 +179,9 @@ def _cell(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def trials_table(trials, title: str) -> None:
-    """`lrdecay sweep --dry-run`: the trials and what tells them apart."""
+def trials_table(trials, keys: list[str], title: str) -> None:
+    """`lrdecay sweep --dry-run`: the trials and what tells them apart (`keys`)."""
     table = Table(title=title, title_justify="left")
-    keys = list(dict.fromkeys(k for t in trials for k in t.fields))
     for column in ("trial", *keys):
         table.add_column(column)
     for trial in trials:

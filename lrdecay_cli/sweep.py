@@ -256,13 +256,19 @@ RESULT_COLUMNS = ("status", "best_val_acc", "final_val_acc", "test_acc", "final_
                   "wall_seconds", "message")
 
 
+def field_names(trials: list[Trial]) -> list[str]:
+    """The swept fields of all trials, in first-seen order, the seed last."""
+    names = [k for k in dict.fromkeys(k for t in trials for k in t.fields) if k != "seed"]
+    return names + ["seed"]
+
+
 def results(sweep_dir: Path, trials: list[Trial]) -> list[dict]:
     """One row per trial, read from its run directory (`pending` where it has not run yet)."""
-    field_names = list(dict.fromkeys(k for t in trials for k in t.fields))
+    names = field_names(trials)
     rows = []
     for trial in trials:
         summary = trial_status(sweep_dir, trial) or {"status": "pending"}
-        row = {"trial": trial.dirname, **{k: trial.fields.get(k, "") for k in field_names}}
+        row = {"trial": trial.dirname, **{k: trial.fields.get(k, "") for k in names}}
         row.update({c: summary.get(c) for c in RESULT_COLUMNS})
         rows.append(row)
     return rows
@@ -296,7 +302,7 @@ class Standing:
 
 def leaderboard(rows: list[dict], trials: list[Trial], metric: str) -> list[dict]:
     """Trials grouped by everything but the seed; mean, std, n and 95% CI of `metric`; best first."""
-    keys = [k for k in dict.fromkeys(k for t in trials for k in t.fields) if k != "seed"]
+    keys = field_names(trials)[:-1]
     groups: dict[tuple, Standing] = {}
     for row in rows:
         group_key = tuple(str(row.get(k, "")) for k in keys)

@@ -148,3 +148,11 @@ def test_bad_sweep_specs(cli, tmp_path, sweep, expected):
 def test_resume_needs_a_sweep_directory(cli, tmp_path):
     out = cli("sweep", "--resume", tmp_path)
     assert out.exit_code == 2 and "not a sweep directory" in out.stderr
+
+
+def test_shipped_sweep_specs_expand():
+    for path in sorted((Path(__file__).resolve().parent.parent / "configs" / "sweeps").glob("*.yaml")):
+        assert path.read_text().startswith("# ")
+        sweep, base = sweeps.load(path)
+        trials = sweeps.expand(sweep, base, str(path))
+        assert len(trials) == max(1, len(sweep.variants)) * len(sweep.seed_list())
