@@ -12,6 +12,11 @@ from lrdecay_cli.schedules.registry import ScheduleParams, register
 
 class ConstantParams(ScheduleParams):
     name: Literal["constant"] = "constant"
+    factor: float | None = Field(
+        None, ge=0, le=1, description="PyTorch ConstantLR: lr * factor for the first total_iters counts, then lr; "
+                                      "unset with total_iters set: 1/3, PyTorch's default")
+    total_iters: int | None = Field(
+        None, ge=1, description="PyTorch ConstantLR: counts at lr * factor; unset with factor set: 5, PyTorch's default")
 
 
 class StepParams(ScheduleParams):
@@ -35,9 +40,16 @@ class InverseTimeParams(ScheduleParams):
     staircase: bool = Field(False, description="floor(t / decay_steps): decay in discrete jumps")
 
 
-@register(ConstantParams, "lr", "plain constant learning rate")
+@register(ConstantParams, "lr; with factor or total_iters: lr * factor for t < total_iters, then lr",
+          "plain constant learning rate, or PyTorch ConstantLR")
 def constant(p: ConstantParams, lr: float, total: int):
-    return lambda t: lr
+    if p.factor is None and p.total_iters is None:
+        return lambda t: lr
+    from lrdecay_cli.schedules.pytorch import constant_lr_factor
+
+    factor = 1 / 3 if p.factor is None else p.factor
+    total_iters = 5 if p.total_iters is None else p.total_iters
+    return lambda t: lr * constant_lr_factor(t, factor, total_iters)
 
 
 @register(StepParams, "lr * gamma ** floor(t / step_size)", "PyTorch StepLR")

@@ -90,7 +90,8 @@ class OneCycleParams(ScheduleParams):
 class CyclicParams(ScheduleParams):
     name: Literal["cyclic"] = "cyclic"
     base_lr: float | None = Field(
-        None, gt=0, description="the bottom of the cycle, where it starts; default: optimizer.lr")
+        None, gt=0, description="the bottom of the cycle, where it starts; default: optimizer.lr (given, "
+                                "optimizer.lr is not used, as in PyTorch)")
     max_lr: float = Field(..., gt=0, description="the top of the cycle (its amplitude shrinks in the modes "
                                                  "other than triangular)")
     step_size_up: int = Field(2000, ge=1, description="counts from the bottom to the top")
@@ -121,6 +122,7 @@ def constant_lr_factor(t: int, factor: float, total_iters: int) -> float:
 
 
 def _check_eta_min(eta_min: float, lr: float) -> None:
+    """PyTorch allows it, and its cosine then rises from lr; in a decay it is a slip."""
     if eta_min > lr:
         raise UserError(f"eta_min ({eta_min}) is above optimizer.lr ({lr}), so the LR would rise",
                         where="schedule.eta_min", fix="lower eta_min or raise optimizer.lr")
