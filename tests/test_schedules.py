@@ -211,3 +211,22 @@ def test_sequence_validation(bad, message):
     spec = {"name": "sequence", "boundaries": [5, 9], "phases": [{"name": "constant"}, {"name": "constant"}], **bad}
     with pytest.raises(UserError, match=message):
         params(**spec)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_step_equals_step_lr(seed):
+    import random
+    import warnings
+
+    import torch
+
+    rng = random.Random(seed)
+    step_size, gamma, lr = rng.randint(1, 300), rng.uniform(0.1, 0.99), rng.uniform(1e-4, 1.0)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size, gamma)
+    ours = build("step", lr=lr, steps_per_epoch=1, step_size=step_size, gamma=gamma)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for t in range(2500):
+            assert math.isclose(ours(t), optimizer.param_groups[0]["lr"], rel_tol=1e-9)
+            scheduler.step()

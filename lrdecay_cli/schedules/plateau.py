@@ -70,7 +70,7 @@ class Plateau:
         self.num_bad_epochs, self.cooldown_counter = state["num_bad_epochs"], state["cooldown_counter"]
 
 
-@register(PlateauParams, "lr *= factor after `patience` epochs without improvement of `monitor`",
+@register(PlateauParams, "lr *= factor after patience epochs without improvement of monitor",
           "PyTorch ReduceLROnPlateau")
 def plateau(p: PlateauParams, lr: float, total: int) -> Plateau:
     return Plateau(p, lr)
