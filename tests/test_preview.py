@@ -79,6 +79,9 @@ def test_terminal_plot_and_png(cli, write_spec, tmp_path):
     ({"name": "step", "gamma": -0.5}, "schedule.gamma: must be greater than 0"),
     ({"name": "sequence", "boundaries": [1, 2], "phases": [{"name": "constant"}]}, "1 phases need 0 boundaries"),
     ({"name": "sequence", "boundaries": [5, 3], "phases": [{"name": "constant"}] * 3}, "strictly increasing"),
+    ({"name": "piecewise_constant", "boundaries": [10, 20], "values": [0.1, 0.01]}, "schedule.values: 2 boundaries need 3 values"),
+    ({"name": "multistep", "milestones": [3, 3, 5]}, "schedule.milestones: milestones must be strictly increasing"),
+    ({"name": "cosine", "alpha": 1.5}, "schedule.alpha: must be less than or equal to 1"),
 ])
 def test_bad_schedules_are_one_line_exit_2(cli, write_spec, schedule, expected):
     out = cli("schedule", write_spec({"schedule": schedule}), "--steps", 5)

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, model_validator
 
-from lrdecay_cli.schedules.registry import METHODS, ScheduleParams, register
+from lrdecay_cli.schedules.registry import METHODS, ScheduleParams, register, strictly_increasing
 
 _PHASE_METHODS = tuple(m.params for name, m in METHODS.items() if name != "plateau")
 Phase = Annotated[Union[_PHASE_METHODS], Field(discriminator="name")]
@@ -37,8 +37,7 @@ class SequenceParams(ScheduleParams):
         if len(self.boundaries) != len(self.phases) - 1:
             raise ValueError(f"{len(self.phases)} phases need {len(self.phases) - 1} boundaries, "
                              f"got {len(self.boundaries)}")
-        if any(b <= a for a, b in zip(self.boundaries, self.boundaries[1:])):
-            raise ValueError(f"boundaries must be strictly increasing, got {self.boundaries}")
+        strictly_increasing(self.boundaries, "boundaries")
         for i, phase in enumerate(self.phases):
             if phase.interval != self.interval:
                 raise ValueError(f"phases.{i} counts {phase.interval}s but the sequence counts "

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from lrdecay_cli.errors import UserError
-from lrdecay_cli.schedules.registry import ScheduleParams, register
+from lrdecay_cli.schedules.registry import ScheduleParams, register, strictly_increasing
 
 
 class PolynomialParams(ScheduleParams):
@@ -37,9 +37,7 @@ class PiecewiseConstantParams(ScheduleParams):
     @field_validator("boundaries")
     @classmethod
     def _increasing(cls, boundaries: list[int]) -> list[int]:
-        if any(b <= a for a, b in zip(boundaries, boundaries[1:])):
-            raise ValueError(f"boundaries must be strictly increasing, got {boundaries}")
-        return boundaries
+        return strictly_increasing(boundaries, "boundaries")
 
     @field_validator("values")
     @classmethod

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from lrdecay_cli.errors import UserError
-from lrdecay_cli.schedules.registry import ScheduleParams, register
+from lrdecay_cli.schedules.registry import ScheduleParams, register, strictly_increasing
 
 
 class MultiStepParams(ScheduleParams):
@@ -30,9 +30,7 @@ class MultiStepParams(ScheduleParams):
     @classmethod
     def _increasing(cls, milestones: list[int]) -> list[int]:
         """PyTorch counts a repeated milestone twice; here a repeat or a step back is a typo."""
-        if any(b <= a for a, b in zip(milestones, milestones[1:])):
-            raise ValueError(f"milestones must be strictly increasing, got {milestones}")
-        return milestones
+        return strictly_increasing(milestones, "milestones")
 
 
 class LinearParams(ScheduleParams):

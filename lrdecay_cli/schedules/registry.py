@@ -72,6 +72,13 @@ class Method:
 METHODS: dict[str, Method] = {}
 
 
+def strictly_increasing(values: list[int], what: str) -> list[int]:
+    """Boundaries, milestones: a repeat or a step back is a typo, refused with the list shown."""
+    if any(b <= a for a, b in zip(values, values[1:])):
+        raise ValueError(f"{what} must be strictly increasing, got {values}")
+    return values
+
+
 def register(params: type[ScheduleParams], formula: str, origin: str):
     """Decorator: add a builder `(params, initial_lr, total) -> lr_at` to the catalogue.
 
