@@ -86,6 +86,62 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int, precision
     return loss_sum.item() / len(y), correct.item() / len(y)
 
 
+class RunRecord:
+    """One run's evidence as it trains: its directory, summary.json and CSV rows.
+
+    Both the training loop and the vectorized sweep executor write through it, so every run
+    directory has the same layout and the same summary fields whichever way it was trained.
+    """
+
+    def __init__(self, spec: Spec, runs_dir: Path, dirname: str | None, device: torch.device,
+                 steps_per_epoch: int, sizes: tuple[int, int, int]):
+        self.run = RunDir.create(runs_dir, dirname, stamped=False) if dirname else RunDir.create(runs_dir, spec.name)
+        self.path = self.run.path
+        self.train_size = sizes[0]
+        self.summary = {
+            "status": "running", "message": None, "name": spec.name, "seed": spec.seed,
+            "epochs": spec.train.epochs, "epochs_completed": 0, "steps": 0, "steps_per_epoch": steps_per_epoch,
+            "train_size": sizes[0], "val_size": sizes[1], "test_size": sizes[2],
+            "best_val_acc": None, "best_epoch": None, "final_val_acc": None, "final_val_loss": None,
+            "final_train_loss": None, "test_acc": None, "test_loss": None, "wall_seconds": 0.0,
+            "device": str(device), "device_name": device_name(device), "torch": torch.__version__,
+            "lrdecay": lrdecay_cli.__version__, "git_revision": git_revision(),
+            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "finished_at": None,
+            "diverged": None,
+        }
+        self.run.write_config(spec.dump())
+        self.run.write_summary(self.summary)
+        self.start = time.perf_counter()
+
+    def end_epoch(self, epoch: int, lr_rows: list[tuple[int, float]], train_loss: float, correct: int,
+                  val_loss: float, val_acc: float) -> dict:
+        """Flush the epoch's rows and summary; return its metrics row."""
+        row = {"epoch": epoch, "step": lr_rows[-1][0] + 1, "lr": lr_rows[-1][1], "train_loss": train_loss,
+               "train_acc": correct / self.train_size, "val_loss": val_loss, "val_acc": val_acc,
+               "seconds": time.perf_counter() - self.start}
+        self.run.add_rows(lr_rows, row)
+        if self.summary["best_val_acc"] is None or val_acc > self.summary["best_val_acc"]:
+            self.summary.update(best_val_acc=val_acc, best_epoch=epoch)
+        self.summary.update(epochs_completed=epoch, steps=row["step"], final_val_acc=val_acc, final_val_loss=val_loss,
+                            final_train_loss=train_loss, wall_seconds=row["seconds"])
+        self.run.write_summary(self.summary)
+        return row
+
+    def diverged(self, lr_rows: list[tuple[int, float]], exc: Diverged) -> None:
+        """Keep the LR rows up to the step whose loss was not finite; the status says where."""
+        self.run.add_rows(lr_rows)
+        self.summary.update(status="diverged", message=str(exc), steps=exc.step + 1,
+                            diverged={"step": exc.step, "epoch": exc.epoch, "lr": exc.lr,
+                                      "loss": exc.loss if math.isfinite(exc.loss) else str(exc.loss)})
+
+    def close(self, **fields) -> dict:
+        """Final summary: the given fields (status, message, test metrics), wall time, finish time."""
+        self.summary.update(fields, wall_seconds=time.perf_counter() - self.start,
+                            finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        self.run.write_summary(self.summary)
+        return self.summary
+
+
 def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None, dirname: str | None = None) -> RunResult:
     """Train `spec` into a new run directory under `runs_dir`; user errors are raised before it exists.
 
@@ -105,22 +161,10 @@ def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None, dir
     batches = Batches(data.train_x, data.train_y, spec.train.batch_size, order)
     steps_per_epoch = len(batches)
     schedule = lr_schedule(spec.schedule, spec.optimizer.lr, steps_per_epoch, spec.train.epochs)
-    n_train = len(data.train_y)
-    batch_weights = torch.full((steps_per_epoch,), float(spec.train.batch_size), device=device)
-    batch_weights[-1] = n_train - spec.train.batch_size * (steps_per_epoch - 1)
+    weights = batch_weights(len(data.train_y), spec.train.batch_size, steps_per_epoch, device)
 
-    run = RunDir.create(runs_dir, dirname, stamped=False) if dirname else RunDir.create(runs_dir, spec.name)
-    started = datetime.now(timezone.utc)
-    summary = {
-        "status": "running", "message": None, "name": spec.name, "seed": spec.seed,
-        "epochs": spec.train.epochs, "epochs_completed": 0, "steps": 0, "steps_per_epoch": steps_per_epoch,
-        "train_size": n_train, "val_size": len(data.val_y), "test_size": len(data.test_y),
-        "best_val_acc": None, "best_epoch": None, "final_val_acc": None, "final_val_loss": None,
-        "final_train_loss": None, "test_acc": None, "test_loss": None, "wall_seconds": 0.0,
-        "device": str(device), "device_name": device_name(device), "torch": torch.__version__,
-        "lrdecay": lrdecay_cli.__version__, "git_revision": git_revision(),
-        "started_at": started.isoformat(timespec="seconds"), "finished_at": None, "diverged": None,
-    }
+    record = RunRecord(spec, runs_dir, dirname, device, steps_per_epoch,
+                       (len(data.train_y), len(data.val_y), len(data.test_y)))
 
     def save_checkpoint(epoch: int, step: int) -> None:
         state = {
@@ -130,15 +174,13 @@ def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None, dir
             "rng": {"torch": torch.get_rng_state(), "order": order.get_state(),
                     "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
         }
-        run.write_checkpoint(lambda f: torch.save(state, f))
+        record.run.write_checkpoint(lambda f: torch.save(state, f))
 
-    run.write_config(spec.dump())
-    run.write_summary(summary)
     save_checkpoint(0, 0)
-    observer.on_start(run.path, summary)
+    observer.on_start(record.path, record.summary)
 
     step = 0
-    start = time.perf_counter()
+    final: dict = {}
     try:
         for epoch in range(1, spec.train.epochs + 1):
             model.train()
@@ -171,38 +213,30 @@ def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None, dir
                     observer.on_progress(i + 1, float(losses[i]), lr)
             val_loss, val_acc = evaluate(forward, data.val_x, data.val_y, spec.train.eval_batch_size,
                                          spec.train.precision)
-            row = {
-                "epoch": epoch, "step": step, "lr": lr_rows[-1][1],
-                "train_loss": float((losses * batch_weights).sum() / n_train),
-                "train_acc": correct.item() / n_train,
-                "val_loss": val_loss, "val_acc": val_acc, "seconds": time.perf_counter() - start,
-            }
             schedule.observe(step, {"val_loss": val_loss, "val_acc": val_acc})
-            run.add_rows(lr_rows, row)
+            row = record.end_epoch(epoch, lr_rows, float((losses * weights).sum() / len(data.train_y)),
+                                   correct.item(), val_loss, val_acc)
             save_checkpoint(epoch, step)
-            if summary["best_val_acc"] is None or val_acc > summary["best_val_acc"]:
-                summary.update(best_val_acc=val_acc, best_epoch=epoch)
-            summary.update(epochs_completed=epoch, steps=step, final_val_acc=val_acc, final_val_loss=val_loss,
-                           final_train_loss=row["train_loss"], wall_seconds=row["seconds"])
-            run.write_summary(summary)
             observer.on_epoch_end(row)
         test_loss, test_acc = evaluate(forward, data.test_x, data.test_y, spec.train.eval_batch_size,
                                        spec.train.precision)
-        summary.update(status="completed", test_loss=test_loss, test_acc=test_acc)
+        final = {"status": "completed", "test_loss": test_loss, "test_acc": test_acc}
     except Diverged as exc:
-        run.add_rows(lr_rows)
-        summary.update(status="diverged", message=str(exc), steps=exc.step + 1,
-                       diverged={"step": exc.step, "epoch": exc.epoch, "lr": exc.lr,
-                                 "loss": exc.loss if math.isfinite(exc.loss) else str(exc.loss)})
+        record.diverged(lr_rows, exc)
     except KeyboardInterrupt:
-        summary.update(status="interrupted", message="interrupted by the user")
+        final = {"status": "interrupted", "message": "interrupted by the user"}
         raise
     except Exception as exc:
-        summary.update(status="failed", message=f"{type(exc).__name__}: {exc}")
+        final = {"status": "failed", "message": f"{type(exc).__name__}: {exc}"}
         raise
     finally:
-        summary.update(wall_seconds=time.perf_counter() - start,
-                       finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        run.write_summary(summary)
+        summary = record.close(**final)
     observer.on_finish(summary)
-    return RunResult(run.path, summary)
+    return RunResult(record.path, summary)
+
+
+def batch_weights(n_train: int, batch_size: int, steps_per_epoch: int, device: torch.device) -> torch.Tensor:
+    """Images in each step's batch (the last one partial), to average per-step losses over the epoch."""
+    weights = torch.full((steps_per_epoch,), float(batch_size), device=device)
+    weights[-1] = n_train - batch_size * (steps_per_epoch - 1)
+    return weights
