@@ -76,7 +76,7 @@ def sweep(
     seeds: Optional[str] = typer.Option(None, "--seeds", help="A count (3 = seeds 0,1,2) or a list (0,5,7)."),
     overrides: Optional[List[str]] = SetOption,
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="The sweep goes to <runs-dir>/sweeps/<UTC time>-<name>/."),
-    executor: str = typer.Option("sequential", "--executor", help="sequential | processes."),
+    executor: str = typer.Option("sequential", "--executor", help="sequential | vectorized (one stacked model per compatible group) | processes."),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (--executor processes)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the trials and their count; train nothing."),
     resume: Optional[Path] = typer.Option(None, "--resume", metavar="SWEEP_DIR", help="Run what a sweep has not completed."),

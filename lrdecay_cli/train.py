@@ -66,7 +66,8 @@ def git_revision() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def _autocast(device: torch.device, precision: str):
+def precision_context(device: torch.device, precision: str):
+    """bf16 autocast where the spec asks for it; plain fp32 otherwise."""
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -79,7 +80,7 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int, precision
     loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
     correct = torch.zeros((), dtype=torch.int64, device=x.device)
     for xb, yb in Batches(x, y, batch_size, shuffle=False):
-        with _autocast(x.device, precision):
+        with precision_context(x.device, precision):
             logits = model(xb)
         loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum")
         correct += (logits.argmax(1) == yb).sum()
@@ -193,7 +194,7 @@ def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None, dir
                 lr = schedule(step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                with _autocast(device, spec.train.precision):
+                with precision_context(device, spec.train.precision):
                     logits = forward(xb)
                     loss = F.cross_entropy(logits, yb)
                 optimizer.zero_grad(set_to_none=True)

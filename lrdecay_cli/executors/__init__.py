@@ -27,14 +27,19 @@ def run_trial(trial: Trial, sweep_dir: Path) -> dict:
 
 
 def executor_names() -> list[str]:
-    return ["sequential", "processes"]
+    return ["sequential", "vectorized", "processes"]
 
 
 def run(name: str, trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_done: OnDone, workers: int) -> None:
+    """Run `trials` with the named executor (modules imported on demand: they import torch)."""
     if name == "sequential":
         from lrdecay_cli.executors.sequential import run_sequential
 
         run_sequential(trials, sweep_dir, on_start, on_done)
+    elif name == "vectorized":
+        from lrdecay_cli.executors.vectorized import run_vectorized
+
+        run_vectorized(trials, sweep_dir, on_start, on_done)
     else:
         from lrdecay_cli.executors.processes import run_processes
 
