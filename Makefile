@@ -21,3 +21,4 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/train_speed.py
+	$(VENV)/bin/python bench/sweep_speed.py

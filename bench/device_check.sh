@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU check: the tests marked `gpu` and the bench/ scripts on CUDA in one go, a short table last.
+# The GPU check: the tests marked `gpu` and the bench/ scripts (train_speed, sweep_speed) on CUDA in one go,
+# a short table last.
 #
 #   bash bench/device_check.sh --prepare   # here (with internet to PyPI): fill .device/ (git-ignored):
 #                                          #   MNIST as gzipped IDX (~11 MB) and wheels the GPU image lacks
@@ -36,6 +37,8 @@ printf 'model\tdevice\tbatch\tprecision\trecipe_s\tlrdecay_s\tspeedup\ttarget\n'
 $PY bench/train_speed.py --device cuda --model cnn --batch-size 64 --record "$results"
 $PY bench/train_speed.py --device cuda --model cnn --batch-size 512 --precision bf16 --skip-recipe --record "$results"
 $PY bench/train_speed.py --device cuda --model mlp --batch-size 64 --record "$results"
+$PY bench/sweep_speed.py --device cuda --model cnn --trials 32 --skip-sequential --record "$results"
+$PY bench/sweep_speed.py --device cuda --model mlp --trials 16 --record "$results"
 
 echo
 echo "GPU tests: $tests"

@@ -76,7 +76,7 @@ def sweep(
     seeds: Optional[str] = typer.Option(None, "--seeds", help="A count (3 = seeds 0,1,2) or a list (0,5,7)."),
     overrides: Optional[List[str]] = SetOption,
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="The sweep goes to <runs-dir>/sweeps/<UTC time>-<name>/."),
-    executor: str = typer.Option("sequential", "--executor", help="sequential | vectorized (one stacked model per compatible group) | processes."),
+    executor: str = typer.Option("auto", "--executor", help="auto (vectorized on CUDA, else sequential) | sequential | vectorized (one stacked model per compatible group) | processes."),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (--executor processes)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the trials and their count; train nothing."),
     resume: Optional[Path] = typer.Option(None, "--resume", metavar="SWEEP_DIR", help="Run what a sweep has not completed."),
@@ -87,6 +87,10 @@ def sweep(
     from lrdecay_cli import sweep as sweeps
     from lrdecay_cli.executors import executor_names, run
 
+    if executor == "auto":
+        import torch
+
+        executor = "vectorized" if torch.cuda.is_available() else "sequential"
     if executor not in executor_names():
         raise UserError(f"unknown executor '{executor}'", where="--executor", fix=f"use one of {', '.join(executor_names())}")
     if resume is not None:
