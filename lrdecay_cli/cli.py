@@ -76,8 +76,9 @@ def sweep(
     seeds: Optional[str] = typer.Option(None, "--seeds", help="A count (3 = seeds 0,1,2) or a list (0,5,7)."),
     overrides: Optional[List[str]] = SetOption,
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="The sweep goes to <runs-dir>/sweeps/<UTC time>-<name>/."),
-    executor: str = typer.Option("auto", "--executor", help="auto (vectorized on CUDA, else sequential) | sequential | vectorized (one stacked model per compatible group) | processes."),
+    executor: str = typer.Option("auto", "--executor", help="auto (vectorized on CUDA, else sequential) | sequential | vectorized (one stacked model per compatible group) | processes | ray."),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (--executor processes)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (--executor ray); default: a new local instance."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the trials and their count; train nothing."),
     resume: Optional[Path] = typer.Option(None, "--resume", metavar="SWEEP_DIR", help="Run what a sweep has not completed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
@@ -124,7 +125,8 @@ def sweep(
     try:
         run(executor, todo, sweep_dir,
             on_start=progress.on_start if progress else (lambda trial: None),
-            on_done=progress.on_done if progress else (lambda trial, summary: None), workers=workers)
+            on_done=progress.on_done if progress else (lambda trial, summary: None), workers=workers,
+            address=address)
     finally:
         if progress:
             progress.stop()

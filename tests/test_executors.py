@@ -93,3 +93,35 @@ def test_members_that_cannot_stack_run_sequentially(cli, tmp_path):
         assert row["status"] == "completed"
         assert (vec / row["trial"] / "metrics.csv").read_text().splitlines()[1].split(",")[:6] == \
             (seq / row["trial"] / "metrics.csv").read_text().splitlines()[1].split(",")[:6]
+
+
+@pytest.fixture
+def local_ray():
+    """A Ray instance on loopback that this test starts and stops."""
+    import os
+
+    import ray  # in the dev extra: a missing install step fails here, not silently
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="ERROR",
+             log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_tasks_bring_their_run_directories_back(cli, tmp_path, local_ray):
+    path = tmp_path / "sweep.yaml"
+    base = {**BASE, "data": {"limit": 1500, "val_size": 300}, "train": {**BASE["train"], "epochs": 1}}
+    path.write_text(yaml.safe_dump({"name": "r", "base": base, "seeds": 2, "variants": [
+        {"schedule": {"name": "step", "step_size": 1, "gamma": 0.5}}, {"optimizer": {"name": "sgd", "lr": 1.0e6}}]}))
+    out = cli("sweep", path, "--runs-dir", tmp_path / "ray", "--executor", "ray", "--quiet")
+    assert out.exit_code == 0, out.output
+    assert cli("sweep", path, "--runs-dir", tmp_path / "seq", "--quiet").exit_code == 0
+    (ray_dir,) = (tmp_path / "ray" / "sweeps").iterdir()
+    (seq_dir,) = (tmp_path / "seq" / "sweeps").iterdir()
+    rows = read_csv(ray_dir / "results.csv")
+    assert [r["status"] for r in rows] == ["completed", "completed", "diverged", "diverged"]
+    for row in rows:
+        trial = row["trial"]
+        assert {p.name for p in (ray_dir / trial).iterdir()} == {p.name for p in (seq_dir / trial).iterdir()}
+        assert (ray_dir / trial / "lr.csv").read_text() == (seq_dir / trial / "lr.csv").read_text()
+    assert local_ray.is_initialized()  # the executor used the test's instance and left it running

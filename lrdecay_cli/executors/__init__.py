@@ -27,10 +27,11 @@ def run_trial(trial: Trial, sweep_dir: Path) -> dict:
 
 
 def executor_names() -> list[str]:
-    return ["sequential", "vectorized", "processes"]
+    return ["sequential", "vectorized", "processes", "ray"]
 
 
-def run(name: str, trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_done: OnDone, workers: int) -> None:
+def run(name: str, trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_done: OnDone, workers: int,
+        address: str | None = None) -> None:
     """Run `trials` with the named executor (modules imported on demand: they import torch)."""
     if name == "sequential":
         from lrdecay_cli.executors.sequential import run_sequential
@@ -40,7 +41,11 @@ def run(name: str, trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_d
         from lrdecay_cli.executors.vectorized import run_vectorized
 
         run_vectorized(trials, sweep_dir, on_start, on_done)
-    else:
+    elif name == "processes":
         from lrdecay_cli.executors.processes import run_processes
 
         run_processes(trials, sweep_dir, on_start, on_done, workers)
+    else:
+        from lrdecay_cli.executors.ray_cluster import run_ray
+
+        run_ray(trials, sweep_dir, on_start, on_done, address)
