@@ -59,6 +59,20 @@ def utc_stamp(now: datetime | None = None) -> str:
     return (now or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S")
 
 
+def make_unique_dir(parent: Path, name: str) -> Path:
+    """Create `parent/name` exclusively (`-2`, `-3`... where it exists): concurrent runs never share one."""
+    check_writable(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 10_000):
+        path = parent / (name if attempt == 1 else f"{name}-{attempt}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise RuntimeError(f"could not create a directory for {name} in {parent}")
+
+
 def _format(value) -> str:
     """CSV cell: floats in full precision (repr), so values read back bit for bit."""
     if value is None:
@@ -77,17 +91,7 @@ class RunDir:
     @classmethod
     def create(cls, runs_dir: Path, name: str, now: datetime | None = None, stamped: bool = True) -> "RunDir":
         """Make `<runs_dir>/<UTC time>-<name>` (or just `<name>`) exclusively; `-2`, `-3`... where it exists."""
-        check_writable(runs_dir)
-        runs_dir.mkdir(parents=True, exist_ok=True)
-        base = f"{utc_stamp(now)}-{name}" if stamped else name
-        for attempt in range(1, 10_000):
-            path = runs_dir / (base if attempt == 1 else f"{base}-{attempt}")
-            try:
-                path.mkdir()
-            except FileExistsError:
-                continue
-            return cls(path)
-        raise RuntimeError(f"could not create a run directory for {base} in {runs_dir}")
+        return cls(make_unique_dir(runs_dir, f"{utc_stamp(now)}-{name}" if stamped else name))
 
     @property
     def checkpoint_path(self) -> Path:

@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lrdecay_cli.errors import UserError
-from lrdecay_cli.rundir import utc_stamp, write_atomic
+from lrdecay_cli.rundir import check_writable, make_unique_dir, utc_stamp, write_atomic
 from lrdecay_cli.spec import Spec, from_data, merge_sections, read_yaml_file, set_field
 
 METRICS = {  # results column -> True where larger is better
@@ -119,9 +119,6 @@ class Trial:
     def dirname(self) -> str:
         return f"t{self.index:03d}"
 
-    def label(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.fields.items())
-
 
 def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
     """{"schedule": {"name": "step"}} -> {"schedule.name": "step"}."""
@@ -174,11 +171,8 @@ def expand(sweep: SweepSpec, base: dict, source: str) -> list[Trial]:
             fields[key] = value
         raw["seed"] = seed
         fields["seed"] = seed
-        try:
-            spec = from_data(raw, f"{source} (trial {len(trials)}: {', '.join(f'{k}={v}' for k, v in fields.items())})")
-        except UserError:
-            raise
-        trials.append(Trial(len(trials), fields, spec))
+        label = ", ".join(f"{k}={v}" for k, v in fields.items())
+        trials.append(Trial(len(trials), fields, from_data(raw, f"{source} (trial {len(trials)}: {label})")))
     return trials
 
 
@@ -199,20 +193,8 @@ def resolved_yaml(sweep: SweepSpec, base: dict) -> str:
 
 def create_dir(runs_dir: Path, name: str) -> Path:
     """`<runs_dir>/sweeps/<UTC time>-<name>`, created exclusively."""
-    from lrdecay_cli.rundir import check_writable
-
     check_writable(runs_dir)
-    parent = runs_dir / "sweeps"
-    parent.mkdir(parents=True, exist_ok=True)
-    base = f"{utc_stamp()}-{name}"
-    for attempt in range(1, 10_000):
-        path = parent / (base if attempt == 1 else f"{base}-{attempt}")
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise RuntimeError(f"could not create a sweep directory for {base}")
+    return make_unique_dir(runs_dir / "sweeps", f"{utc_stamp()}-{name}")
 
 
 def open_existing(sweep_dir: Path) -> tuple[SweepSpec, list[Trial]]:
