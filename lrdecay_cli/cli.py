@@ -42,30 +42,49 @@ SetOption = typer.Option(None, "--set", metavar="KEY.PATH=VALUE",
 
 @command
 def train(
-    spec_path: Path = typer.Argument(..., metavar="SPEC", help="YAML spec, e.g. configs/quickstart.yaml."),
+    spec_path: Optional[Path] = typer.Argument(None, metavar="SPEC", help="YAML spec, e.g. configs/quickstart.yaml."),
     overrides: Optional[List[str]] = SetOption,
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where the run directory is created."),
+    resume_dir: Optional[Path] = typer.Option(None, "--resume", metavar="RUN_DIR",
+                                              help="Continue an interrupted run from its last finished epoch."),
+    force: bool = typer.Option(False, "--force", help="With --resume: accept a SPEC / --set that differs from the run's."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
     json_out: bool = typer.Option(False, "--json", help="Print summary.json to stdout instead of the result table."),
 ) -> None:
-    """Train one spec into <runs-dir>/<UTC time>-<name>/ (config, metrics.csv, lr.csv, summary.json, checkpoint)."""
+    """Train one spec into <runs-dir>/<UTC time>-<name>/ (config, metrics.csv, lr.csv, summary.json, checkpoint).
+
+    Ctrl-C or SIGTERM finishes the step in flight, keeps the last epoch's checkpoint, marks the run
+    interrupted and exits 130 / 143; --resume RUN_DIR continues it."""
     from lrdecay_cli import report, spec
 
-    loaded = spec.load(spec_path, overrides or [])
-    from lrdecay_cli.train import TrainObserver, train as run_training
+    if spec_path is None and resume_dir is None:
+        raise UserError("missing SPEC", fix="name a spec, e.g. lrdecay train configs/quickstart.yaml, or --resume RUN_DIR")
+    if spec_path is None and overrides:
+        spec_path = resume_dir / "config.yaml"
+    loaded = spec.load(spec_path, overrides or []) if spec_path is not None else None
+    from lrdecay_cli.train import TrainObserver, resume, train as run_training
 
     observer = TrainObserver() if quiet or json_out else report.TrainProgress()
     try:
-        result = run_training(loaded, runs_dir, observer)
+        if resume_dir is not None:
+            result = resume(resume_dir, loaded, force, observer)
+        else:
+            result = run_training(loaded, runs_dir, observer)
     finally:
         if isinstance(observer, report.TrainProgress):
             observer.stop()
+    if not result.resumed:
+        report.note(f"{resume_dir} is already {result.summary['status']}; nothing to resume")
     if json_out:
         report.print_json(result.summary)
     elif not quiet:
         report.summary_table(result.path, result.summary)
-    if result.summary["status"] != "completed":
-        report.error(f"run {result.summary['status']}: {result.summary['message']} ({result.path})")
+    status = result.summary["status"]
+    if status == "interrupted":
+        report.error(result.summary["message"])
+        raise typer.Exit(143 if result.summary.get("signal") == "SIGTERM" else 130)
+    if status not in ("completed",) and result.resumed:
+        report.error(f"run {status}: {result.summary['message']} ({result.path})")
         raise typer.Exit(1)
 
 
@@ -122,15 +141,21 @@ def sweep(
         report.trials_table(todo, sweeps.field_names(trials), f"{len(todo)} of {len(trials)} trials still to run in {sweep_dir}")
         return
     progress = None if quiet else report.SweepProgress(len(todo), sweep_spec.metric, sweeps.METRICS[sweep_spec.metric])
+    interrupted = False
     try:
         run(executor, todo, sweep_dir,
             on_start=progress.on_start if progress else (lambda trial: None),
             on_done=progress.on_done if progress else (lambda trial, summary: None), workers=workers,
             address=address)
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         if progress:
             progress.stop()
         rows, board = sweeps.write_tables(sweep_dir, trials, sweep_spec.metric)
+    if interrupted:
+        report.error(f"sweep interrupted; continue with: lrdecay sweep --resume {sweep_dir}")
+        raise typer.Exit(130)
     if not quiet:
         report.leaderboard_table(board, sweep_spec.metric, sweep_dir)
     failed = [r for r in rows if r["status"] not in sweeps.DONE]

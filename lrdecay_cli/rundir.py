@@ -73,6 +73,23 @@ def make_unique_dir(parent: Path, name: str) -> Path:
     raise RuntimeError(f"could not create a directory for {name} in {parent}")
 
 
+def _rows(path: Path) -> list[str]:
+    """A CSV's data lines, without the header and without a last line torn by a kill."""
+    try:
+        lines = path.read_text().splitlines()[1:]
+    except OSError:
+        return []
+    width = len(lines[0].split(",")) if lines else 0
+    return [line for line in lines if line and len(line.split(",")) == width and "" not in line.split(",")[:1]]
+
+
+def _int_cell(line: str) -> int:
+    try:
+        return int(line.split(",")[0])
+    except ValueError:
+        return 1 << 62
+
+
 def _format(value) -> str:
     """CSV cell: floats in full precision (repr), so values read back bit for bit."""
     if value is None:
@@ -92,6 +109,25 @@ class RunDir:
     def create(cls, runs_dir: Path, name: str, now: datetime | None = None, stamped: bool = True) -> "RunDir":
         """Make `<runs_dir>/<UTC time>-<name>` (or just `<name>`) exclusively; `-2`, `-3`... where it exists."""
         return cls(make_unique_dir(runs_dir, f"{utc_stamp(now)}-{name}" if stamped else name))
+
+    @classmethod
+    def reopen(cls, path: Path, epochs: int, steps: int) -> "RunDir":
+        """An existing run cut back to its checkpoint: rows past `epochs` / `steps` (written after the
+        checkpoint, or torn by a kill) are dropped, so a resumed run counts nothing twice."""
+        run = cls(path)
+        run._metrics += [line for line in _rows(path / "metrics.csv") if _int_cell(line) <= epochs]
+        run._lr += [line for line in _rows(path / "lr.csv") if _int_cell(line) < steps]
+        write_atomic(path / "lr.csv", "\n".join(run._lr) + "\n")
+        write_atomic(path / "metrics.csv", "\n".join(run._metrics) + "\n")
+        return run
+
+    def metrics_rows(self) -> list[dict]:
+        """The metrics rows kept so far, as floats (epoch and step as ints)."""
+        rows = []
+        for line in self._metrics[1:]:
+            cells = dict(zip(METRICS_COLUMNS, line.split(",")))
+            rows.append({k: (int(v) if k in ("epoch", "step") else float(v)) for k, v in cells.items()})
+        return rows
 
     @property
     def checkpoint_path(self) -> Path:

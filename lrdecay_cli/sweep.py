@@ -215,13 +215,23 @@ def trial_status(sweep_dir: Path, trial: Trial) -> dict | None:
         return None
 
 
+def resumable(sweep_dir: Path, trial: Trial) -> bool:
+    """An interrupted (or killed) trial with a checkpoint: it continues from there, not from scratch."""
+    summary = trial_status(sweep_dir, trial)
+    return (summary is not None and summary.get("status") in ("interrupted", "running")
+            and (sweep_dir / trial.dirname / "checkpoint.pt").is_file()
+            and (sweep_dir / trial.dirname / "config.yaml").is_file())
+
+
 def pending(sweep_dir: Path, trials: list[Trial]) -> list[Trial]:
-    """Trials without a kept outcome; their leftover directories are cleared so they start afresh."""
+    """Trials without a kept outcome. Resumable ones keep their directories; the leftovers of the
+    others (a failure, a start killed before its first checkpoint) are cleared to start afresh."""
     todo = []
     for trial in trials:
         summary = trial_status(sweep_dir, trial)
         if summary is None or summary.get("status") not in DONE:
-            shutil.rmtree(sweep_dir / trial.dirname, ignore_errors=True)
+            if not resumable(sweep_dir, trial):
+                shutil.rmtree(sweep_dir / trial.dirname, ignore_errors=True)
             todo.append(trial)
     return todo
 

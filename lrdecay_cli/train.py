@@ -11,8 +11,11 @@ divergence and report progress.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -26,7 +29,8 @@ from lrdecay_cli.data import Batches, default_data_root, load_splits
 from lrdecay_cli.device import device_name, resolve_device
 from lrdecay_cli.models import build_model
 from lrdecay_cli.optim import build_optimizer
-from lrdecay_cli.rundir import RunDir, check_writable
+from lrdecay_cli.errors import UserError
+from lrdecay_cli.rundir import RunDir, check_writable, write_atomic
 from lrdecay_cli.schedules import lr_schedule
 from lrdecay_cli.spec import Spec
 
@@ -48,6 +52,8 @@ class TrainObserver:
 class RunResult:
     path: Path
     summary: dict
+    resumed: bool = True
+    """False where `resume` found the run already finished and did nothing."""
 
 
 class Diverged(Exception):
@@ -114,6 +120,27 @@ class RunRecord:
         self.run.write_summary(self.summary)
         self.start = time.perf_counter()
 
+    @classmethod
+    def reopen(cls, path: Path, epoch: int, step: int, train_size: int) -> "RunRecord":
+        """An interrupted run's record, cut back to its checkpoint after `epoch` epochs and `step` steps."""
+        record = cls.__new__(cls)
+        record.run = RunDir.reopen(path, epoch, step)
+        record.path, record.train_size = path, train_size
+        record.summary = json.loads((path / "summary.json").read_text())
+        record.summary.pop("signal", None)
+        rows = record.run.metrics_rows()
+        best = max(rows, key=lambda r: r["val_acc"], default=None)
+        last = rows[-1] if rows else None
+        record.summary.update(
+            status="running", message=None, epochs_completed=epoch, steps=step, diverged=None,
+            test_acc=None, test_loss=None, finished_at=None,
+            best_val_acc=best and best["val_acc"], best_epoch=best and best["epoch"],
+            final_val_acc=last and last["val_acc"], final_val_loss=last and last["val_loss"],
+            final_train_loss=last and last["train_loss"])
+        record.run.write_summary(record.summary)
+        record.start = time.perf_counter() - (last["seconds"] if last else 0.0)  # seconds go on counting
+        return record
+
     def end_epoch(self, epoch: int, lr_rows: list[tuple[int, float]], train_loss: float, correct: int,
                   val_loss: float, val_acc: float) -> dict:
         """Flush the epoch's rows and summary; return its metrics row."""
@@ -143,95 +170,199 @@ class RunRecord:
         return self.summary
 
 
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; the loop stopped after the step in flight."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """While training, Ctrl-C and SIGTERM only raise a flag that the loop checks after each step."""
+    flag = {"signum": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        flag["signum"] = signum
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class Trainer:
+    """Everything one run needs, built from its spec: data on the device, model, optimizer, schedule,
+    and the data-order generator; `state` / `load_state` are its checkpoint."""
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.device = resolve_device(spec.train.device)
+        self.data = load_splits(default_data_root(spec.data.root), spec.data.val_size, spec.data.limit,
+                                spec.data.split_seed, self.device)
+        torch.manual_seed(spec.seed)
+        self.model = build_model(spec.model).to(self.device)
+        self.optimizer = build_optimizer(spec.optimizer, self.model.parameters())
+        self.forward = torch.compile(self.model) if spec.train.compile else self.model
+        self.order = torch.Generator(device=self.device).manual_seed(spec.seed)
+        self.batches = Batches(self.data.train_x, self.data.train_y, spec.train.batch_size, self.order)
+        self.steps_per_epoch = len(self.batches)
+        self.schedule = lr_schedule(spec.schedule, spec.optimizer.lr, self.steps_per_epoch, spec.train.epochs)
+        self.sizes = (len(self.data.train_y), len(self.data.val_y), len(self.data.test_y))
+
+    def state(self, epoch: int, step: int) -> dict:
+        cuda = torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None
+        return {
+            "epoch": epoch, "step": step, "spec": self.spec.model_dump(mode="json"),
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "schedule": {"name": self.spec.schedule.name, "step": step, "state": self.schedule.state_dict()},
+            "rng": {"torch": torch.get_rng_state(), "order": self.order.get_state(), "cuda": cuda},
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"]["state"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.order.set_state(state["rng"]["order"])
+        if state["rng"]["cuda"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+
 def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None, dirname: str | None = None) -> RunResult:
     """Train `spec` into a new run directory under `runs_dir`; user errors are raised before it exists.
 
     The directory is `<UTC time>-<spec.name>`, or exactly `dirname` where given (a sweep's trials).
     """
-    observer = observer or TrainObserver()
-    device = resolve_device(spec.train.device)
+    resolve_device(spec.train.device)
     check_writable(runs_dir)
-    data = load_splits(default_data_root(spec.data.root), spec.data.val_size, spec.data.limit,
-                       spec.data.split_seed, device)
+    trainer = Trainer(spec)
+    record = RunRecord(spec, runs_dir, dirname, trainer.device, trainer.steps_per_epoch, trainer.sizes)
+    save_checkpoint(record, trainer.state(0, 0))
+    return _train_loop(trainer, record, observer or TrainObserver(), first_epoch=1, step=0)
 
-    torch.manual_seed(spec.seed)
-    model = build_model(spec.model).to(device)
-    optimizer = build_optimizer(spec.optimizer, model.parameters())
-    forward = torch.compile(model) if spec.train.compile else model
-    order = torch.Generator(device=device).manual_seed(spec.seed)
-    batches = Batches(data.train_x, data.train_y, spec.train.batch_size, order)
-    steps_per_epoch = len(batches)
-    schedule = lr_schedule(spec.schedule, spec.optimizer.lr, steps_per_epoch, spec.train.epochs)
+
+def resume(run_dir: Path, spec: Spec | None = None, force: bool = False,
+           observer: TrainObserver | None = None) -> RunResult:
+    """Continue an interrupted run from its last checkpoint (the end of its last finished epoch).
+
+    `spec` (from the command line) must equal the run's config.yaml unless `force`.
+    """
+    config, checkpoint = run_dir / "config.yaml", run_dir / "checkpoint.pt"
+    if not config.is_file() or not checkpoint.is_file():
+        raise UserError("not a run directory with a checkpoint", where=str(run_dir),
+                        fix="pass a directory made by lrdecay train")
+    from lrdecay_cli.spec import load
+
+    saved = load(config)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    if summary.get("status") in ("completed", "diverged"):
+        return RunResult(run_dir, summary, resumed=False)
+    if spec is not None and spec != saved:
+        changed = sorted(k for k, v in _flat(spec.model_dump(mode="json")).items()
+                         if _flat(saved.model_dump(mode="json")).get(k, object()) != v)
+        changed += sorted(set(_flat(saved.model_dump(mode="json"))) - set(_flat(spec.model_dump(mode="json"))))
+        if not force:
+            raise UserError(f"the spec differs from the run's config.yaml in {', '.join(changed)}",
+                            where=f"--resume {run_dir}", fix="resume without a spec, or pass --force")
+        saved = spec
+        write_atomic(config, spec.dump())
+    trainer = Trainer(saved)
+    state = torch.load(checkpoint, map_location=trainer.device, weights_only=False)
+    trainer.load_state(state)
+    record = RunRecord.reopen(run_dir, state["epoch"], state["step"], trainer.sizes[0])
+    return _train_loop(trainer, record, observer or TrainObserver(), first_epoch=state["epoch"] + 1,
+                       step=state["step"])
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def save_checkpoint(record: RunRecord, state: dict) -> None:
+    record.run.write_checkpoint(lambda f: torch.save(state, f))
+
+
+def _train_loop(trainer: Trainer, record: RunRecord, observer: TrainObserver, first_epoch: int, step: int) -> RunResult:
+    """Epochs `first_epoch`.. of a run whose model, optimizer, schedule and RNGs are at `step`."""
+    spec, device, data = trainer.spec, trainer.device, trainer.data
+    model, optimizer, schedule, forward = trainer.model, trainer.optimizer, trainer.schedule, trainer.forward
+    steps_per_epoch = trainer.steps_per_epoch
     weights = batch_weights(len(data.train_y), spec.train.batch_size, steps_per_epoch, device)
-
-    record = RunRecord(spec, runs_dir, dirname, device, steps_per_epoch,
-                       (len(data.train_y), len(data.val_y), len(data.test_y)))
-
-    def save_checkpoint(epoch: int, step: int) -> None:
-        state = {
-            "epoch": epoch, "step": step, "spec": spec.model_dump(mode="json"),
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "schedule": {"name": spec.schedule.name, "step": step, "state": schedule.state_dict()},
-            "rng": {"torch": torch.get_rng_state(), "order": order.get_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
-        }
-        record.run.write_checkpoint(lambda f: torch.save(state, f))
-
-    save_checkpoint(0, 0)
     observer.on_start(record.path, record.summary)
-
-    step = 0
     final: dict = {}
-    try:
-        for epoch in range(1, spec.train.epochs + 1):
-            model.train()
-            observer.on_epoch_start(epoch, spec.train.epochs, steps_per_epoch)
-            losses = torch.zeros(steps_per_epoch, device=device)
-            correct = torch.zeros((), dtype=torch.int64, device=device)
-            lr_rows: list[tuple[int, float]] = []
-            checked = 0
-            for i, (xb, yb) in enumerate(batches):
-                lr = schedule(step)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                with precision_context(device, spec.train.precision):
-                    logits = forward(xb)
-                    loss = F.cross_entropy(logits, yb)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses[i] = loss.detach()
-                correct += (logits.argmax(1) == yb).sum()
-                lr_rows.append((step, optimizer.param_groups[0]["lr"]))
-                step += 1
-                if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
-                    bad = (~torch.isfinite(losses[checked:i + 1])).nonzero()
-                    if len(bad):
-                        at = checked + int(bad[0])
-                        del lr_rows[at + 1:]
-                        raise Diverged(lr_rows[at][0], epoch, lr_rows[at][1], float(losses[at]))
-                    checked = i + 1
-                    observer.on_progress(i + 1, float(losses[i]), lr)
-            val_loss, val_acc = evaluate(forward, data.val_x, data.val_y, spec.train.eval_batch_size,
-                                         spec.train.precision)
-            schedule.observe(step, {"val_loss": val_loss, "val_acc": val_acc})
-            row = record.end_epoch(epoch, lr_rows, float((losses * weights).sum() / len(data.train_y)),
-                                   correct.item(), val_loss, val_acc)
-            save_checkpoint(epoch, step)
-            observer.on_epoch_end(row)
-        test_loss, test_acc = evaluate(forward, data.test_x, data.test_y, spec.train.eval_batch_size,
-                                       spec.train.precision)
-        final = {"status": "completed", "test_loss": test_loss, "test_acc": test_acc}
-    except Diverged as exc:
-        record.diverged(lr_rows, exc)
-    except KeyboardInterrupt:
-        final = {"status": "interrupted", "message": "interrupted by the user"}
-        raise
-    except Exception as exc:
-        final = {"status": "failed", "message": f"{type(exc).__name__}: {exc}"}
-        raise
-    finally:
-        summary = record.close(**final)
+    with stop_on_signals() as stop:
+        try:
+            for epoch in range(first_epoch, spec.train.epochs + 1):
+                model.train()
+                observer.on_epoch_start(epoch, spec.train.epochs, steps_per_epoch)
+                losses = torch.zeros(steps_per_epoch, device=device)
+                correct = torch.zeros((), dtype=torch.int64, device=device)
+                lr_rows: list[tuple[int, float]] = []
+                checked = 0
+                for i, (xb, yb) in enumerate(trainer.batches):
+                    lr = schedule(step)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    with precision_context(device, spec.train.precision):
+                        logits = forward(xb)
+                        loss = F.cross_entropy(logits, yb)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    losses[i] = loss.detach()
+                    correct += (logits.argmax(1) == yb).sum()
+                    lr_rows.append((step, optimizer.param_groups[0]["lr"]))
+                    step += 1
+                    if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
+                        bad = (~torch.isfinite(losses[checked:i + 1])).nonzero()
+                        if len(bad):
+                            at = checked + int(bad[0])
+                            del lr_rows[at + 1:]
+                            raise Diverged(lr_rows[at][0], epoch, lr_rows[at][1], float(losses[at]))
+                        checked = i + 1
+                        observer.on_progress(i + 1, float(losses[i]), lr)
+                    if stop["signum"] is not None:
+                        raise Interrupted(stop["signum"])
+                val_loss, val_acc = evaluate(forward, data.val_x, data.val_y, spec.train.eval_batch_size,
+                                             spec.train.precision)
+                schedule.observe(step, {"val_loss": val_loss, "val_acc": val_acc})
+                row = record.end_epoch(epoch, lr_rows, float((losses * weights).sum() / len(data.train_y)),
+                                       correct.item(), val_loss, val_acc)
+                save_checkpoint(record, trainer.state(epoch, step))
+                observer.on_epoch_end(row)
+                if stop["signum"] is not None:
+                    raise Interrupted(stop["signum"])
+            test_loss, test_acc = evaluate(forward, data.test_x, data.test_y, spec.train.eval_batch_size,
+                                           spec.train.precision)
+            final = {"status": "completed", "test_loss": test_loss, "test_acc": test_acc}
+        except Diverged as exc:
+            record.diverged(lr_rows, exc)
+        except Interrupted as exc:
+            done = record.summary["epochs_completed"]
+            final = {"status": "interrupted", "signal": str(exc),
+                     "message": f"{exc} after epoch {done} (+ part of the next, discarded); "
+                                f"continue with: lrdecay train --resume {record.path}"}
+        except KeyboardInterrupt:
+            final = {"status": "interrupted", "message": "interrupted by the user"}
+            raise
+        except Exception as exc:
+            final = {"status": "failed", "message": f"{type(exc).__name__}: {exc}"}
+            raise
+        finally:
+            summary = record.close(**final)
     observer.on_finish(summary)
     return RunResult(record.path, summary)
 

@@ -6,24 +6,32 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from lrdecay_cli.sweep import Trial, record_failure
+from lrdecay_cli.sweep import Trial, record_failure, resumable
 
 OnStart = Callable[[Trial], None]
 OnDone = Callable[[Trial, dict], None]
 
 
 def run_trial(trial: Trial, sweep_dir: Path) -> dict:
-    """Train one trial into `<sweep_dir>/<trial dir>`; any failure becomes its summary, never the sweep's end."""
-    from lrdecay_cli.train import train
+    """Train one trial into `<sweep_dir>/<trial dir>` (continuing it from its checkpoint where it was
+    interrupted); any failure becomes its summary, never the sweep's end. A Ctrl-C or SIGTERM that
+    interrupted the trial ends the sweep (KeyboardInterrupt), so `--resume` can pick it up."""
+    from lrdecay_cli.train import resume, train
 
     try:
-        return train(trial.spec, sweep_dir, dirname=trial.dirname).summary
+        if resumable(sweep_dir, trial):
+            summary = resume(sweep_dir / trial.dirname).summary
+        else:
+            summary = train(trial.spec, sweep_dir, dirname=trial.dirname).summary
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # the trial failed; the sweep goes on
         message = f"{type(exc).__name__}: {exc}"
         record_failure(sweep_dir, trial, message)
         return {"status": "failed", "message": message}
+    if summary["status"] == "interrupted":
+        raise KeyboardInterrupt(summary["message"])
+    return summary
 
 
 def executor_names() -> list[str]:

@@ -29,7 +29,7 @@ from lrdecay_cli.executors import OnDone, OnStart, run_trial
 from lrdecay_cli.models import build_model
 from lrdecay_cli.schedules import lr_schedule
 from lrdecay_cli.spec import Spec
-from lrdecay_cli.sweep import Trial, record_failure
+from lrdecay_cli.sweep import Trial, record_failure, resumable
 from lrdecay_cli.train import SYNC_EVERY, Diverged, RunRecord, precision_context, batch_weights
 
 STACKED_OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -48,7 +48,7 @@ def run_vectorized(trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_d
     groups: dict[str, list[Trial]] = defaultdict(list)
     alone = []
     for trial in trials:
-        key = group_key(trial.spec)
+        key = None if resumable(sweep_dir, trial) else group_key(trial.spec)  # resumed ones continue alone
         (alone if key is None else groups[key]).append(trial)
     for group in groups.values():
         if len(group) == 1:
