@@ -120,7 +120,7 @@ ScheduleSpec = _tagged(*(method.params for method in METHODS.values()))
 
 
 class TrainSpec(Section):
-    epochs: int = Field(5, ge=1)
+    epochs: int = Field(5, ge=1, le=100_000)
     batch_size: int = Field(64, ge=1)
     eval_batch_size: int = Field(1000, ge=1)
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto | cpu | cuda[:N] | mps")
@@ -149,6 +149,13 @@ class Spec(Section):
                     data[key] = {"name": cls.model_fields[key].default.name, **section}
         return data
 
+    @model_validator(mode="after")
+    def _batch_fits(self):
+        if self.train.batch_size > self.data.train_size():
+            raise ValueError(f"train.batch_size ({self.train.batch_size}) is larger than the "
+                             f"{self.data.train_size()} training images")
+        return self
+
     def steps_per_epoch(self) -> int:
         """Optimizer steps in one epoch: the last, partial batch counts."""
         return math.ceil(self.data.train_size() / self.train.batch_size)
@@ -162,7 +169,15 @@ class Spec(Section):
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of silently keeping the last one."""
+    """SafeLoader that refuses duplicate keys (instead of keeping the last one) and aliases (a spec
+    is small; `*alias` chains can expand into gigabytes, the "billion laughs")."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise UserError(f"YAML alias at line {mark.line + 1}, column {mark.column + 1} is not supported",
+                            where=str(self.name), fix="write the values out instead of &anchor / *alias")
+        return super().compose_node(parent, index)
 
 
 def _construct_unique_mapping(loader, node, deep=False):

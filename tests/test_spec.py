@@ -111,3 +111,73 @@ def test_missing_and_unreadable_files(tmp_path):
     (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00name")
     with pytest.raises(UserError, match="cannot read"):
         spec.load(tmp_path / "binary.yaml")
+
+
+MORE_BAD_SPECS = [
+    ("train: {epochs: 1000000000000}", "train.epochs", "less than or equal to 100000"),
+    ("train: {batch_size: 100000}", "spec.yaml", "train.batch_size (100000) is larger than the 55000 training images"),
+    ("optimizer: {lr: 1.0e999}", "optimizer.lr", "finite"),
+    ("optimizer: {lr: -.inf}", "optimizer.lr", "finite"),
+    ("seed: -1", "seed", "greater than or equal to 0"),
+    ("data: {val_size: 0}", "data.val_size", "greater than or equal to 1"),
+    ("data: {limit: 1}", "data.limit", "greater than or equal to 2"),
+    ("model: {name: mlp, hidden: []}", None, None),  # no hidden layer: a valid linear model
+    ("model: {name: mlp, dropout: 1.0}", "model.dropout", "less than 1"),
+    ("name: ../escape", "name", "pattern"),
+    ("base: &b {lr: 0.1}\noptimizer: *b\n", "spec.yaml", "YAML alias at line 2"),
+    ("optimizer: [sgd, 0.1]", "optimizer", "valid dictionary"),
+    ("schedule: exponential", "schedule", "valid dictionary"),
+    ("train: {device: cuda:x}", "train.device", "pattern"),
+    ("\t", "spec.yaml", "YAML syntax error"),
+]
+
+
+@pytest.mark.parametrize("text,field,message", MORE_BAD_SPECS, ids=[b[0][:30] for b in MORE_BAD_SPECS])
+def test_more_bad_specs(tmp_path, text, field, message):
+    if field is None:
+        assert spec.load(write(tmp_path, text)).model.hidden == []
+        return
+    with pytest.raises(UserError) as caught:
+        spec.load(write(tmp_path, text))
+    line = caught.value.line()
+    assert "\n" not in line and field in line and message in line, line
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+yaml_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),
+                         st.text(max_size=12))
+yaml_values = st.recursive(yaml_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(
+        ["name", "lr", "epochs", "schedule", "optimizer", "model", "data", "train", "limit", "val_size",
+         "decay_rate", "decay_steps", "hidden", "warmup", "phases", "boundaries", "steps", "x"]), inner, max_size=5)),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(document=st.one_of(yaml_values, st.text(max_size=200)))
+def test_any_yaml_document_is_a_spec_or_one_clean_error(document):
+    import yaml as pyyaml
+
+    text = document if isinstance(document, str) else pyyaml.safe_dump(document)
+    try:
+        result = spec.from_data(spec.parse_yaml(text, "prop.yaml"), "prop.yaml")
+    except UserError as exc:
+        assert "\n" not in exc.line() and exc.line()
+    else:
+        assert isinstance(result, spec.Spec)
+
+
+@settings(max_examples=300, deadline=None)
+@given(overrides=st.lists(st.one_of(
+    st.text(max_size=30),
+    st.builds(lambda k, v: f"{k}={v}", st.sampled_from(
+        ["train.epochs", "optimizer.lr", "schedule.name", "model.hidden", "data.limit", "x.y", "optimizer",
+         "schedule.warmup.steps", "name", "seed.x", "train"]), st.text(max_size=12))), max_size=4))
+def test_any_set_strings_give_a_spec_or_one_clean_error(overrides):
+    try:
+        result = spec.from_data({"name": "p"}, "prop.yaml", overrides)
+    except UserError as exc:
+        assert "\n" not in exc.line() and exc.line()
+    else:
+        assert isinstance(result, spec.Spec)
