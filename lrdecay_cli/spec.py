@@ -162,22 +162,40 @@ class Spec(Section):
 
     def dump(self) -> str:
         """The resolved spec (every default filled in) as YAML that `load` reads back unchanged."""
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        return dump_yaml(self.model_dump(mode="json"))
 
 
 # ----------------------------------------------------------------------------- loading
 
 
+MAX_ALIASES = 32
+"""A spec may reuse blocks with &anchor / *alias, but not so often that nested aliases could
+expand into gigabytes (the "billion laughs")."""
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (instead of keeping the last one) and aliases (a spec
-    is small; `*alias` chains can expand into gigabytes, the "billion laughs")."""
+    """SafeLoader that refuses duplicate keys (instead of keeping the last one) and alias bombs."""
+
+    aliases = 0
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise UserError(f"YAML alias at line {mark.line + 1}, column {mark.column + 1} is not supported",
-                            where=str(self.name), fix="write the values out instead of &anchor / *alias")
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                mark = self.peek_event().start_mark
+                raise UserError(f"more than {MAX_ALIASES} YAML aliases (line {mark.line + 1}, column {mark.column + 1})",
+                                where=str(self.name), fix="write the values out instead of &anchor / *alias")
         return super().compose_node(parent, index)
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    def ignore_aliases(self, data):
+        return True
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML that spells every value out (no &anchor / *alias), in the given key order."""
+    return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False)
 
 
 def _construct_unique_mapping(loader, node, deep=False):

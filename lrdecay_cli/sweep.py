@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lrdecay_cli.errors import UserError
 from lrdecay_cli.rundir import check_writable, make_unique_dir, utc_stamp, write_atomic
-from lrdecay_cli.spec import Spec, from_data, merge_sections, read_yaml_file, set_field
+from lrdecay_cli.spec import Spec, dump_yaml, from_data, merge_sections, read_yaml_file, set_field
 
 METRICS = {  # results column -> True where larger is better
     "best_val_acc": True, "final_val_acc": True, "test_acc": True, "final_val_loss": False, "final_train_loss": False,
@@ -188,7 +188,7 @@ def resolved_yaml(sweep: SweepSpec, base: dict) -> str:
     """sweep.yaml: the sweep with its base inlined and seeds listed."""
     data = sweep.model_dump(mode="json", exclude_none=True)
     data.update(base=base, seeds=sweep.seed_list())
-    return yaml.safe_dump(data, sort_keys=False)
+    return dump_yaml(data)
 
 
 def create_dir(runs_dir: Path, name: str) -> Path:

@@ -80,6 +80,13 @@ def test_bad_spec_is_one_clear_line(tmp_path, text, field, message):
     assert field in line and message in line
 
 
+def test_a_few_aliases_are_fine(tmp_path):
+    text = "model: {name: mlp, hidden: &widths [2, 4]}\nschedule: {name: multistep, milestones: *widths}\n"
+    loaded = spec.load(write(tmp_path, text))
+    assert loaded.model.hidden == [2, 4] and loaded.schedule.milestones == [2, 4]
+    assert "&" not in loaded.dump() and "*" not in loaded.dump()  # what we write spells values out
+
+
 def test_did_you_mean_for_an_unknown_key(tmp_path):
     with pytest.raises(UserError, match=r"train.epoch: unknown key 'epoch'; did you mean 'epochs'\?"):
         spec.load(write(tmp_path, "train: {epoch: 3}\n"))
@@ -124,7 +131,8 @@ MORE_BAD_SPECS = [
     ("model: {name: mlp, hidden: []}", None, None),  # no hidden layer: a valid linear model
     ("model: {name: mlp, dropout: 1.0}", "model.dropout", "less than 1"),
     ("name: ../escape", "name", "pattern"),
-    ("base: &b {lr: 0.1}\noptimizer: *b\n", "spec.yaml", "YAML alias at line 2"),
+    ("a: &a [1, 2]\n" + "".join(f"{k}: &{k} [*{p}, *{p}, *{p}]\n" for p, k in zip("abcdefghijklm", "bcdefghijklmn"))
+     + "name: *n\n", "spec.yaml", "more than 32 YAML aliases"),
     ("optimizer: [sgd, 0.1]", "optimizer", "valid dictionary"),
     ("schedule: exponential", "schedule", "valid dictionary"),
     ("train: {device: cuda:x}", "train.device", "pattern"),
