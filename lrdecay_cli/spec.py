@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from lrdecay_cli.errors import UserError
 from lrdecay_cli.schedules import METHODS
+from lrdecay_cli.schedules.registry import check_run
 
 DATASET_TRAIN_SIZES = {"mnist": 60_000}
 """Training-set size of each data set, known without loading it (steps per epoch, validation)."""
@@ -150,10 +151,16 @@ class Spec(Section):
         return data
 
     @model_validator(mode="after")
-    def _batch_fits(self):
+    def _batch_fits_and_lrs_are_sane(self):
         if self.train.batch_size > self.data.train_size():
             raise ValueError(f"train.batch_size ({self.train.batch_size}) is larger than the "
                              f"{self.data.train_size()} training images")
+        try:
+            check_run(self.schedule, self.optimizer.lr, self.steps_per_epoch(), self.train.epochs)
+        except UserError as exc:  # a run-dependent parameter check of the method's builder
+            raise ValueError(exc.line()) from None
+        except (ArithmeticError, ValueError) as exc:
+            raise ValueError(f"schedule: {exc}") from None
         return self
 
     def steps_per_epoch(self) -> int:

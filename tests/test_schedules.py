@@ -230,3 +230,20 @@ def test_step_equals_step_lr(seed):
         for t in range(2500):
             assert math.isclose(ours(t), optimizer.param_groups[0]["lr"], rel_tol=1e-9)
             scheduler.step()
+
+
+def test_underflowing_lrs_are_refused_before_training(cli, write_spec, tmp_path):
+    from lrdecay_cli.errors import UserError
+
+    with pytest.raises(UserError, match=r"the LR underflows to .* at step \d+ of this run"):
+        params(name="exponential", decay_steps=1, decay_rate=1e-12)
+    assert params(name="exponential", decay_steps=1000, decay_rate=1e-12).decay_rate == 1e-12  # fine over a short run
+    out = cli("train", write_spec({"schedule": {"name": "exponential", "decay_steps": 1, "decay_rate": 1e-20}}),
+              "--runs-dir", tmp_path / "runs")
+    assert out.exit_code == 2 and "underflows" in out.stderr and not (tmp_path / "runs").exists()
+
+
+def test_lrs_that_reach_zero_by_design_are_allowed():
+    for kw in ({"name": "wsd", "min_lr_ratio": 0.0}, {"name": "inverse_sqrt", "warmup_steps": 10},
+               {"name": "linear", "end_factor": 0.0, "total_iters": 2}):
+        assert params(**kw).name == kw["name"]

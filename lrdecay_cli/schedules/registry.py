@@ -8,6 +8,7 @@ maps steps to epochs for `interval: epoch`, and forwards metrics to metric-drive
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
@@ -127,3 +128,19 @@ class Schedule:
 def lr_schedule(params: ScheduleParams, initial_lr: float, steps_per_epoch: int, epochs: int) -> Schedule:
     """The run's schedule: methods on `interval: epoch` change only at epoch boundaries."""
     return Schedule(params, initial_lr, steps_per_epoch, epochs)
+
+
+TINIEST_LR = 1e-300
+"""Below this a positive LR is float underflow in progress, not a rate anyone meant."""
+
+
+def check_run(params: ScheduleParams, initial_lr: float, steps_per_epoch: int, epochs: int) -> None:
+    """Refuse, before training, a schedule whose LRs over the run are NaN, infinite, negative, or
+    underflowing (positive but below TINIEST_LR): bad parameters, not a decay to study."""
+    schedule = lr_schedule(params, initial_lr, steps_per_epoch, epochs)
+    stride = steps_per_epoch if params.interval == "epoch" and not params.warmup else 1
+    for step in range(0, epochs * steps_per_epoch, stride):
+        lr = schedule(step)
+        if not math.isfinite(lr) or lr < 0 or 0 < lr < TINIEST_LR:
+            what = "underflows to" if 0 < lr < TINIEST_LR else "is"
+            raise ValueError(f"the LR {what} {lr!r} at step {step} of this run; check the schedule's parameters")
