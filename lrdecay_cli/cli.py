@@ -98,6 +98,7 @@ def sweep(
     executor: str = typer.Option("auto", "--executor", help="auto (vectorized on CUDA, else sequential) | sequential | vectorized (one stacked model per compatible group) | processes | ray."),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (--executor processes)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (--executor ray); default: a new local instance."),
+    retries: int = typer.Option(0, "--retries", min=0, help="Run a trial again this often if its worker process dies (processes, ray)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the trials and their count; train nothing."),
     resume: Optional[Path] = typer.Option(None, "--resume", metavar="SWEEP_DIR", help="Run what a sweep has not completed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
@@ -146,7 +147,7 @@ def sweep(
         run(executor, todo, sweep_dir,
             on_start=progress.on_start if progress else (lambda trial: None),
             on_done=progress.on_done if progress else (lambda trial, summary: None), workers=workers,
-            address=address)
+            address=address, retries=retries)
     except KeyboardInterrupt:
         interrupted = True
     finally:

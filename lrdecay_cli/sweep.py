@@ -216,9 +216,9 @@ def trial_status(sweep_dir: Path, trial: Trial) -> dict | None:
 
 
 def resumable(sweep_dir: Path, trial: Trial) -> bool:
-    """An interrupted (or killed) trial with a checkpoint: it continues from there, not from scratch."""
+    """An interrupted, killed or failed trial with a checkpoint: it continues from there, not from scratch."""
     summary = trial_status(sweep_dir, trial)
-    return (summary is not None and summary.get("status") in ("interrupted", "running")
+    return (summary is not None and summary.get("status") in ("interrupted", "running", "failed")
             and (sweep_dir / trial.dirname / "checkpoint.pt").is_file()
             and (sweep_dir / trial.dirname / "config.yaml").is_file())
 
@@ -237,11 +237,13 @@ def pending(sweep_dir: Path, trials: list[Trial]) -> list[Trial]:
 
 
 def record_failure(sweep_dir: Path, trial: Trial, message: str) -> None:
-    """A trial that failed before its run directory existed still leaves a summary saying why."""
+    """Mark a trial failed in its summary.json (made if the trial died before writing one), keeping
+    whatever else the run directory holds: a later --resume continues from its checkpoint."""
     path = sweep_dir / trial.dirname
     path.mkdir(exist_ok=True)
-    if not (path / "summary.json").exists():
-        write_atomic(path / "summary.json", json.dumps({"status": "failed", "message": message}, indent=2) + "\n")
+    summary = trial_status(sweep_dir, trial) or {}
+    summary.update(status="failed", message=message)
+    write_atomic(path / "summary.json", json.dumps(summary, indent=2) + "\n")
 
 
 RESULT_COLUMNS = ("status", "best_val_acc", "final_val_acc", "test_acc", "final_val_loss", "final_train_loss",

@@ -125,3 +125,65 @@ def test_ray_tasks_bring_their_run_directories_back(cli, tmp_path, local_ray):
         assert {p.name for p in (ray_dir / trial).iterdir()} == {p.name for p in (seq_dir / trial).iterdir()}
         assert (ray_dir / trial / "lr.csv").read_text() == (seq_dir / trial / "lr.csv").read_text()
     assert local_ray.is_initialized()  # the executor used the test's instance and left it running
+
+
+def _worker_pids() -> list[int]:
+    """This process's spawned pool workers (multiprocessing's spawn_main in their command line)."""
+    import os
+
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if ppid == os.getpid() and b"spawn_main" in cmdline:
+            pids.append(int(entry))
+    return pids
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_a_worker_killed_mid_trial(cli, tmp_path, retries):
+    import os
+    import signal
+    import threading
+    import time
+
+    base = {**BASE, "data": {"limit": 9000, "val_size": 500}, "train": {**BASE["train"], "epochs": 4}}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"name": "k", "base": base, "seeds": 3}))
+    runs = tmp_path / "runs"
+
+    def kill_one_worker_once_training():
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if list(runs.glob("sweeps/*/t00*/metrics.csv")) and any(
+                    len(p.read_text().splitlines()) >= 2 for p in runs.glob("sweeps/*/t00*/metrics.csv")):
+                pids = _worker_pids()
+                if pids:
+                    os.kill(pids[0], signal.SIGKILL)
+                    return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_one_worker_once_training)
+    killer.start()
+    out = cli("sweep", path, "--runs-dir", runs, "--executor", "processes", "--workers", "2",
+              "--retries", str(retries), "--quiet")
+    killer.join()
+    (sweep_dir,) = (runs / "sweeps").iterdir()
+    statuses = [r["status"] for r in read_csv(sweep_dir / "results.csv")]
+    if retries:
+        assert out.exit_code == 0, out.output
+        assert statuses == ["completed"] * 3
+    else:
+        assert out.exit_code == 1 and "failed" in statuses and "completed" in statuses
+        failed = [r for r in read_csv(sweep_dir / "results.csv") if r["status"] == "failed"]
+        assert all("worker process died" in r["message"] for r in failed)
+        assert cli("sweep", "--resume", sweep_dir, "--quiet").exit_code == 0
+        assert [r["status"] for r in read_csv(sweep_dir / "results.csv")] == ["completed"] * 3
+    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["t000", "t001", "t002"]

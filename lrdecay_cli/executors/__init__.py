@@ -3,6 +3,7 @@ start and summary through callbacks; the run directories they leave are the only
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +22,8 @@ def run_trial(trial: Trial, sweep_dir: Path) -> dict:
     try:
         if resumable(sweep_dir, trial):
             summary = resume(sweep_dir / trial.dirname).summary
-        else:
+        else:  # a fresh start: clear what a worker that died before the first checkpoint left
+            shutil.rmtree(sweep_dir / trial.dirname, ignore_errors=True)
             summary = train(trial.spec, sweep_dir, dirname=trial.dirname).summary
     except KeyboardInterrupt:
         raise
@@ -39,7 +41,7 @@ def executor_names() -> list[str]:
 
 
 def run(name: str, trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_done: OnDone, workers: int,
-        address: str | None = None) -> None:
+        address: str | None = None, retries: int = 0) -> None:
     """Run `trials` with the named executor (modules imported on demand: they import torch)."""
     if name == "sequential":
         from lrdecay_cli.executors.sequential import run_sequential
@@ -52,8 +54,8 @@ def run(name: str, trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_d
     elif name == "processes":
         from lrdecay_cli.executors.processes import run_processes
 
-        run_processes(trials, sweep_dir, on_start, on_done, workers)
+        run_processes(trials, sweep_dir, on_start, on_done, workers, retries)
     else:
         from lrdecay_cli.executors.ray_cluster import run_ray
 
-        run_ray(trials, sweep_dir, on_start, on_done, address)
+        run_ray(trials, sweep_dir, on_start, on_done, address, retries)

@@ -34,7 +34,8 @@ def unpack(sweep_dir: Path, trial: Trial, files: dict[str, bytes]) -> None:
         write_atomic(path / name, files[name])
 
 
-def run_ray(trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_done: OnDone, address: str | None) -> None:
+def run_ray(trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_done: OnDone, address: str | None,
+            retries: int = 0) -> None:
     try:
         import ray
     except ImportError:
@@ -53,7 +54,7 @@ def run_ray(trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_done: On
         pending = {}
         for trial in trials:
             gpus = 1 if trial.spec.train.device.startswith("cuda") else 0
-            task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(run_packed)
+            task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=retries)(run_packed)  # retried if its worker dies
             on_start(trial)
             pending[task.remote(trial)] = trial
         while pending:
