@@ -164,3 +164,40 @@ def test_an_interrupted_sweep_resumes_its_trial_from_the_checkpoint(cli, tmp_pat
     assert read_csv(sweep_dir / "t001" / "metrics.csv")[:2] == interrupted_rows  # resumed (same seconds), not restarted
     assert without_seconds(sweep_dir / "t001") == without_seconds(reference.path)
     assert (sweep_dir / "t001" / "lr.csv").read_bytes() == (reference.path / "lr.csv").read_bytes()
+
+
+def test_kill_9_leaves_a_parseable_run_that_resumes_exactly(cli, write_spec, tmp_path):
+    spec = write_spec({"data": {"limit": 12000, "val_size": 500}, "train": {"epochs": 30}})
+    runs = tmp_path / "runs"
+    process = subprocess.Popen([sys.executable, "-m", "lrdecay_cli", "train", str(spec), "--runs-dir", str(runs),
+                                "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        metrics = list(runs.glob("*/metrics.csv"))
+        if metrics and len(metrics[0].read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.01)
+    process.kill()
+    process.wait(timeout=60)
+    (run,) = run_dirs(runs)
+    summary = json.loads((run / "summary.json").read_text())  # every file parses after a kill -9
+    assert summary["status"] == "running"
+    assert read_csv(run / "metrics.csv") and read_csv(run / "lr.csv")
+    result = cli("train", "--resume", run, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert cli("train", spec, "--runs-dir", tmp_path / "whole", "--quiet").exit_code == 0
+    (reference,) = run_dirs(tmp_path / "whole")
+    assert without_seconds(run) == without_seconds(reference)
+    assert (run / "lr.csv").read_bytes() == (reference / "lr.csv").read_bytes()
+
+
+def test_concurrent_runs_never_share_a_directory(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import datetime, timezone
+
+    from lrdecay_cli.rundir import RunDir
+
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    with ThreadPoolExecutor(8) as pool:
+        paths = list(pool.map(lambda _: RunDir.create(tmp_path, "same", now).path, range(32)))
+    assert len(set(paths)) == 32 and all(p.is_dir() for p in paths)
