@@ -314,6 +314,18 @@ def set_field(raw: dict, key: str, value: Any, source: str) -> None:
             del node[stale]
 
 
+def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    """{"schedule": {"name": "step"}} -> {"schedule.name": "step"}."""
+    out = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
 def merge_sections(base: dict, changes: dict) -> dict:
     """Nested update of raw spec data; a section naming another method (model, optimizer,
     schedule) replaces the old section instead of inheriting parameters the new method lacks."""

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lrdecay_cli.errors import UserError
 from lrdecay_cli.rundir import check_writable, make_unique_dir, utc_stamp, write_atomic
-from lrdecay_cli.spec import Spec, dump_yaml, from_data, merge_sections, read_yaml_file, set_field
+from lrdecay_cli.spec import Spec, dump_yaml, flatten, from_data, merge_sections, read_yaml_file, set_field
 
 METRICS = {  # results column -> True where larger is better
     "best_val_acc": True, "final_val_acc": True, "test_acc": True, "final_val_loss": False, "final_train_loss": False,
@@ -118,18 +118,6 @@ class Trial:
     @property
     def dirname(self) -> str:
         return f"t{self.index:03d}"
-
-
-def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
-    """{"schedule": {"name": "step"}} -> {"schedule.name": "step"}."""
-    out = {}
-    for key, value in data.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{path}."))
-        else:
-            out[path] = value
-    return out
 
 
 def parse_sweep(raw: Any, source: str, base_dir: Path) -> tuple[SweepSpec, dict]:

@@ -258,16 +258,16 @@ def resume(run_dir: Path, spec: Spec | None = None, force: bool = False,
     if not config.is_file() or not checkpoint.is_file():
         raise UserError("not a run directory with a checkpoint", where=str(run_dir),
                         fix="pass a directory made by lrdecay train")
-    from lrdecay_cli.spec import load
+    from lrdecay_cli.spec import flatten, load
 
     saved = load(config)
     summary = json.loads((run_dir / "summary.json").read_text())
     if summary.get("status") in ("completed", "diverged"):
         return RunResult(run_dir, summary, resumed=False)
     if spec is not None and spec != saved:
-        changed = sorted(k for k, v in _flat(spec.model_dump(mode="json")).items()
-                         if _flat(saved.model_dump(mode="json")).get(k, object()) != v)
-        changed += sorted(set(_flat(saved.model_dump(mode="json"))) - set(_flat(spec.model_dump(mode="json"))))
+        given, stored = flatten(spec.model_dump(mode="json")), flatten(saved.model_dump(mode="json"))
+        changed = sorted(k for k, v in given.items() if stored.get(k, object()) != v)
+        changed += sorted(set(stored) - set(given))
         if not force:
             raise UserError(f"the spec differs from the run's config.yaml in {', '.join(changed)}",
                             where=f"--resume {run_dir}", fix="resume without a spec, or pass --force")
@@ -279,16 +279,6 @@ def resume(run_dir: Path, spec: Spec | None = None, force: bool = False,
     record = RunRecord.reopen(run_dir, state["epoch"], state["step"], trainer.sizes[0])
     return _train_loop(trainer, record, observer or TrainObserver(), first_epoch=state["epoch"] + 1,
                        step=state["step"])
-
-
-def _flat(data: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def save_checkpoint(record: RunRecord, state: dict) -> None:

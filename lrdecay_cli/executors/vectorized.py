@@ -190,7 +190,7 @@ def train_stack(trials: list[Trial], sweep_dir: Path) -> list[dict]:
     optimizer = StackedOptimizer(specs, params)
     orders = [torch.Generator(device=device).manual_seed(spec.seed) for spec in specs]
     n_train, batch_size = len(data.train_y), shared.train.batch_size
-    steps_per_epoch = -(-n_train // batch_size)
+    steps_per_epoch = shared.steps_per_epoch()
     schedules = [lr_schedule(s.schedule, s.optimizer.lr, steps_per_epoch, s.train.epochs) for s in specs]
     weights = batch_weights(n_train, batch_size, steps_per_epoch, device)
     sizes = (n_train, len(data.val_y), len(data.test_y))
