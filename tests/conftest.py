@@ -74,3 +74,28 @@ def run_dirs(runs: Path) -> list[Path]:
 def read_csv(path: Path) -> list[dict]:
     with path.open() as f:
         return list(csv.DictReader(f))
+
+
+SHOW_SWEEP = {
+    "name": "show",
+    "base": {**TINY, "data": {"limit": 2000, "val_size": 400}, "model": {"name": "mlp", "hidden": [32]},
+             "train": {**TINY["train"], "epochs": 3}},
+    "variants": [{"schedule": {"name": "constant"}},
+                 {"schedule": {"name": "step", "step_size": 1, "gamma": 0.3, "interval": "epoch"}},
+                 {"schedule": {"name": "cosine"}}],
+    "seeds": 2,
+}
+"""3 methods x 2 seeds, 3 epochs of 25 steps: finished run directories for plot and compare tests."""
+
+
+@pytest.fixture(scope="session")
+def finished_sweep(tmp_path_factory) -> Path:
+    """A real sweep directory of SHOW_SWEEP, trained once per session; tests must not change it."""
+    root = tmp_path_factory.mktemp("finished")
+    path = root / "show.yaml"
+    path.write_text(yaml.safe_dump(SHOW_SWEEP))
+    result = CliRunner().invoke(app, ["sweep", str(path), "--runs-dir", str(root / "runs"), "--quiet",
+                                      "--executor", "sequential"])
+    assert result.exit_code == 0, result.output
+    (sweep_dir,) = (root / "runs" / "sweeps").iterdir()
+    return sweep_dir
