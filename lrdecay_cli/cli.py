@@ -6,16 +6,43 @@ torch is imported only inside the commands that train, so `lrdecay --help` start
 from __future__ import annotations
 
 import functools
+import sys
 from pathlib import Path
 from typing import Callable, List, Optional
 
 import typer
+from typer._click import exceptions as click_errors  # typer vendors click; its usage errors live here
+from typer.core import TyperGroup
 
 from lrdecay_cli.errors import UserError
+
+class OneLineUsageErrors(TyperGroup):
+    """Command-line mistakes (an unknown option, `--steps abc`) get the same one line and exit 2 as
+    every other user error, instead of click's usage block."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_errors.NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click_errors.UsageError as exc:
+            from lrdecay_cli import report
+
+            command = exc.ctx.command_path if exc.ctx else "lrdecay"
+            report.error(UserError(exc.format_message().rstrip("."), fix=f"see {command} --help").line())
+            sys.exit(2)
+        except click_errors.Abort:
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
     help="Learning-rate decay experiments on MNIST: exact schedules, fast training, run directories you can trust.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
+    cls=OneLineUsageErrors,
 )
 
 

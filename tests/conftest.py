@@ -62,7 +62,7 @@ def cli(tmp_path):
     runner = CliRunner()
 
     def invoke(*args: str):
-        return runner.invoke(app, [str(a) for a in args])
+        return runner.invoke(app, [str(a) for a in args], prog_name="lrdecay")
 
     return invoke
 

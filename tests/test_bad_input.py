@@ -1,0 +1,195 @@
+"""The catalogue of bad input through the command line: every case exits 2 with one line on stderr
+that names the field, file or option at fault, prints nothing on stdout, shows no traceback, and
+leaves the file tree exactly as it was (no run or sweep directory, no plots, no half-written file).
+
+Loader-level cases (every message of the spec schema) are in test_spec.py; this file checks the
+whole path from argv to exit code, for every command.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import TINY
+from lrdecay_cli.spec import merge_sections
+
+
+@dataclass
+class Bad:
+    argv: list[str]
+    """Command line; {spec} {sweep} {runs} {tmp} {run} {file} are filled in."""
+    expected: str
+    """A part of the one error line: the field, option or file at fault and what is wrong."""
+    spec: str | dict | None = None
+    """spec.yaml: raw text, or changes merged into the tiny spec."""
+    sweep: dict | None = None
+    """sweep.yaml: a sweep over the tiny spec with these keys."""
+    files: dict[str, str] = field(default_factory=dict)
+
+
+CATALOGUE: dict[str, Bad] = {
+    # --- train: the spec file itself
+    "yaml syntax": Bad(["train", "{spec}"], "YAML syntax error at line 2, column 1", "optimizer: {lr: 0.1\n"),
+    "empty file": Bad(["train", "{spec}"], "the spec is empty", ""),
+    "a list": Bad(["train", "{spec}"], "must be a mapping", "- name: x\n"),
+    "a scalar": Bad(["train", "{spec}"], "must be a mapping", "42\n"),
+    "duplicate key": Bad(["train", "{spec}"], "duplicate key 'name' at line 2", "name: a\nname: b\n"),
+    "alias bomb": Bad(["train", "{spec}"], "more than 32 YAML aliases",
+                      "a: &a [1, 2]\n" + "".join(f"{k}: &{k} [*{p}, *{p}, *{p}]\n"
+                                                 for p, k in zip("abcdefghijklm", "bcdefghijklmn"))),
+    "unknown key": Bad(["train", "{spec}"], "train.epoch: unknown key 'epoch'; did you mean 'epochs'?",
+                       {"train": {"epoch": 3}}),
+    "unknown section": Bad(["train", "{spec}"], "traine", "traine: {epochs: 1}\n"),
+    "unknown model": Bad(["train", "{spec}"], "model.name: unknown model 'resnet'; valid names: mlp, cnn",
+                         "model: {name: resnet}\n"),
+    "unknown optimizer": Bad(["train", "{spec}"], "optimizer.name", "optimizer: {name: lamb}\n"),
+    "unknown schedule": Bad(["train", "{spec}"], "schedule.name: unknown schedule method",
+                            "schedule: {name: cosine_decay_x}\n"),
+    "unknown dataset": Bad(["train", "{spec}"], "data.dataset: must be 'mnist'", "data: {dataset: fashion}\n"),
+    "lr zero": Bad(["train", "{spec}"], "optimizer.lr: must be greater than 0", {"optimizer": {"lr": 0}}),
+    "lr negative": Bad(["train", "{spec}"], "optimizer.lr: must be greater than 0", "optimizer: {name: adam, lr: -1e-3}\n"),
+    "lr a word": Bad(["train", "{spec}"], "optimizer.lr: must be a valid number", "optimizer: {lr: fast}\n"),
+    "lr nan": Bad(["train", "{spec}"], "optimizer.lr: must be a finite number", "optimizer: {lr: .nan}\n"),
+    "lr inf": Bad(["train", "{spec}"], "optimizer.lr: must be a finite number", "optimizer: {lr: .inf}\n"),
+    "lr huge": Bad(["train", "{spec}"], "optimizer.lr: must be a finite number", "optimizer: {lr: 1.0e999}\n"),
+    "epochs zero": Bad(["train", "{spec}"], "train.epochs: must be greater than or equal to 1", {"train": {"epochs": 0}}),
+    "epochs huge": Bad(["train", "{spec}"], "train.epochs: must be less than or equal to 100000",
+                       {"train": {"epochs": 10**12}}),
+    "epochs a float": Bad(["train", "{spec}"], "train.epochs", {"train": {"epochs": 2.5}}),
+    "batch zero": Bad(["train", "{spec}"], "train.batch_size: must be greater than or equal to 1",
+                      {"train": {"batch_size": 0}}),
+    "batch beyond the data": Bad(["train", "{spec}"], "train.batch_size (100000) is larger than the 2500 training images",
+                                 {"train": {"batch_size": 100000}}),
+    "seed negative": Bad(["train", "{spec}"], "seed: must be greater than or equal to 0", {"seed": -1}),
+    "dropout one": Bad(["train", "{spec}"], "model.dropout: must be less than 1", {"model": {"dropout": 1.0}}),
+    "name escapes": Bad(["train", "{spec}"], "name", {"name": "../escape"}),
+    "device gpu": Bad(["train", "{spec}"], "train.device", {"train": {"device": "gpu"}}),
+    "section a list": Bad(["train", "{spec}"], "optimizer", "optimizer: [sgd, 0.1]\n"),
+    "decay_rate zero": Bad(["train", "{spec}"], "schedule.decay_rate: must be greater than 0",
+                           {"schedule": {"decay_rate": 0}}),
+    "decay_steps zero": Bad(["train", "{spec}"], "schedule.decay_steps: must be greater",
+                            {"schedule": {"decay_steps": 0}}),
+    "param of another method": Bad(["train", "{spec}"], "schedule.gamma: unknown key 'gamma'",
+                                   {"schedule": {"gamma": 0.5}}),
+    "lr underflows": Bad(["train", "{spec}"], "schedule", {"schedule": {"decay_steps": 1, "decay_rate": 1e-30}}),
+    "val_size over limit": Bad(["train", "{spec}"], "val_size", {"data": {"limit": 1000, "val_size": 5000}}),
+    "missing spec file": Bad(["train", "{tmp}/nope.yaml"], "nope.yaml: no such file"),
+    "spec is a directory": Bad(["train", "{tmp}"], "directory"),
+    "no spec": Bad(["train"], "missing SPEC"),
+    # --- train: the command line
+    "set without =": Bad(["train", "{spec}", "--set", "optimizer.lr"], "cannot parse --set 'optimizer.lr'", {}),
+    "set unknown path": Bad(["train", "{spec}", "--set", "train.epoch=2"], "no field 'train.epoch'; did you mean 'epochs'?", {}),
+    "set bad yaml": Bad(["train", "{spec}", "--set", "optimizer.lr={"], "cannot parse the value of --set", {}),
+    "set wrong type": Bad(["train", "{spec}", "--set", "train.epochs=many"],
+                          "train.epochs (from --set): must be a valid integer", {}),
+    "set into a scalar": Bad(["train", "{spec}", "--set", "name.x=1"], "'name' is not a section", {}),
+    "runs dir is a file": Bad(["train", "{spec}", "--runs-dir", "{file}"], "is a file, not a directory", {}),
+    "runs dir under a file": Bad(["train", "{spec}", "--runs-dir", "{file}/sub"], "is a file, not a directory", {}),
+    "unknown option": Bad(["train", "{spec}", "--epochs", "3"], "No such option: --epochs; see lrdecay train --help", {}),
+    "unknown command": Bad(["trian", "{spec}"], "No such command 'trian'. Did you mean 'train'?; see lrdecay --help", {}),
+    "resume not a run": Bad(["train", "--resume", "{tmp}"], "not a run directory with a checkpoint"),
+    "resume changed spec": Bad(["train", "{spec}", "--resume", "{run}"], "differs from the run's config.yaml in",
+                               {"optimizer": {"lr": 0.05}}),
+    # --- sweep
+    "sweep grid without values": Bad(["sweep", "{sweep}", "--runs-dir", "{runs}", "--grid", "optimizer.lr"],
+                                     "cannot parse --grid", sweep={}),
+    "sweep grid unknown field": Bad(["sweep", "{sweep}", "--runs-dir", "{runs}", "--grid", "optimizer.lrr=0.1,0.2"],
+                                    "no field 'optimizer.lrr'", sweep={}),
+    "sweep grid bad value": Bad(["sweep", "{sweep}", "--runs-dir", "{runs}", "--grid", "optimizer.lr=-1,0.1"],
+                                "optimizer.lr: must be greater than 0", sweep={}),
+    "sweep seeds a word": Bad(["sweep", "{sweep}", "--runs-dir", "{runs}", "--seeds", "three"], "cannot parse --seeds",
+                              sweep={}),
+    "sweep unknown executor": Bad(["sweep", "{sweep}", "--runs-dir", "{runs}", "--executor", "gpus"],
+                                  "--executor: unknown executor 'gpus'", sweep={}),
+    "sweep zero workers": Bad(["sweep", "{sweep}", "--runs-dir", "{runs}", "--workers", "0"], "'--workers'", sweep={}),
+    "sweep empty grid": Bad(["sweep", "{sweep}", "--runs-dir", "{runs}"], "grid.optimizer.lr has no values",
+                            sweep={"grid": {"optimizer.lr": []}}),
+    "sweep zero seeds": Bad(["sweep", "{sweep}", "--runs-dir", "{runs}"], "seeds must be a positive count",
+                            sweep={"seeds": 0}),
+    "sweep range upside down": Bad(["sweep", "{sweep}", "--runs-dir", "{runs}"], "low < high",
+                                   sweep={"random": {"n": 2, "fields": {"optimizer.lr": {"uniform": [1, 0]}}}}),
+    "sweep unknown metric": Bad(["sweep", "{sweep}", "--runs-dir", "{runs}"], "metric", sweep={"metric": "accuracy"}),
+    "sweep bad variant": Bad(["sweep", "{sweep}", "--runs-dir", "{runs}"], "optimizer.lr: must be greater than 0",
+                             sweep={"variants": [{"optimizer": {"lr": 0}}]}),
+    "sweep a list": Bad(["sweep", "{tmp}/list.yaml", "--runs-dir", "{runs}"], "must be a mapping",
+                        files={"list.yaml": "- 1\n"}),
+    "sweep resume not a sweep": Bad(["sweep", "--resume", "{tmp}"], "not a sweep directory"),
+    "sweep resume with a grid": Bad(["sweep", "--resume", "{tmp}", "--grid", "optimizer.lr=0.1"],
+                                    "--resume takes only the sweep directory"),
+    "sweep runs dir is a file": Bad(["sweep", "{sweep}", "--runs-dir", "{file}"], "is a file, not a directory", sweep={}),
+    # --- schedule, schedules
+    "schedule steps a word": Bad(["schedule", "{spec}", "--steps", "abc"], "'--steps'", {}),
+    "schedule bad format": Bad(["schedule", "{spec}", "--format", "svgz"], "--format: unknown format 'svgz'", {}),
+    "schedule png in a missing dir": Bad(["schedule", "{spec}", "--png", "{tmp}/missing/lr.png"], "--png", {}),
+    "schedules unknown method": Bad(["schedules", "exponental"], "did you mean 'exponential'"),
+}
+
+
+def fill(argv: list[str], paths: dict[str, Path]) -> list[str]:
+    filled = []
+    for arg in argv:
+        for name, path in paths.items():
+            arg = arg.replace("{" + name + "}", str(path))
+        filled.append(arg)
+    return filled
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under `root` with its content, and every directory: what a clean failure must not change."""
+    tree = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        tree[rel] = path.read_bytes() if path.is_file() else b"<dir>"
+    return tree
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory) -> Path:
+    """A run directory with a checkpoint and an interrupted status, for the --resume cases."""
+    import json
+
+    from lrdecay_cli.spec import from_data
+    from lrdecay_cli.train import train
+
+    result = train(from_data(merge_sections(TINY, {"train": {"epochs": 1}}), "tiny"), tmp_path_factory.mktemp("made"))
+    summary = json.loads((result.path / "summary.json").read_text())
+    summary["status"] = "interrupted"
+    (result.path / "summary.json").write_text(json.dumps(summary))
+    return result.path
+
+
+@pytest.mark.parametrize("case", list(CATALOGUE.values()), ids=list(CATALOGUE))
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(cli, tmp_path, interrupted_run, case):
+    paths = {"tmp": tmp_path, "runs": tmp_path / "runs", "spec": tmp_path / "spec.yaml",
+             "sweep": tmp_path / "sweep.yaml", "file": tmp_path / "a-file", "run": interrupted_run}
+    paths["file"].write_text("not a directory")
+    if isinstance(case.spec, str):
+        paths["spec"].write_text(case.spec)
+    elif case.spec is not None:
+        paths["spec"].write_text(yaml.safe_dump(merge_sections(TINY, case.spec)))
+    if case.sweep is not None:
+        paths["sweep"].write_text(yaml.safe_dump({"name": "bad", "base": TINY, **case.sweep}))
+    for name, text in case.files.items():
+        (tmp_path / name).write_text(text)
+    before, run_before = snapshot(tmp_path), snapshot(interrupted_run)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)  # commands that default to ./runs must not write there either
+    try:
+        result = cli(*fill(case.argv, paths))
+    finally:
+        os.chdir(cwd)
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert case.expected in lines[0], lines[0]
+    assert "Traceback" not in result.output and result.stdout == ""
+    assert snapshot(tmp_path) == before and snapshot(interrupted_run) == run_before
+
+
+def test_the_catalogue_is_large():
+    assert len(CATALOGUE) >= 30
