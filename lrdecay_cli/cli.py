@@ -133,7 +133,7 @@ def sweep(
     """Run many trials (variants x grid x random draws x seeds) and rank them; results.csv and leaderboard.csv."""
     from lrdecay_cli import report
     from lrdecay_cli import sweep as sweeps
-    from lrdecay_cli.executors import executor_names, run
+    from lrdecay_cli.executors import executor_names, run, sigterm_interrupts
 
     if executor == "auto":
         import torch
@@ -169,21 +169,22 @@ def sweep(
         report.trials_table(todo, sweeps.field_names(trials), f"{len(todo)} of {len(trials)} trials still to run in {sweep_dir}")
         return
     progress = None if quiet else report.SweepProgress(len(todo), sweep_spec.metric, sweeps.METRICS[sweep_spec.metric])
-    interrupted = False
+    interrupted = None
     try:
-        run(executor, todo, sweep_dir,
-            on_start=progress.on_start if progress else (lambda trial: None),
-            on_done=progress.on_done if progress else (lambda trial, summary: None), workers=workers,
-            address=address, retries=retries)
-    except KeyboardInterrupt:
-        interrupted = True
+        with sigterm_interrupts():
+            run(executor, todo, sweep_dir,
+                on_start=progress.on_start if progress else (lambda trial: None),
+                on_done=progress.on_done if progress else (lambda trial, summary: None), workers=workers,
+                address=address, retries=retries)
+    except KeyboardInterrupt as exc:
+        interrupted = getattr(exc, "signal", "SIGINT")
     finally:
         if progress:
             progress.stop()
         rows, board = sweeps.write_tables(sweep_dir, trials, sweep_spec.metric)
     if interrupted:
-        report.error(f"sweep interrupted; continue with: lrdecay sweep --resume {sweep_dir}")
-        raise typer.Exit(130)
+        report.error(f"sweep interrupted ({interrupted}); continue with: lrdecay sweep --resume {sweep_dir}")
+        raise typer.Exit(143 if interrupted == "SIGTERM" else 130)
     if not quiet:
         report.leaderboard_table(board, sweep_spec.metric, sweep_dir)
     failed = [r for r in rows if r["status"] not in sweeps.DONE]

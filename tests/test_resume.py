@@ -201,3 +201,53 @@ def test_concurrent_runs_never_share_a_directory(tmp_path):
     with ThreadPoolExecutor(8) as pool:
         paths = list(pool.map(lambda _: RunDir.create(tmp_path, "same", now).path, range(32)))
     assert len(set(paths)) == 32 and all(p.is_dir() for p in paths)
+
+
+@pytest.mark.parametrize("signum,exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGKILL, -9)],
+                         ids=["SIGINT", "SIGTERM", "kill -9"])
+def test_a_sweep_process_stopped_mid_trial_resumes_every_trial_exactly_once(cli, tmp_path, signum, exit_code):
+    """A real `lrdecay sweep` process is signalled while its second trial trains; --resume then runs
+    the unfinished trials only, the interrupted one from its checkpoint, and every trial ends equal to
+    an uninterrupted sweep's."""
+    import yaml
+
+    base = merge_sections(TINY, {"data": {"limit": 8000, "val_size": 500}, "train": {"epochs": 6}})
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", "base": base, "seeds": 3}))
+    runs = tmp_path / "runs"
+    process = subprocess.Popen([sys.executable, "-m", "lrdecay_cli", "sweep", str(path), "--runs-dir", str(runs),
+                                "--quiet", "--executor", "sequential"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    second = None
+    while time.time() < deadline and process.poll() is None:
+        second = next(runs.glob("sweeps/*/t001/metrics.csv"), None)
+        if second is not None and len(second.read_text().splitlines()) >= 3:  # t001 is 2 epochs in
+            break
+        time.sleep(0.01)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == exit_code, stderr
+    if signum != signal.SIGKILL:
+        assert "continue with: lrdecay sweep --resume" in stderr
+    (sweep_dir,) = (runs / "sweeps").iterdir()
+    finished_t000 = (sweep_dir / "t000" / "metrics.csv").read_bytes()
+    kept_t001 = read_csv(sweep_dir / "t001" / "metrics.csv")
+    assert 2 <= len(kept_t001) < 6
+    assert not (sweep_dir / "t002").exists()
+
+    out = cli("sweep", "--resume", sweep_dir, "--quiet")
+    assert out.exit_code == 0, out.output
+    assert [r["status"] for r in read_csv(sweep_dir / "results.csv")] == ["completed"] * 3
+    assert (sweep_dir / "t000" / "metrics.csv").read_bytes() == finished_t000  # not run again
+    resumed = read_csv(sweep_dir / "t001" / "metrics.csv")
+    assert [int(r["epoch"]) for r in resumed] == [1, 2, 3, 4, 5, 6]  # every epoch once
+    # continued from the checkpoint (rows with the same seconds), not restarted; a kill -9 may land
+    # between an epoch's rows and its checkpoint, and then that epoch runs again
+    checkpointed = len(kept_t001) - (signum == signal.SIGKILL)
+    assert resumed[:checkpointed] == kept_t001[:checkpointed]
+    assert cli("sweep", path, "--runs-dir", tmp_path / "whole", "--quiet", "--executor", "sequential").exit_code == 0
+    (whole,) = (tmp_path / "whole" / "sweeps").iterdir()
+    for trial in ("t000", "t001", "t002"):
+        assert without_seconds(sweep_dir / trial) == without_seconds(whole / trial)
+        assert (sweep_dir / trial / "lr.csv").read_bytes() == (whole / trial / "lr.csv").read_bytes()

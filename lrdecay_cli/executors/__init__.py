@@ -3,7 +3,10 @@ start and summary through callbacks; the run directories they leave are the only
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -11,6 +14,32 @@ from lrdecay_cli.sweep import Trial, record_failure, resumable
 
 OnStart = Callable[[Trial], None]
 OnDone = Callable[[Trial, dict], None]
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped the sweep; `signal` (SIGINT / SIGTERM) decides the exit code."""
+
+    def __init__(self, message: str, signal_name: str = "SIGINT"):
+        super().__init__(message)
+        self.signal = signal_name
+
+
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """SIGTERM ends a sweep the way Ctrl-C does, between trials too (a trial in flight handles it
+    itself: it finishes its step, keeps its checkpoint and is resumed by --resume)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SweepInterrupted("SIGTERM", "SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_trial(trial: Trial, sweep_dir: Path) -> dict:
@@ -32,7 +61,7 @@ def run_trial(trial: Trial, sweep_dir: Path) -> dict:
         record_failure(sweep_dir, trial, message)
         return {"status": "failed", "message": message}
     if summary["status"] == "interrupted":
-        raise KeyboardInterrupt(summary["message"])
+        raise SweepInterrupted(summary["message"], summary.get("signal") or "SIGINT")
     return summary
 
 
