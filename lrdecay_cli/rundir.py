@@ -24,10 +24,21 @@ METRICS_COLUMNS = ("epoch", "step", "lr", "train_loss", "train_acc", "val_loss",
 LR_COLUMNS = ("step", "lr")
 
 
+def _file_mode() -> int:
+    """The mode a plain `open()` would give a new file (0644 under the usual umask 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
+
+
 def write_atomic(path: Path, content: str | bytes | Callable[[BinaryIO], None]) -> None:
     """Write `content` (text, bytes, or a function writing to a binary file) to `path` via temp + rename."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600; results are meant to be shared like any file
         with os.fdopen(fd, "wb") as f:
             if callable(content):
                 content(f)

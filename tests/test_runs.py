@@ -90,3 +90,16 @@ def test_what_is_not_a_run_is_a_clear_error(tmp_path, make, message):
         runs.collect([target])
     with pytest.raises(UserError, match="no such directory"):
         runs.collect([tmp_path / "missing"])
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    from lrdecay_cli.rundir import write_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "a.csv", "x\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.csv").stat().st_mode & 0o777 == 0o644
