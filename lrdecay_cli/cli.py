@@ -252,6 +252,39 @@ def data(
     report.data_ready(ensure_mnist(default_data_root(str(root) if root else None)))
 
 
+@command
+def plot(
+    targets: List[Path] = typer.Argument(..., metavar="RUN_OR_SWEEP_DIR", help="Run directories and/or sweep directories."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="DIR",
+                                       help="Where the figures go (default: TARGET/plots for one target; required for several)."),
+    output_format: str = typer.Option("png", "--format", help="png | svg | pdf."),
+    band: str = typer.Option("minmax", "--band", help="Spread of a seed group around its mean line: minmax | std | none."),
+    log: bool = typer.Option(False, "--log", help="Log scale for the learning-rate axis."),
+) -> None:
+    """Write lr, loss, accuracy and overview figures (one file each) for runs or sweeps.
+
+    Several runs are overlaid and labelled by the spec fields in which they differ; runs that differ
+    only by seed are drawn as their mean with a band. A run with no finished epoch gets its LR curve
+    and a note; the same runs always give byte-identical files."""
+    from lrdecay_cli import plot as plots
+    from lrdecay_cli import report
+    from lrdecay_cli.runs import collect
+
+    if output_format not in plots.FORMATS:
+        raise UserError(f"unknown format '{output_format}'", where="--format", fix=f"use one of {', '.join(plots.FORMATS)}")
+    if band not in plots.BANDS:
+        raise UserError(f"unknown band '{band}'", where="--band", fix=f"use one of {', '.join(plots.BANDS)}")
+    if out is None and len(targets) > 1:
+        raise UserError(f"{len(targets)} targets and no output directory", where="--out",
+                        fix="pass --out DIR (one target writes to TARGET/plots by default)")
+    out = out if out is not None else targets[0] / "plots"
+    plots.check_out_dir(out)
+    built = plots.figures(collect(targets), band=band, log=log)
+    for line in built.notes:
+        report.note(line)
+    report.files_written(plots.save(built, out, output_format))
+
+
 def main() -> None:
     """Console entry point (`lrdecay`)."""
     app()

@@ -1,10 +1,345 @@
-"""Figures with matplotlib (Agg, headless); no torch import."""
+"""Figures with matplotlib (Agg, headless); no torch import.
+
+`figures(runs)` builds the matplotlib Figures of `lrdecay plot` (returned, so their line data can
+be checked before anything is saved); `save(plots, out_dir, fmt)` renders them all and only then
+writes them, each atomically. Every curve comes from one series builder, `series`: a group of
+runs that differ only by seed becomes a mean line and a band, a group of one its own line.
+"""
 
 from __future__ import annotations
 
+import io
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from lrdecay_cli.errors import UserError
 from lrdecay_cli.rundir import write_atomic
+
+FORMATS = ("png", "svg", "pdf")
+BANDS = ("minmax", "std", "none")
+FIGURES = ("lr", "loss", "accuracy", "overview")
+"""The files `lrdecay plot` writes: <name>.<format>, in this order."""
+
+DPI = 100
+SIZE = (9.0, 4.5)
+OVERVIEW_SIZE = (9.0, 10.0)
+"""Inches; PNGs are 900x450 and 900x1000 pixels."""
+
+INSIDE_LEGEND_MAX = 3
+"""More groups than this and their legend goes outside the axes, to the right, clear of the data."""
+
+METADATA = {"png": {"Software": None},
+            "svg": {"Date": None, "Creator": None},
+            "pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None}}
+"""No dates and no version strings in the files: the same runs give byte-identical figures."""
+
+LEGEND_PLACE = {"lr": "lower left", "train_loss": "upper right", "train_acc": "lower right"}
+"""Fixed legend corners where decaying LR, falling loss and rising accuracy leave room (matplotlib's
+"best" costs most of the 3 s budget on a 30-run sweep)."""
+
+COLUMN_STYLE = {"lr": ("-", "learning rate"), "train_loss": ("--", "train"), "val_loss": ("-", "val"),
+                "train_acc": ("--", "train"), "val_acc": ("-", "val")}
+"""Line style and legend word of each plotted column; the colour says the group."""
+
+LOSS, ACCURACY = ("train_loss", "val_loss"), ("train_acc", "val_acc")
+
+
+@dataclass
+class Series:
+    """One group's curve of one column: x, the mean over its runs, and the band (None for one run)."""
+
+    label: str
+    x: "numpy.ndarray"
+    y: "numpy.ndarray"
+    low: "numpy.ndarray | None" = None
+    high: "numpy.ndarray | None" = None
+
+
+@dataclass
+class Plots:
+    """The figures by name (FIGURES order) and notes for the reader (empty figures and why)."""
+
+    figures: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _steps_per_epoch(run) -> int | None:
+    """From summary.json; else from a metrics row (step / epoch); else unknown."""
+    if run.steps_per_epoch:
+        return run.steps_per_epoch
+    for row in run.metrics:
+        if row["epoch"]:
+            return row["step"] // row["epoch"]
+    return None
+
+
+def _points(run, column: str, unit: str):
+    """(x, y) arrays of one run's column: LR per step (x in steps, or in epochs at step/steps_per_epoch),
+    metrics per finished epoch (x in epochs); empty cells left out."""
+    import numpy as np
+
+    if column == "lr":
+        spe = _steps_per_epoch(run) if unit == "epoch" else 1
+        rows = run.lr if spe else []
+        x = [row["step"] / spe for row in rows if row["lr"] is not None]
+        y = [row["lr"] for row in rows if row["lr"] is not None]
+    else:
+        x = [row["epoch"] for row in run.metrics if row[column] is not None]
+        y = [row[column] for row in run.metrics if row[column] is not None]
+    return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+
+
+def series(group, column: str, unit: str, band: str) -> Series | None:
+    """The group's `column` against `unit` (step or epoch): at each x, the mean of the runs that have
+    a value there, and their min-max or mean ± sample std; None where no run has a value."""
+    import numpy as np
+
+    points = [_points(run, column, unit) for run in group.runs]
+    points = [(x, y) for x, y in points if len(x)]
+    if not points:
+        return None
+    xs = np.unique(np.concatenate([x for x, _ in points]))
+    table = np.full((len(points), len(xs)), np.nan)
+    for row, (x, y) in zip(table, points):
+        row[np.searchsorted(xs, x)] = y
+    count = np.sum(~np.isnan(table), axis=0)
+    mean = np.nansum(table, axis=0) / count
+    result = Series(group.label, xs, mean)
+    if len(points) > 1 and band == "minmax":
+        result.low, result.high = np.nanmin(table, axis=0), np.nanmax(table, axis=0)
+    elif len(points) > 1 and band == "std":
+        spread = np.sqrt(np.nansum((table - mean) ** 2, axis=0) / np.maximum(count - 1, 1))
+        result.low, result.high = mean - spread, mean + spread
+    return result
+
+
+def _colors(count: int) -> list:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if count <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(count)]
+
+
+def _panel(ax, groups, colors, columns: tuple[str, ...], unit: str, band: str) -> bool:
+    """Draw every group's series of `columns` on `ax`; False when there was nothing to draw."""
+    drawn = False
+    for group, color in zip(groups, colors):
+        for column in columns:
+            curve = series(group, column, unit, band)
+            if curve is None:
+                continue
+            style, word = COLUMN_STYLE[column]
+            label = group.label if len(columns) == 1 else f"{group.label} {word}"
+            few = len(curve.x) <= 50
+            ax.plot(curve.x, curve.y, style, color=color, linewidth=1.5, label=label,
+                    marker="o" if few else None, markersize=3.5)
+            if curve.low is not None:
+                ax.fill_between(curve.x, curve.low, curve.high, color=color, alpha=0.18, linewidth=0,
+                                label=f"{label} band")
+            drawn = True
+        if "lr" in columns:
+            _mark_divergence(ax, group, color, unit)
+    return drawn
+
+
+def _mark_divergence(ax, group, color, unit: str) -> None:
+    """An X on the LR curve at the step whose loss was not finite (summary.json's diverged.step)."""
+    for run in group.runs:
+        diverged = run.summary.get("diverged")
+        if not isinstance(diverged, dict) or not isinstance(diverged.get("step"), int):
+            continue
+        step = diverged["step"]
+        lr = next((row["lr"] for row in run.lr if row["step"] == step), diverged.get("lr"))
+        spe = _steps_per_epoch(run) if unit == "epoch" else 1
+        if lr is None or not spe:
+            continue
+        ax.plot([step / spe], [lr], "X", color=color, markersize=9, markeredgecolor="black",
+                label=f"{group.label} diverged")
+
+
+def _common_steps_per_epoch(runs) -> int | None:
+    values = {_steps_per_epoch(run) for run in runs}
+    return values.pop() if len(values) == 1 else None
+
+
+def _epoch_boundaries(ax, runs) -> None:
+    """Grey lines at the ends of epochs on a step axis, only where every run has the same epoch length."""
+    spe = _common_steps_per_epoch(runs)
+    last = max((run.lr[-1]["step"] for run in runs if run.lr), default=0)
+    if spe:
+        for boundary in range(spe, last + 1, spe):
+            ax.axvline(boundary, color="0.85", linewidth=0.8, zorder=0)
+
+
+def _empty(ax, why: str) -> None:
+    ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", color="0.4")
+
+
+def _style_handles(columns: tuple[str, ...], banded: str | None) -> list:
+    """Which line is which column (train dashed, val solid) and what the band means."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [Line2D([], [], linestyle=COLUMN_STYLE[c][0], color="0.2", label=COLUMN_STYLE[c][1])
+               for c in columns if len(columns) > 1]
+    if banded:
+        handles.append(Patch(color="0.2", alpha=0.18, label=banded))
+    return handles
+
+
+def _legends(fig, panels: list, groups, colors) -> None:
+    """One colour per group, said once per figure: inside the first axes with its style entries for a
+    few groups, outside on the right for more; each other axes gets its own style entries.
+    `panels`: (axes, first column drawn there, style handles)."""
+    from matplotlib.lines import Line2D
+
+    named = [Line2D([], [], color=c, linewidth=2, label=g.label) for g, c in zip(groups, colors)] if len(groups) > 1 else []
+    outside = len(named) > INSIDE_LEGEND_MAX
+    if outside:
+        fig.legend(handles=named, loc="outside right upper", fontsize="small")
+    for number, (ax, column, handles) in enumerate(panels):
+        handles = handles if outside or number else named + handles
+        if handles:
+            ax.legend(handles=handles, loc=LEGEND_PLACE[column], fontsize="small")
+
+
+def _subject(runs, groups) -> str:
+    names = list(dict.fromkeys(str(run.summary.get("name") or run.path.name) for run in runs))
+    head = names[0] if len(names) == 1 else f"{len(names)} specs"
+    if len(runs) == 1:
+        return head
+    return f"{head}: {len(runs)} runs" + (f" in {len(groups)} groups" if len(groups) != len(runs) else "")
+
+
+def _band_word(groups, band: str) -> str | None:
+    if band == "none" or all(len(g.runs) < 2 for g in groups):
+        return None
+    return "min to max over seeds" if band == "minmax" else "mean ± std over seeds"
+
+
+def figures(runs, band: str = "minmax", log: bool = False) -> Plots:
+    """The four figures of `runs` (overlaid, seeds of a group as mean and band); nothing is saved."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+    from lrdecay_cli.runs import group_runs
+
+    if band not in BANDS:
+        raise UserError(f"unknown band '{band}'", where="--band", fix=f"use one of {', '.join(BANDS)}")
+    groups = group_runs(runs)
+    colors = _colors(len(groups))
+    subject = _subject(runs, groups)
+    banded = _band_word(groups, band)
+    plots = Plots()
+    no_epoch = "no finished epoch yet"
+    no_lr = "no steps recorded yet"
+
+    def lr_axes(ax, unit: str) -> bool:
+        drawn = _panel(ax, groups, colors, ("lr",), unit, band)
+        ax.set_ylabel("learning rate")
+        if log and drawn:
+            ax.set_yscale("log")
+        ax.grid(True, axis="y", alpha=0.3)
+        if not drawn:
+            _empty(ax, no_lr)
+        return drawn
+
+    def metric_axes(ax, columns: tuple[str, ...], ylabel: str) -> bool:
+        drawn = _panel(ax, groups, colors, columns, "epoch", band)
+        ax.set(ylabel=ylabel, xlabel="epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3)
+        if "train_acc" in columns:
+            ax.yaxis.set_major_formatter(PercentFormatter(xmax=1))
+        if not drawn:
+            _empty(ax, no_epoch)
+        return drawn
+
+    fig = Figure(figsize=SIZE, dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    has_lr = lr_axes(ax, "step")
+    ax.set(title=f"Learning rate — {subject}", xlabel="optimizer step")
+    if has_lr:
+        _epoch_boundaries(ax, runs)
+    _legends(fig, [(ax, "lr", _style_handles(("lr",), banded) if has_lr else [])], groups, colors)
+    plots.figures["lr"] = fig
+
+    has_metrics = False
+    for name, columns, ylabel in (("loss", LOSS, "loss (cross-entropy)"), ("accuracy", ACCURACY, "accuracy")):
+        fig = Figure(figsize=SIZE, dpi=DPI, layout="constrained")
+        ax = fig.add_subplot()
+        drawn = metric_axes(ax, columns, ylabel)
+        has_metrics = has_metrics or drawn
+        ax.set_title(f"{name.capitalize()} — {subject}")
+        _legends(fig, [(ax, columns[0], _style_handles(columns, banded) if drawn else [])], groups, colors)
+        plots.figures[name] = fig
+
+    fig = Figure(figsize=OVERVIEW_SIZE, dpi=DPI, layout="constrained")
+    lr_ax, loss_ax, acc_ax = fig.subplots(3, 1, sharex=True)
+    panels = [(lr_ax, "lr", _style_handles(("lr",), banded) if lr_axes(lr_ax, "epoch") else [])]
+    for ax, columns, ylabel in ((loss_ax, LOSS, "loss (cross-entropy)"), (acc_ax, ACCURACY, "accuracy")):
+        panels.append((ax, columns[0], _style_handles(columns, banded) if metric_axes(ax, columns, ylabel) else []))
+    lr_ax.set_title(f"Overview — {subject}")
+    lr_ax.grid(True, axis="x", alpha=0.3)
+    lr_ax.set_xlim(left=0)
+    loss_ax.set_xlabel("")
+    _legends(fig, panels, groups, colors)
+    plots.figures["overview"] = fig
+
+    if not has_lr and not has_metrics:
+        plots.figures.clear()
+        plots.notes.append("nothing to plot yet: no run has recorded a step (lr.csv and metrics.csv have no rows)")
+        return plots
+    if not has_metrics:
+        plots.notes.append("loss, accuracy and the lower panels of overview are empty: no run has finished "
+                           "an epoch yet (metrics.csv has no rows)")
+    else:
+        for group in groups:
+            for run in group.runs:
+                if not run.metrics:
+                    plots.notes.append(f"{run.path} ({group.label}) has no finished epoch yet; "
+                                       "it is missing from loss and accuracy")
+    if not has_lr:
+        plots.notes.append("lr and the top panel of overview are empty: no run has recorded a step (lr.csv has no rows)")
+    return plots
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Fail before any work if `out_dir` is a file or lies below one (nothing is created)."""
+    probe = out_dir.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        where = "is a file" if probe == out_dir.absolute() else f"lies below the file {probe}"
+        raise UserError(f"the output directory {where}", where=f"--out {out_dir}",
+                        fix="pass --out with a directory path (it is created if missing)")
+
+
+def render(fig, fmt: str) -> bytes:
+    """The figure as `fmt` bytes, without dates or version strings (byte-identical for the same data)."""
+    import matplotlib
+
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format '{fmt}'", where="--format", fix=f"use one of {', '.join(FORMATS)}")
+    buffer = io.BytesIO()
+    with matplotlib.rc_context({"svg.hashsalt": "lrdecay"}):
+        fig.savefig(buffer, format=fmt, metadata=METADATA[fmt])
+    return buffer.getvalue()
+
+
+def save(plots: Plots, out_dir: Path, fmt: str = "png") -> list[Path]:
+    """Render every figure, then create `out_dir` and write them (each atomically); the paths written."""
+    check_out_dir(out_dir)
+    rendered = {name: render(fig, fmt) for name, fig in plots.figures.items()}
+    if not rendered:
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, data in rendered.items():
+        path = out_dir / f"{name}.{fmt}"
+        write_atomic(path, data)
+        paths.append(path)
+    return paths
 
 
 def lr_curve_png(lrs: list[float], path: Path, title: str, epoch_steps: int | None = None) -> None:

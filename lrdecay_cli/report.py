@@ -234,3 +234,9 @@ class SweepProgress:
 
     def stop(self) -> None:
         self.progress.stop()
+
+
+def files_written(paths: list[Path]) -> None:
+    """The files a command wrote, one path a line on stdout (for scripts: `lrdecay plot RUN | xargs ...`)."""
+    for path in paths:
+        sys.stdout.write(f"{path}\n")
