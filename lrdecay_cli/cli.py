@@ -285,6 +285,43 @@ def plot(
     report.files_written(plots.save(built, out, output_format))
 
 
+@command
+def compare(
+    targets: List[Path] = typer.Argument(..., metavar="RUN_OR_SWEEP_DIR",
+                                         help="Run directories and/or sweep directories (a sweep means all its trials)."),
+    metric: str = typer.Option("val_acc", "--metric",
+                               help="val_acc (best = max over epochs) | val_loss (best = min over epochs) | "
+                                    "test_acc (measured once, after training: best = final)."),
+    target: Optional[float] = typer.Option(None, "--target",
+                                           help="Also show how many runs reach val_acc/test_acc >= TARGET (a fraction "
+                                                "in (0, 1]) or val_loss <= TARGET (> 0), and the epochs and seconds "
+                                                "to the first epoch that does, mean over those runs. Default: none, "
+                                                "columns omitted."),
+    csv_out: bool = typer.Option(False, "--csv", help="CSV on stdout: one row per group, full precision."),
+    markdown: bool = typer.Option(False, "--markdown", help="A Markdown table and a note under it on stdout, for a README."),
+) -> None:
+    """Compare runs, grouped by everything but the seed: best and final metric as mean ± std over seeds, n,
+    95% CI, and which groups Welch's t-test (alpha 0.05) cannot tell from the best.
+
+    The t-test compares each run's best metric. Only completed runs count: diverged, failed,
+    interrupted and running ones are shown as left out. Groups with one run cannot be tested (n/a)."""
+    from lrdecay_cli import compare as comparing
+    from lrdecay_cli import report
+    from lrdecay_cli.runs import collect
+
+    if csv_out and markdown:
+        raise UserError("--csv and --markdown exclude each other", where="--csv/--markdown", fix="pick one")
+    chosen = comparing.metric_named(metric)
+    comparing.check_target(chosen, target)  # before reading any run directory
+    result = comparing.compare(collect(targets), chosen, target)
+    if csv_out:
+        report.compare_csv(comparing.csv_rows(result))
+    elif markdown:
+        report.compare_markdown(comparing.view(result))
+    else:
+        report.compare_table(comparing.view(result))
+
+
 def main() -> None:
     """Console entry point (`lrdecay`)."""
     app()

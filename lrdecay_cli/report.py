@@ -240,3 +240,36 @@ def files_written(paths: list[Path]) -> None:
     """The files a command wrote, one path a line on stdout (for scripts: `lrdecay plot RUN | xargs ...`)."""
     for path in paths:
         sys.stdout.write(f"{path}\n")
+
+
+def compare_table(view) -> None:
+    """`lrdecay compare`: the groups best first, and under the table what the numbers mean."""
+    table = Table(title=view.title, title_justify="left")
+    for header, right in view.columns:
+        table.add_column(header, justify="right" if right else "left")
+    for row in view.rows:
+        table.add_row(*map(escape, row))
+    wide = _wide()
+    wide.print(table)
+    for line in view.notes:
+        wide.print(line, markup=False)
+
+
+def compare_markdown(view) -> None:
+    """`lrdecay compare --markdown`: a pipe table and a paragraph under it, ready for a README."""
+    def line(cells):
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |\n"
+
+    rule = "|" + "|".join("---:" if right else "---" for _, right in view.columns) + "|\n"
+    table = line([h for h, _ in view.columns]) + rule + "".join(line(row) for row in view.rows)
+    sys.stdout.write(table + "\n" + " ".join(view.notes) + "\n")
+
+
+def compare_csv(rows: list[dict]) -> None:
+    """`lrdecay compare --csv`: one row per group, floats at full precision, empty cells for none."""
+    import csv
+
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else repr(v) if isinstance(v, float) else v for k, v in row.items()})

@@ -16,7 +16,6 @@ import json
 import math
 import random
 import shutil
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lrdecay_cli.errors import UserError
 from lrdecay_cli.rundir import check_writable, make_unique_dir, utc_stamp, write_atomic
 from lrdecay_cli.spec import Spec, dump_yaml, flatten, from_data, merge_sections, read_yaml_file, set_field
+from lrdecay_cli.stats import summarize
 
 METRICS = {  # results column -> True where larger is better
     "best_val_acc": True, "final_val_acc": True, "test_acc": True, "final_val_loss": False, "final_train_loss": False,
@@ -256,16 +256,6 @@ def results(sweep_dir: Path, trials: list[Trial]) -> list[dict]:
     return rows
 
 
-def t_quantile_975(df: int) -> float:
-    """Student's t 97.5% quantile, for a 95% confidence interval of a mean of df + 1 values."""
-    table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
-             10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
-    for bound in sorted(table):
-        if df <= bound:
-            return table[bound]
-    return 1.96
-
-
 @dataclass
 class Standing:
     fields: dict[str, Any]
@@ -274,12 +264,10 @@ class Standing:
     diverged: int = 0
 
     def stats(self) -> dict[str, Any]:
-        n = len(self.values)
-        mean = statistics.fmean(self.values) if n else None
-        std = statistics.stdev(self.values) if n > 1 else (0.0 if n else None)
-        ci = t_quantile_975(n - 1) * std / math.sqrt(n) if n > 1 else None
-        return {**self.fields, "mean": mean, "std": std, "n": n, "ci95": ci, "runs": self.runs,
-                "diverged": self.diverged}
+        summary = summarize(self.values)
+        std = 0.0 if summary.n == 1 else summary.std
+        return {**self.fields, "mean": summary.mean, "std": std, "n": summary.n, "ci95": summary.ci95,
+                "runs": self.runs, "diverged": self.diverged}
 
 
 def leaderboard(rows: list[dict], trials: list[Trial], metric: str) -> list[dict]:

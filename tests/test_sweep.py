@@ -79,7 +79,7 @@ def test_sweep_results_and_leaderboard(cli, tmp_path):
         values = [float(r["best_val_acc"]) for r in rows if r["schedule.name"] == entry["schedule.name"]]
         assert float(entry["mean"]) == pytest.approx(statistics.fmean(values))
         assert float(entry["std"]) == pytest.approx(statistics.stdev(values))
-        assert float(entry["ci95"]) == pytest.approx(4.303 * statistics.stdev(values) / math.sqrt(3))
+        assert float(entry["ci95"]) == pytest.approx(4.30265273 * statistics.stdev(values) / math.sqrt(3))  # t.ppf(0.975, 2)
         assert entry["n"] == "3"
     assert float(board[0]["mean"]) >= float(board[1]["mean"])
     resolved = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())

@@ -1,0 +1,312 @@
+"""`lrdecay compare`: runs grouped by everything but the seed, their metric summarized over seeds,
+and Welch's t-test of each group against the best one (no torch import; report.py prints).
+
+Each run enters the statistics with one value, its *best* metric (max val_acc or min val_loss over
+its epochs; test_acc, measured once after training, as it is). Only completed runs count: diverged,
+failed, interrupted and still-running runs are counted per group and left out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from lrdecay_cli.errors import UserError
+from lrdecay_cli.runs import Group, Run, group_runs
+from lrdecay_cli.stats import Summary, Welch, summarize, welch
+
+ALPHA = 0.05
+"""Significance level of the test against the best group."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    larger_is_better: bool
+    per_epoch: bool
+    """True: a value per epoch in metrics.csv; False: one value in summary.json, after the last epoch."""
+    best_means: str
+
+    @property
+    def is_accuracy(self) -> bool:
+        return self.name.endswith("_acc")
+
+    @property
+    def value_name(self) -> str:
+        """What one run contributes: `best val_acc`, or `test_acc` where there is one value only."""
+        return f"best {self.name}" if self.per_epoch else self.name
+
+    def best(self, values: list[float]) -> float:
+        return max(values) if self.larger_is_better else min(values)
+
+    def reaches(self, value: float, target: float) -> bool:
+        return value >= target if self.larger_is_better else value <= target
+
+
+METRICS = {
+    "val_acc": Metric("val_acc", True, True, "the max over its epochs"),
+    "val_loss": Metric("val_loss", False, True, "the min over its epochs"),
+    "test_acc": Metric("test_acc", True, False, "measured once, after the last epoch"),
+}
+
+
+def metric_named(name: str) -> Metric:
+    if name not in METRICS:
+        raise UserError(f"unknown metric '{name}'", where="--metric", fix=f"use one of {', '.join(METRICS)}")
+    return METRICS[name]
+
+
+def check_target(metric: Metric, target: float | None) -> None:
+    """An accuracy target lies in (0, 1]; a loss target is positive."""
+    if target is None:
+        return
+    if metric.is_accuracy and not 0 < target <= 1:
+        raise UserError(f"an accuracy target must lie in (0, 1], got {target}", where="--target",
+                        fix="give a fraction, e.g. --target 0.98 for 98%")
+    if not metric.is_accuracy and not (0 < target < math.inf):
+        raise UserError(f"a loss target must be a positive number, got {target}", where="--target",
+                        fix="e.g. --target 0.1 (reached when val_loss <= 0.1)")
+
+
+@dataclass
+class RunResult:
+    """One run's best and final metric, the first epoch reaching the target, or why it is left out."""
+
+    run: Run
+    best: float | None = None
+    final: float | None = None
+    reached: bool = False
+    epoch: int | None = None
+    seconds: float | None = None
+    excluded: str | None = None
+
+
+def run_result(run: Run, metric: Metric, target: float | None) -> RunResult:
+    if run.status != "completed":
+        return RunResult(run, excluded=run.status)
+    if metric.per_epoch:
+        rows = [row for row in run.metrics if _finite(row[metric.name])]
+        if not rows:
+            return RunResult(run, excluded=f"no {metric.name}")
+        values = [row[metric.name] for row in rows]
+        result = RunResult(run, metric.best(values), values[-1])
+        first = next((row for row in rows if target is not None and metric.reaches(row[metric.name], target)), None)
+        if first is not None:
+            result.reached, result.epoch, result.seconds = True, first["epoch"], first["seconds"]
+        return result
+    value = run.summary.get(metric.name)
+    if not _finite(value):
+        return RunResult(run, excluded=f"no {metric.name}")
+    return RunResult(run, value, value, reached=target is not None and metric.reaches(value, target))
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+@dataclass
+class GroupResult:
+    """A group of seeds: summaries of the completed runs' best and final metric, and the test verdict."""
+
+    group: Group
+    results: list[RunResult]
+    best: Summary = field(init=False)
+    final: Summary = field(init=False)
+    test: Welch | None = None
+    verdict: str = "n/a"
+    """best | indistinguishable (from the best, p >= ALPHA) | worse | n/a (fewer than 2 runs on a side)."""
+
+    def __post_init__(self):
+        self.best = summarize([r.best for r in self.used])
+        self.final = summarize([r.final for r in self.used])
+
+    @property
+    def used(self) -> list[RunResult]:
+        return [r for r in self.results if r.excluded is None]
+
+    @property
+    def reached(self) -> list[RunResult]:
+        return [r for r in self.used if r.reached]
+
+    @property
+    def excluded(self) -> dict[str, int]:
+        """Why runs are left out -> how many."""
+        counts: dict[str, int] = {}
+        for r in self.results:
+            if r.excluded is not None:
+                counts[r.excluded] = counts.get(r.excluded, 0) + 1
+        return counts
+
+    def mean_to_target(self, attribute: str) -> float | None:
+        """Mean epochs or seconds to the target over the runs that reached it (None where none did or
+        the metric has no epochs)."""
+        values = [getattr(r, attribute) for r in self.reached if getattr(r, attribute) is not None]
+        return sum(values) / len(values) if values else None
+
+
+@dataclass
+class Comparison:
+    metric: Metric
+    target: float | None
+    fields: list[str]
+    """The spec fields that tell the groups apart (dotted), in the spec's order."""
+    groups: list[GroupResult]
+    """Best first; groups without a completed run last."""
+
+    @property
+    def runs(self) -> int:
+        return sum(len(g.results) for g in self.groups)
+
+
+def compare(runs: list[Run], metric: Metric, target: float | None = None) -> Comparison:
+    """Group the runs by everything but the seed, rank the groups by mean best metric, and test each
+    against the leader with Welch's t-test on the per-run best values."""
+    check_target(metric, target)
+    groups = [GroupResult(g, [run_result(run, metric, target) for run in g.runs]) for g in group_runs(runs)]
+    sign = -1 if metric.larger_is_better else 1
+    groups.sort(key=lambda g: (g.best.mean is None, sign * g.best.mean if g.best.mean is not None else 0))
+    leader = groups[0]
+    if leader.best.n:
+        leader.verdict = "best"
+        leader_values = [r.best for r in leader.used]
+        for other in groups[1:]:
+            if leader.best.n >= 2 and other.best.n >= 2:
+                other.test = welch([r.best for r in other.used], leader_values)
+                other.verdict = "indistinguishable" if other.test.p >= ALPHA else "worse"
+    fields = list(dict.fromkeys(name for g in groups for name in g.group.fields))
+    return Comparison(metric, target, fields, groups)
+
+
+# -- what the output shows: cells for a table, rows for CSV, notes under the table ------------------
+
+@dataclass
+class View:
+    title: str
+    columns: list[tuple[str, bool]]
+    """(header, right-aligned)."""
+    rows: list[list[str]]
+    notes: list[str]
+
+
+def view(comparison: Comparison) -> View:
+    """The comparison as text cells (accuracies in %), for the terminal table and the Markdown table."""
+    metric, target = comparison.metric, comparison.target
+    unit = " (%)" if metric.is_accuracy else ""
+    columns = [(name, False) for name in comparison.fields] or [("run", False)]
+    columns += [(f"{metric.value_name}{unit}", True), ("95% CI", True), ("n", True)]
+    if metric.per_epoch:
+        columns.append((f"final {metric.name}{unit}", True))
+    columns.append(("vs best (Welch)", False))
+    if target is not None:
+        columns.append((f"reached {_target_text(metric, target)}", True))
+        if metric.per_epoch:
+            columns += [("epochs", True), ("seconds", True)]
+    any_excluded = any(g.excluded for g in comparison.groups)
+    if any_excluded:
+        columns.append(("left out", False))
+    rows = []
+    for g in comparison.groups:
+        row = [_value_text(g.group.fields.get(name, "-")) for name in comparison.fields] or [g.group.label]
+        bounds = g.best.ci95_bounds
+        ci = f"{_num(bounds[0], metric)} – {_num(bounds[1], metric)}" if bounds else "n/a" if g.best.n else "-"
+        row += [_mean_std(g.best, metric), ci, str(g.best.n)]
+        if metric.per_epoch:
+            row.append(_mean_std(g.final, metric))
+        row.append(_verdict_text(g))
+        if target is not None:
+            row.append(f"{len(g.reached)}/{g.best.n}")
+            if metric.per_epoch:
+                epochs, seconds = g.mean_to_target("epoch"), g.mean_to_target("seconds")
+                row += ["-" if epochs is None else f"{epochs:.3g}", "-" if seconds is None else f"{seconds:.1f}"]
+        if any_excluded:
+            row.append(", ".join(f"{count} {why}" for why, count in g.excluded.items()) or "-")
+        rows.append(row)
+    title = f"{metric.name}: {comparison.runs} runs in {len(comparison.groups)} groups, mean ± std over seeds"
+    return View(title, columns, rows, notes(comparison))
+
+
+def notes(comparison: Comparison) -> list[str]:
+    """What the numbers are, in sentences: the paragraph under the table."""
+    metric, target, groups = comparison.metric, comparison.target, comparison.groups
+    sizes = [g.best.n for g in groups]
+    n_text = f"n = {sizes[0]} per group" if len(set(sizes)) == 1 else f"n per group: {', '.join(map(str, sizes))}"
+    lines = [f"Mean ± std over seeds ({n_text}) of each run's {metric.value_name} ({metric.best_means}); "
+             f"95% CI = mean ± t(0.975, n−1)·std/√n. vs best: Welch's two-sided t-test of the per-run values "
+             f"against the best group's, α = {ALPHA} (≈ best: p ≥ {ALPHA}; worse: p < {ALPHA}; "
+             f"n/a: fewer than 2 runs on a side)."]
+    if target is not None:
+        if metric.per_epoch:
+            lines.append(f"Target: the first epoch with {_target_text(metric, target)}; epochs and seconds "
+                         f"(wall time to the end of that epoch, evaluation included) are means over the runs "
+                         f"that reached it.")
+        else:
+            lines.append(f"Target: {_target_text(metric, target)} after training ({metric.name} has no "
+                         f"per-epoch values, so no epochs or seconds to reach it).")
+    excluded: dict[str, int] = {}
+    for g in groups:
+        for why, count in g.excluded.items():
+            excluded[why] = excluded.get(why, 0) + count
+    if excluded:
+        total = sum(excluded.values())
+        why = ", ".join(f"{count} {reason}" for reason, count in excluded.items())
+        lines.append(f"Left out of all statistics: {total} of {comparison.runs} runs ({why}); "
+                     f"only completed runs count.")
+    else:
+        lines.append(f"All {comparison.runs} runs completed.")
+    return lines
+
+
+def csv_rows(comparison: Comparison) -> list[dict[str, Any]]:
+    """One row per group, numbers unrounded (accuracies as fractions); empty where there is none."""
+    rows = []
+    for rank, g in enumerate(comparison.groups, 1):
+        bounds = g.best.ci95_bounds or (None, None)
+        row: dict[str, Any] = {"rank": rank, "label": g.group.label}
+        row.update({name: g.group.fields.get(name) for name in comparison.fields})
+        row.update(metric=comparison.metric.name, n=g.best.n, runs=len(g.results),
+                   left_out=";".join(f"{count} {why}" for why, count in g.excluded.items()),
+                   best_mean=g.best.mean, best_std=g.best.std, ci95_low=bounds[0], ci95_high=bounds[1],
+                   final_mean=g.final.mean, final_std=g.final.std,
+                   welch_t=g.test.t if g.test else None, welch_df=g.test.df if g.test else None,
+                   p_value=g.test.p if g.test else None, vs_best=g.verdict)
+        if comparison.target is not None:
+            row.update(target=comparison.target, reached=len(g.reached), epochs_to_target=g.mean_to_target("epoch"),
+                       seconds_to_target=g.mean_to_target("seconds"))
+        rows.append(row)
+    return rows
+
+
+def _target_text(metric: Metric, target: float) -> str:
+    shown = f"{100 * target:g}%" if metric.is_accuracy else f"{target:g}"
+    return f"{metric.name} {'≥' if metric.larger_is_better else '≤'} {shown}"
+
+
+def _num(value: float, metric: Metric) -> str:
+    return f"{100 * value:.2f}" if metric.is_accuracy else f"{value:.4f}"
+
+
+def _mean_std(summary: Summary, metric: Metric) -> str:
+    if summary.mean is None:
+        return "-"
+    if summary.std is None:
+        return _num(summary.mean, metric)
+    return f"{_num(summary.mean, metric)} ± {_num(summary.std, metric)}"
+
+
+def _verdict_text(g: GroupResult) -> str:
+    if g.test is None:
+        return {"best": "best", "n/a": "n/a" if g.best.n else "-"}[g.verdict]
+    if math.isinf(g.test.t):
+        p = "p = 0 (no spread on either side)"
+    else:
+        p = "p < 0.001" if g.test.p < 0.001 else f"p = {g.test.p:.3g}"
+    return f"≈ best, {p}" if g.verdict == "indistinguishable" else f"worse, {p}"
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "[" + ",".join(_value_text(v) for v in value) + "]"
+    return str(value)

@@ -1,0 +1,221 @@
+"""`lrdecay compare` on a real finished sweep: its numbers against a computation written here from the
+run directories, the CSV and Markdown forms, several run directories, left-out runs, errors, no torch."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+
+import pytest
+
+from conftest import read_csv
+from lrdecay_cli.stats import t_quantile, t_sf
+
+LARGER = {"val_acc": True, "test_acc": True, "val_loss": False}
+
+
+def expected_groups(sweep_dir, metric: str, target: float | None) -> list[dict]:
+    """What compare must say, computed from results.csv and each trial's metrics.csv / summary.json."""
+    by_method: dict[str, list[dict]] = {}
+    for row in read_csv(sweep_dir / "results.csv"):
+        assert row["status"] == "completed"
+        epochs = read_csv(sweep_dir / row["trial"] / "metrics.csv")
+        if metric == "test_acc":
+            best = final = json.loads((sweep_dir / row["trial"] / "summary.json").read_text())["test_acc"]
+            hit = None
+        else:
+            curve = [float(e[metric]) for e in epochs]
+            best, final = (max if LARGER[metric] else min)(curve), curve[-1]
+            hit = next((e for e in epochs if target is not None
+                        and (float(e[metric]) >= target if LARGER[metric] else float(e[metric]) <= target)), None)
+        if metric == "val_acc":
+            assert best == float(row["best_val_acc"])
+        reached = target is not None and (best >= target if LARGER[metric] else best <= target)
+        by_method.setdefault(row["schedule.name"], []).append(
+            {"best": best, "final": final, "reached": reached, "hit": hit})
+    groups = []
+    for method, runs in by_method.items():
+        best = [r["best"] for r in runs]
+        mean, std = statistics.fmean(best), statistics.stdev(best)
+        half = t_quantile(0.975, len(best) - 1) * std / math.sqrt(len(best))
+        hits = [r["hit"] for r in runs if r["hit"] is not None]
+        groups.append({"method": method, "values": best, "mean": mean, "std": std, "n": len(best),
+                       "ci": (mean - half, mean + half), "final": statistics.fmean(r["final"] for r in runs),
+                       "reached": sum(r["reached"] for r in runs),
+                       "epochs": statistics.fmean(int(h["epoch"]) for h in hits) if hits else None,
+                       "seconds": statistics.fmean(float(h["seconds"]) for h in hits) if hits else None})
+    groups.sort(key=lambda g: -g["mean"] if LARGER[metric] else g["mean"])
+    leader = groups[0]["values"]
+    for g in groups[1:]:  # Welch's t-test against the best group, written out
+        va, vb = statistics.variance(g["values"]) / g["n"], statistics.variance(leader) / len(leader)
+        if va + vb == 0:  # no spread on either side (coarse val_acc ties): decided by the means alone
+            g["p"] = 1.0 if g["mean"] == groups[0]["mean"] else 0.0
+        else:
+            t = (g["mean"] - groups[0]["mean"]) / math.sqrt(va + vb)
+            df = (va + vb) ** 2 / (va**2 / (g["n"] - 1) + vb**2 / (len(leader) - 1))
+            g["p"] = 2 * t_sf(abs(t), df)
+        g["verdict"] = "indistinguishable" if g["p"] >= 0.05 else "worse"
+    groups[0].update(p=None, verdict="best")
+    return groups
+
+
+def median_best(sweep_dir) -> float:
+    """A val_acc target that some runs reach and some may not."""
+    return statistics.median(float(r["best_val_acc"]) for r in read_csv(sweep_dir / "results.csv"))
+
+
+def num(text: str) -> float | None:
+    return None if text == "" else float(text)
+
+
+@pytest.mark.parametrize("metric", ["val_acc", "val_loss", "test_acc"])
+def test_csv_numbers_equal_a_computation_from_the_run_directories(cli, finished_sweep, metric):
+    target = {"val_acc": median_best(finished_sweep), "val_loss": None, "test_acc": 0.5}[metric]
+    args = ["compare", finished_sweep, "--csv", "--metric", metric] + (["--target", repr(target)] if target else [])
+    out = cli(*args)
+    assert out.exit_code == 0, out.output
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    expected = expected_groups(finished_sweep, metric, target)
+    assert [r["schedule.name"] for r in rows] == [g["method"] for g in expected]
+    assert [r["label"] for r in rows] == [g["method"] for g in expected]
+    for row, g in zip(rows, expected):
+        assert row["metric"] == metric and int(row["n"]) == g["n"] == 2 and int(row["runs"]) == 2
+        assert row["left_out"] == ""
+        assert float(row["best_mean"]) == pytest.approx(g["mean"], rel=1e-12)
+        assert float(row["best_std"]) == pytest.approx(g["std"], rel=1e-12)
+        assert (float(row["ci95_low"]), float(row["ci95_high"])) == pytest.approx(g["ci"], rel=1e-12)
+        assert float(row["final_mean"]) == pytest.approx(g["final"], rel=1e-12)
+        assert row["vs_best"] == g["verdict"]
+        assert num(row["p_value"]) == (None if g["p"] is None else pytest.approx(g["p"], rel=1e-9))
+        if target is None:
+            assert "reached" not in row and "epochs_to_target" not in row
+        else:
+            assert float(row["target"]) == target and int(row["reached"]) == g["reached"]
+            assert num(row["epochs_to_target"]) == (None if g["epochs"] is None else pytest.approx(g["epochs"]))
+            assert num(row["seconds_to_target"]) == (None if g["seconds"] is None else pytest.approx(g["seconds"]))
+    if metric == "val_acc":
+        assert sum(int(r["reached"]) for r in rows) >= 3  # the median target is reached by half the runs or more
+
+
+def test_table_shows_the_same_numbers_best_first_and_says_what_they_mean(cli, finished_sweep):
+    target = median_best(finished_sweep)
+    out = cli("compare", finished_sweep, "--target", repr(target))
+    assert out.exit_code == 0, out.output
+    assert out.stderr == ""
+    expected = expected_groups(finished_sweep, "val_acc", target)
+    lines = out.stdout.splitlines()
+    rows = [next(line for line in lines if f" {g['method']} " in line) for g in expected]
+    assert rows == sorted(rows, key=lines.index)  # best first
+    for line, g in zip(rows, expected):
+        assert f"{100 * g['mean']:.2f} ± {100 * g['std']:.2f}" in line
+        assert f"{100 * g['ci'][0]:.2f} – {100 * g['ci'][1]:.2f}" in line
+        assert f"{g['reached']}/2" in line
+        if g["verdict"] == "best":
+            assert "best" in line and "p =" not in line
+        else:
+            assert ("≈ best" if g["verdict"] == "indistinguishable" else "worse") in line
+    text = " ".join(out.stdout.split())
+    assert "best val_acc (the max over its epochs)" in text and "Welch's two-sided t-test" in text
+    assert "α = 0.05" in text and "n = 2 per group" in text and "All 6 runs completed." in text
+
+
+def test_markdown_is_a_clean_pipe_table_with_a_note(cli, finished_sweep):
+    out = cli("compare", finished_sweep, "--markdown", "--target", "0.5")
+    assert out.exit_code == 0, out.output
+    table, note = out.stdout.rstrip("\n").split("\n\n")
+    lines = table.splitlines()
+    assert len(lines) == 2 + 3
+    cells = [line.split(" | ") for line in lines]
+    assert all(line.startswith("| ") and line.endswith(" |") for line in lines if line is not lines[1])
+    assert re.fullmatch(r"\|(-{3,}:?\|)+", lines[1]) and lines[1].count("|") == lines[0].count("|")
+    assert len({len(c) for c in cells[:1] + cells[2:]}) == 1
+    assert lines[0].startswith("| schedule.name | best val_acc (%) | 95% CI | n |")
+    assert "\x1b" not in out.stdout and "┃" not in out.stdout
+    assert "\n" not in note and "Welch" in note and "n = 2 per group" in note and "val_acc ≥ 50%" in note
+
+
+def test_single_run_directories_are_labelled_by_their_differing_fields_and_not_tested(cli, finished_sweep):
+    results = {(r["schedule.name"], r["seed"]): r["trial"] for r in read_csv(finished_sweep / "results.csv")}
+    two = [finished_sweep / results[("constant", "0")], finished_sweep / results[("step", "0")]]
+    out = cli("compare", *two, "--csv")
+    assert out.exit_code == 0, out.output
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert sorted(r["schedule.name"] for r in rows) == ["constant", "step"]
+    assert [r["n"] for r in rows] == ["1", "1"] and [r["vs_best"] for r in rows] == ["best", "n/a"]
+    assert all(r["best_std"] == r["ci95_low"] == r["p_value"] == "" for r in rows)
+    for row in rows:
+        curve = [float(e["val_acc"]) for e in read_csv(finished_sweep / results[(row["label"], "0")] / "metrics.csv")]
+        assert float(row["best_mean"]) == max(curve)
+    three = two + [finished_sweep / results[("constant", "1")]]  # constant n=2 against step n=1: no test
+    out = cli("compare", *three)
+    assert out.exit_code == 0, out.output
+    assert "n/a" in out.stdout and "p =" not in out.stdout and "n per group:" in " ".join(out.stdout.split())
+
+
+def test_runs_that_did_not_complete_are_counted_and_left_out(cli, finished_sweep, tmp_path):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(finished_sweep, sweep)
+    results = {(r["schedule.name"], r["seed"]): r["trial"] for r in read_csv(sweep / "results.csv")}
+    for key, status in ((("cosine", "1"), "diverged"), (("step", "0"), "failed"), (("step", "1"), "interrupted")):
+        path = sweep / results[key] / "summary.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "status": status}))
+    out = cli("compare", sweep, "--csv")
+    assert out.exit_code == 0, out.output
+    rows = {r["label"]: r for r in csv.DictReader(io.StringIO(out.stdout))}
+    assert list(rows)[-1] == "step"  # no completed run: last
+    assert (rows["step"]["n"], rows["step"]["runs"], rows["step"]["best_mean"]) == ("0", "2", "")
+    assert rows["step"]["left_out"] == "1 failed;1 interrupted" and rows["step"]["vs_best"] == "n/a"
+    cosine_0 = max(float(e["val_acc"]) for e in read_csv(sweep / results[("cosine", "0")] / "metrics.csv"))
+    assert (rows["cosine"]["n"], rows["cosine"]["left_out"]) == ("1", "1 diverged")
+    assert float(rows["cosine"]["best_mean"]) == cosine_0 and rows["cosine"]["p_value"] == ""
+    table = cli("compare", sweep)
+    text = " ".join(table.stdout.split())
+    assert "left out" in text and "1 diverged" in text
+    assert "Left out of all statistics: 3 of 6 runs (1 diverged, 1 failed, 1 interrupted); only completed" in text
+
+
+@pytest.mark.parametrize("args, where", [
+    (["--metric", "train_acc"], "--metric"),
+    (["--target", "1.5"], "--target"),
+    (["--target", "0"], "--target"),
+    (["--target", "nan"], "--target"),
+    (["--metric", "val_loss", "--target", "0"], "--target"),
+    (["--metric", "val_loss", "--target", "-0.1"], "--target"),
+    (["--csv", "--markdown"], "--csv/--markdown"),
+])
+def test_bad_options_are_one_line_and_exit_2(cli, finished_sweep, args, where):
+    out = cli("compare", finished_sweep, *args)
+    assert out.exit_code == 2 and out.stdout == ""
+    assert out.stderr.startswith(f"error: {where}") and out.stderr.count("\n") == 1
+    assert "Traceback" not in out.stderr
+
+
+def test_a_directory_that_is_not_a_run_is_one_line_and_exit_2(cli, finished_sweep, tmp_path):
+    for args in ([tmp_path], [finished_sweep / "t000", tmp_path / "missing"], []):
+        out = cli("compare", *args)
+        assert out.exit_code == 2 and out.stdout == "", out.output
+        assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+
+
+def test_compare_does_not_import_torch(finished_sweep):
+    code = ("import sys; from typer.testing import CliRunner; from lrdecay_cli.cli import app; "
+            f"r = CliRunner().invoke(app, ['compare', {str(finished_sweep)!r}, '--markdown']); "
+            "assert r.exit_code == 0, r.output; print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+def test_help_states_the_choices(cli):
+    out = cli("compare", "--help")
+    text = " ".join(out.stdout.split())
+    assert out.exit_code == 0
+    for phrase in ("max over epochs", "min over epochs", "Welch", "best metric", "Default: none", "(0, 1]"):
+        assert phrase in text
