@@ -127,6 +127,7 @@ class TrainSpec(Section):
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto | cpu | cuda[:N] | mps")
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = Field(False, description="torch.compile the model")
+    tensorboard: bool = Field(False, description="also write TensorBoard event files to <run>/tensorboard")
 
 
 class Spec(Section):

@@ -33,6 +33,7 @@ from lrdecay_cli.errors import UserError
 from lrdecay_cli.rundir import RunDir, check_writable, write_atomic
 from lrdecay_cli.schedules import lr_schedule
 from lrdecay_cli.spec import Spec
+from lrdecay_cli.tensorboard import RunEvents, require as require_tensorboard
 
 SYNC_EVERY = 25
 """Steps between host synchronisations (divergence check, progress update)."""
@@ -94,7 +95,8 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int, precision
 
 
 class RunRecord:
-    """One run's evidence as it trains: its directory, summary.json and CSV rows.
+    """One run's evidence as it trains: its directory, summary.json, CSV rows and, where the spec asks
+    for them, TensorBoard events.
 
     Both the training loop and the vectorized sweep executor write through it, so every run
     directory has the same layout and the same summary fields whichever way it was trained.
@@ -102,6 +104,8 @@ class RunRecord:
 
     def __init__(self, spec: Spec, runs_dir: Path, dirname: str | None, device: torch.device,
                  steps_per_epoch: int, sizes: tuple[int, int, int]):
+        if spec.train.tensorboard:
+            require_tensorboard()
         self.run = RunDir.create(runs_dir, dirname, stamped=False) if dirname else RunDir.create(runs_dir, spec.name)
         self.path = self.run.path
         self.train_size = sizes[0]
@@ -118,11 +122,14 @@ class RunRecord:
         }
         self.run.write_config(spec.dump())
         self.run.write_summary(self.summary)
+        self.events = RunEvents(self.path, spec.dump()) if spec.train.tensorboard else None
         self.start = time.perf_counter()
 
     @classmethod
-    def reopen(cls, path: Path, epoch: int, step: int, train_size: int) -> "RunRecord":
+    def reopen(cls, path: Path, epoch: int, step: int, train_size: int, tensorboard: bool = False) -> "RunRecord":
         """An interrupted run's record, cut back to its checkpoint after `epoch` epochs and `step` steps."""
+        if tensorboard:
+            require_tensorboard()
         record = cls.__new__(cls)
         record.run = RunDir.reopen(path, epoch, step)
         record.path, record.train_size = path, train_size
@@ -138,16 +145,21 @@ class RunRecord:
             final_val_acc=last and last["val_acc"], final_val_loss=last and last["val_loss"],
             final_train_loss=last and last["train_loss"])
         record.run.write_summary(record.summary)
+        record.events = RunEvents(path, (path / "config.yaml").read_text(), first_step=step) if tensorboard else None
         record.start = time.perf_counter() - (last["seconds"] if last else 0.0)  # seconds go on counting
         return record
 
-    def end_epoch(self, epoch: int, lr_rows: list[tuple[int, float]], train_loss: float, correct: int,
-                  val_loss: float, val_acc: float) -> dict:
-        """Flush the epoch's rows and summary; return its metrics row."""
+    def end_epoch(self, epoch: int, lr_rows: list[tuple[int, float]], step_losses: torch.Tensor, train_loss: float,
+                  correct: int, val_loss: float, val_acc: float) -> dict:
+        """Flush the epoch's rows (`step_losses`: the loss of each of its steps, on the device), events and
+        summary; return its metrics row."""
         row = {"epoch": epoch, "step": lr_rows[-1][0] + 1, "lr": lr_rows[-1][1], "train_loss": train_loss,
                "train_acc": correct / self.train_size, "val_loss": val_loss, "val_acc": val_acc,
                "seconds": time.perf_counter() - self.start}
         self.run.add_rows(lr_rows, row)
+        if self.events:
+            self.events.steps(lr_rows, step_losses.tolist())
+            self.events.epoch(row)
         if self.summary["best_val_acc"] is None or val_acc > self.summary["best_val_acc"]:
             self.summary.update(best_val_acc=val_acc, best_epoch=epoch)
         self.summary.update(epochs_completed=epoch, steps=row["step"], final_val_acc=val_acc, final_val_loss=val_loss,
@@ -155,9 +167,11 @@ class RunRecord:
         self.run.write_summary(self.summary)
         return row
 
-    def diverged(self, lr_rows: list[tuple[int, float]], exc: Diverged) -> None:
-        """Keep the LR rows up to the step whose loss was not finite; the status says where."""
+    def diverged(self, lr_rows: list[tuple[int, float]], step_losses: torch.Tensor, exc: Diverged) -> None:
+        """Keep the LR rows (and step losses) up to the step whose loss was not finite; the status says where."""
         self.run.add_rows(lr_rows)
+        if self.events:
+            self.events.steps(lr_rows, step_losses[:len(lr_rows)].tolist())
         self.summary.update(status="diverged", message=str(exc), steps=exc.step + 1,
                             diverged={"step": exc.step, "epoch": exc.epoch, "lr": exc.lr,
                                       "loss": exc.loss if math.isfinite(exc.loss) else str(exc.loss)})
@@ -167,6 +181,8 @@ class RunRecord:
         self.summary.update(fields, wall_seconds=time.perf_counter() - self.start,
                             finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         self.run.write_summary(self.summary)
+        if self.events:
+            self.events.close(self.summary)
         return self.summary
 
 
@@ -242,6 +258,8 @@ def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None, dir
     """
     resolve_device(spec.train.device)
     check_writable(runs_dir)
+    if spec.train.tensorboard:
+        require_tensorboard()
     trainer = Trainer(spec)
     record = RunRecord(spec, runs_dir, dirname, trainer.device, trainer.steps_per_epoch, trainer.sizes)
     save_checkpoint(record, trainer.state(0, 0))
@@ -276,7 +294,7 @@ def resume(run_dir: Path, spec: Spec | None = None, force: bool = False,
     trainer = Trainer(saved)
     state = torch.load(checkpoint, map_location=trainer.device, weights_only=False)
     trainer.load_state(state)
-    record = RunRecord.reopen(run_dir, state["epoch"], state["step"], trainer.sizes[0])
+    record = RunRecord.reopen(run_dir, state["epoch"], state["step"], trainer.sizes[0], saved.train.tensorboard)
     return _train_loop(trainer, record, observer or TrainObserver(), first_epoch=state["epoch"] + 1,
                        step=state["step"])
 
@@ -329,7 +347,7 @@ def _train_loop(trainer: Trainer, record: RunRecord, observer: TrainObserver, fi
                 val_loss, val_acc = evaluate(forward, data.val_x, data.val_y, spec.train.eval_batch_size,
                                              spec.train.precision)
                 schedule.observe(step, {"val_loss": val_loss, "val_acc": val_acc})
-                row = record.end_epoch(epoch, lr_rows, float((losses * weights).sum() / len(data.train_y)),
+                row = record.end_epoch(epoch, lr_rows, losses, float((losses * weights).sum() / len(data.train_y)),
                                        correct.item(), val_loss, val_acc)
                 save_checkpoint(record, trainer.state(epoch, step))
                 observer.on_epoch_end(row)
@@ -339,7 +357,7 @@ def _train_loop(trainer: Trainer, record: RunRecord, observer: TrainObserver, fi
                                            spec.train.precision)
             final = {"status": "completed", "test_loss": test_loss, "test_acc": test_acc}
         except Diverged as exc:
-            record.diverged(lr_rows, exc)
+            record.diverged(lr_rows, losses, exc)
         except Interrupted as exc:
             done = record.summary["epochs_completed"]
             final = {"status": "interrupted", "signal": str(exc),

@@ -110,7 +110,7 @@ def local_ray():
 
 def test_ray_tasks_bring_their_run_directories_back(cli, tmp_path, local_ray):
     path = tmp_path / "sweep.yaml"
-    base = {**BASE, "data": {"limit": 1500, "val_size": 300}, "train": {**BASE["train"], "epochs": 1}}
+    base = {**BASE, "data": {"limit": 1500, "val_size": 300}, "train": {**BASE["train"], "epochs": 1, "tensorboard": True}}
     path.write_text(yaml.safe_dump({"name": "r", "base": base, "seeds": 2, "variants": [
         {"schedule": {"name": "step", "step_size": 1, "gamma": 0.5}}, {"optimizer": {"name": "sgd", "lr": 1.0e6}}]}))
     out = cli("sweep", path, "--runs-dir", tmp_path / "ray", "--executor", "ray", "--quiet")
@@ -122,6 +122,10 @@ def test_ray_tasks_bring_their_run_directories_back(cli, tmp_path, local_ray):
     assert [r["status"] for r in rows] == ["completed", "completed", "diverged", "diverged"]
     for row in rows:
         trial = row["trial"]
+        def layout(run):  # event file names hold a host and a time, so compare directories and counts
+            return sorted(str(p.parent.relative_to(run)) for p in run.rglob("*") if p.is_file())
+
+        assert layout(ray_dir / trial) == layout(seq_dir / trial) and (ray_dir / trial / "tensorboard").is_dir()
         assert {p.name for p in (ray_dir / trial).iterdir()} == {p.name for p in (seq_dir / trial).iterdir()}
         assert (ray_dir / trial / "lr.csv").read_text() == (seq_dir / trial / "lr.csv").read_text()
     assert local_ray.is_initialized()  # the executor used the test's instance and left it running

@@ -22,16 +22,22 @@ def run_packed(trial: Trial) -> dict:
     with tempfile.TemporaryDirectory(prefix="lrdecay-") as scratch:
         summary = run_trial(trial, Path(scratch))
         run_dir = Path(scratch) / trial.dirname
-        files = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} if run_dir.is_dir() else {}
+        files = {p.relative_to(run_dir).as_posix(): p.read_bytes() for p in sorted(run_dir.rglob("*"))
+                 if p.is_file()} if run_dir.is_dir() else {}
     return {"summary": summary, "files": files}
 
 
 def unpack(sweep_dir: Path, trial: Trial, files: dict[str, bytes]) -> None:
-    """Write a trial's files from a worker into the sweep directory, summary.json last."""
+    """Write a trial's files (subdirectories such as tensorboard/ too) from a worker into the sweep
+    directory, summary.json last."""
     path = sweep_dir / trial.dirname
     path.mkdir(exist_ok=True)
     for name in sorted(files, key=lambda n: n == "summary.json"):
-        write_atomic(path / name, files[name])
+        target = path / name
+        if path.resolve() not in target.resolve().parents:
+            raise ValueError(f"a worker sent a file outside its run directory: {name}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, files[name])
 
 
 def run_ray(trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_done: OnDone, address: str | None,

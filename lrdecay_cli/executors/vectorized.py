@@ -3,8 +3,9 @@ functional_call + vmap).
 
 Trials that share the model, optimizer kind, batch size, data, epochs, device and precision form a
 group; each member keeps its own LR schedule, initial LR, optimizer hyper-parameters, seed-derived
-initial weights and data order, and its own run directory written through the same `RunRecord` as
-`train`. The members use the same model classes (`build_model`) and the same schedules; only the
+initial weights and data order, and its own run directory (TensorBoard events included, from the
+per-member step losses the stack keeps anyway) written through the same `RunRecord` as `train`.
+The members use the same model classes (`build_model`) and the same schedules; only the
 optimizer update is re-stated here, for stacked parameters with per-member hyper-parameters.
 Dropout draws different masks per member (vmap randomness="different"), so a member's metrics
 agree with a sequential run within noise, while its lr.csv is identical. A member whose loss is
@@ -261,7 +262,7 @@ def train_stack(trials: list[Trial], sweep_dir: Path) -> list[dict]:
                             at = int((~finite[k]).nonzero()[0]) + checked
                             del lr_rows[k][at + 1:]
                             exc = Diverged(lr_rows[k][at][0], epoch, lr_rows[k][at][1], float(losses[k, at]))
-                            records[k].diverged(lr_rows[k], exc)
+                            records[k].diverged(lr_rows[k], losses[k], exc)
                             alive[k] = False
                             active[k] = 0.0
                     checked = i + 1
@@ -273,7 +274,8 @@ def train_stack(trials: list[Trial], sweep_dir: Path) -> list[dict]:
             for k in range(count):
                 if alive[k]:
                     schedules[k].observe(step, {"val_loss": val_loss[k], "val_acc": val_acc[k]})
-                    records[k].end_epoch(epoch, lr_rows[k], train_loss[k], correct_list[k], val_loss[k], val_acc[k])
+                    records[k].end_epoch(epoch, lr_rows[k], losses[k], train_loss[k], correct_list[k], val_loss[k],
+                                         val_acc[k])
             save_checkpoints(epoch, step)
         if any(alive):
             test_loss, test_acc = evaluate(data.test_x, data.test_y)
