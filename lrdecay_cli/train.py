@@ -58,9 +58,32 @@ class RunResult:
 
 
 class Diverged(Exception):
-    def __init__(self, step: int, epoch: int, lr: float, loss: float):
-        self.step, self.epoch, self.lr, self.loss = step, epoch, lr, loss
-        super().__init__(f"loss became {loss} at step {step} (epoch {epoch}, lr {lr!r})")
+    """A step's loss, or its gradient, was not finite; `cause` says which ("loss" or "gradient")."""
+
+    def __init__(self, step: int, epoch: int, lr: float, loss: float, cause: str = "loss"):
+        self.step, self.epoch, self.lr, self.loss, self.cause = step, epoch, lr, loss, cause
+        what = f"loss became {loss}" if cause == "loss" else f"the gradient became non-finite (loss {loss})"
+        super().__init__(f"{what} at step {step} (epoch {epoch}, lr {lr!r})")
+
+
+def gradients_finite(grads: list[torch.Tensor], members: int | None = None) -> torch.Tensor:
+    """True where every gradient entry is finite, left on the device (no host sync): one bool, or one
+    per member of a stacked model (`members`: the size of the leading dimension of every gradient).
+    A NaN or inf entry makes a norm non-finite, so one fused norm kernel checks them all."""
+    if members is None:
+        return torch.isfinite(torch.nn.utils.get_total_norm(grads))
+    norms = torch.stack([g.reshape(members, -1).norm(dim=1) for g in grads])
+    return torch.isfinite(norms).all(0)
+
+
+def first_fault(healthy: torch.Tensor, losses: torch.Tensor, start: int, end: int) -> tuple[int, str] | None:
+    """The first step in [start, end) whose loss or gradient was not finite, and which of the two
+    (one host sync: the loop calls it every SYNC_EVERY steps)."""
+    bad = (~healthy[start:end]).nonzero()
+    if not len(bad):
+        return None
+    at = start + int(bad[0])
+    return at, "loss" if not math.isfinite(float(losses[at])) else "gradient"
 
 
 def git_revision() -> str | None:
@@ -173,7 +196,7 @@ class RunRecord:
         if self.events:
             self.events.steps(lr_rows, step_losses[:len(lr_rows)].tolist())
         self.summary.update(status="diverged", message=str(exc), steps=exc.step + 1,
-                            diverged={"step": exc.step, "epoch": exc.epoch, "lr": exc.lr,
+                            diverged={"step": exc.step, "epoch": exc.epoch, "lr": exc.lr, "cause": exc.cause,
                                       "loss": exc.loss if math.isfinite(exc.loss) else str(exc.loss)})
 
     def close(self, **fields) -> dict:
@@ -308,6 +331,7 @@ def _train_loop(trainer: Trainer, record: RunRecord, observer: TrainObserver, fi
     spec, device, data = trainer.spec, trainer.device, trainer.data
     model, optimizer, schedule, forward = trainer.model, trainer.optimizer, trainer.schedule, trainer.forward
     steps_per_epoch = trainer.steps_per_epoch
+    params = [p for p in model.parameters() if p.requires_grad]
     weights = batch_weights(len(data.train_y), spec.train.batch_size, steps_per_epoch, device)
     observer.on_start(record.path, record.summary)
     final: dict = {}
@@ -317,6 +341,7 @@ def _train_loop(trainer: Trainer, record: RunRecord, observer: TrainObserver, fi
                 model.train()
                 observer.on_epoch_start(epoch, spec.train.epochs, steps_per_epoch)
                 losses = torch.zeros(steps_per_epoch, device=device)
+                healthy = torch.ones(steps_per_epoch, dtype=torch.bool, device=device)
                 correct = torch.zeros((), dtype=torch.int64, device=device)
                 lr_rows: list[tuple[int, float]] = []
                 checked = 0
@@ -329,17 +354,18 @@ def _train_loop(trainer: Trainer, record: RunRecord, observer: TrainObserver, fi
                         loss = F.cross_entropy(logits, yb)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
+                    healthy[i] = torch.isfinite(loss.detach()) & gradients_finite([p.grad for p in params])
                     optimizer.step()
                     losses[i] = loss.detach()
                     correct += (logits.argmax(1) == yb).sum()
                     lr_rows.append((step, optimizer.param_groups[0]["lr"]))
                     step += 1
                     if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
-                        bad = (~torch.isfinite(losses[checked:i + 1])).nonzero()
-                        if len(bad):
-                            at = checked + int(bad[0])
+                        fault = first_fault(healthy, losses, checked, i + 1)
+                        if fault is not None:
+                            at, cause = fault
                             del lr_rows[at + 1:]
-                            raise Diverged(lr_rows[at][0], epoch, lr_rows[at][1], float(losses[at]))
+                            raise Diverged(lr_rows[at][0], epoch, lr_rows[at][1], float(losses[at]), cause)
                         checked = i + 1
                         observer.on_progress(i + 1, float(losses[i]), lr)
                     if stop["signum"] is not None:

@@ -186,3 +186,63 @@ def test_cuda_training_is_exact_in_lr_and_learns(cli, write_spec, tmp_path, prec
 def test_auto_picks_cuda(cli, write_spec, tmp_path):
     run = train_ok(cli, write_spec({"train": {"device": "auto", "epochs": 1}}), tmp_path / "runs")
     assert json.loads((run / "summary.json").read_text())["device"].startswith("cuda")
+
+
+def poison_gradient(parameter, at_call: int, member: int | None = None):
+    """Make `parameter`'s gradient NaN in backward pass number `at_call` (1-based), for one member of a
+    stacked model or whole; the loss of that step stays finite."""
+    calls = {"n": 0}
+
+    def hook(grad):
+        calls["n"] += 1
+        if calls["n"] != at_call:
+            return grad
+        grad = grad.clone()
+        grad[member if member is not None else ...] = float("nan")
+        return grad
+
+    parameter.register_hook(hook)
+
+
+def test_a_non_finite_gradient_with_a_finite_loss_is_divergence(cli, write_spec, tmp_path, monkeypatch):
+    from lrdecay_cli import train as training
+
+    real = training.build_model
+
+    def poisoned(spec):
+        model = real(spec)
+        poison_gradient(next(model.parameters()), at_call=13)
+        return model
+
+    monkeypatch.setattr(training, "build_model", poisoned)
+    result = cli("train", write_spec(), "--runs-dir", tmp_path / "runs", "--quiet")
+    assert result.exit_code == 1 and "the gradient became non-finite" in result.stderr
+    (run,) = run_dirs(tmp_path / "runs")
+    at = json.loads((run / "summary.json").read_text())["diverged"]
+    assert at["step"] == 12 and at["cause"] == "gradient" and math.isfinite(at["loss"])
+    lr_rows = read_csv(run / "lr.csv")
+    assert int(lr_rows[-1]["step"]) == 12 and float(lr_rows[-1]["lr"]) == at["lr"]
+
+
+def test_a_stacked_member_with_a_non_finite_gradient_diverges_alone(cli, tmp_path, monkeypatch):
+    import yaml
+
+    from lrdecay_cli.executors import vectorized
+
+    real = vectorized.stack_module_state
+
+    def poisoned(models):
+        params, buffers = real(models)
+        poison_gradient(next(iter(params.values())), at_call=13, member=1)
+        return params, buffers
+
+    monkeypatch.setattr(vectorized, "stack_module_state", poisoned)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"name": "g", "base": TINY, "seeds": 2}))
+    result = cli("sweep", path, "--runs-dir", tmp_path / "runs", "--executor", "vectorized", "--quiet")
+    assert result.exit_code == 0, result.output  # a diverged trial is an outcome, not a failure of the sweep
+    (sweep_dir,) = (tmp_path / "runs" / "sweeps").iterdir()
+    first, second = (json.loads((sweep_dir / t / "summary.json").read_text()) for t in ("t000", "t001"))
+    assert first["status"] == "completed" and first["epochs_completed"] == 2
+    assert second["status"] == "diverged" and second["diverged"]["step"] == 12
+    assert second["diverged"]["cause"] == "gradient" and math.isfinite(second["diverged"]["loss"])

@@ -31,7 +31,8 @@ from lrdecay_cli.models import build_model
 from lrdecay_cli.schedules import lr_schedule
 from lrdecay_cli.spec import Spec
 from lrdecay_cli.sweep import Trial, record_failure, resumable
-from lrdecay_cli.train import SYNC_EVERY, Diverged, RunRecord, precision_context, batch_weights
+from lrdecay_cli.train import (SYNC_EVERY, Diverged, RunRecord, batch_weights, first_fault, gradients_finite,
+                               precision_context)
 
 STACKED_OPTIMIZERS = ("sgd", "adam", "adamw")
 
@@ -236,6 +237,7 @@ def train_stack(trials: list[Trial], sweep_dir: Path) -> list[dict]:
             skeleton.train()
             perms = torch.stack([torch.randperm(n_train, generator=g, device=device) for g in orders])
             losses = torch.zeros(count, steps_per_epoch, device=device)
+            healthy = torch.ones(count, steps_per_epoch, dtype=torch.bool, device=device)
             correct = torch.zeros(count, dtype=torch.int64, device=device)
             lr_rows: list[list[tuple[int, float]]] = [[] for _ in specs]
             checked = 0
@@ -248,6 +250,7 @@ def train_stack(trials: list[Trial], sweep_dir: Path) -> list[dict]:
                     loss_each = F.cross_entropy(logits.flatten(0, 1).float(), yb.flatten(), reduction="none")
                     loss_each = loss_each.view(count, -1).mean(1)
                 grads = torch.autograd.grad(loss_each.sum(), list(params.values()))
+                healthy[:, i] = torch.isfinite(loss_each.detach()) & gradients_finite(grads, count)
                 optimizer.step(params, grads, torch.tensor(lr_values, dtype=torch.float32, device=device) * active)
                 losses[:, i] = loss_each.detach()
                 correct += (logits.argmax(-1) == yb).sum(1)
@@ -256,12 +259,14 @@ def train_stack(trials: list[Trial], sweep_dir: Path) -> list[dict]:
                         lr_rows[k].append((step, lr_values[k]))
                 step += 1
                 if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
-                    finite = torch.isfinite(losses[:, checked:i + 1]).cpu()
+                    window = slice(checked, i + 1)
+                    healthy_now, losses_now = healthy[:, window].cpu(), losses[:, window].cpu()  # one sync
                     for k in range(count):
-                        if alive[k] and not bool(finite[k].all()):
-                            at = int((~finite[k]).nonzero()[0]) + checked
+                        fault = first_fault(healthy_now[k], losses_now[k], 0, i + 1 - checked) if alive[k] else None
+                        if fault is not None:
+                            at, cause = checked + fault[0], fault[1]
                             del lr_rows[k][at + 1:]
-                            exc = Diverged(lr_rows[k][at][0], epoch, lr_rows[k][at][1], float(losses[k, at]))
+                            exc = Diverged(lr_rows[k][at][0], epoch, lr_rows[k][at][1], float(losses[k, at]), cause)
                             records[k].diverged(lr_rows[k], losses[k], exc)
                             alive[k] = False
                             active[k] = 0.0
