@@ -322,6 +322,44 @@ def compare(
         report.compare_table(comparing.view(result))
 
 
+@command
+def find_lr(
+    spec_path: Path = typer.Argument(..., metavar="SPEC", help="YAML spec whose model, data, optimizer and batch size to test."),
+    overrides: Optional[List[str]] = SetOption,
+    min_lr: float = typer.Option(1e-7, "--min-lr", help="LR of the first step."),
+    max_lr: float = typer.Option(10.0, "--max-lr", help="LR of the last step."),
+    steps: int = typer.Option(100, "--steps", help="Optimizer steps, at least 20; epochs of batches repeat as needed."),
+    smoothing: float = typer.Option(0.98, "--smoothing", help="EMA factor of the smoothed loss, in [0, 1) (fastai and Lightning: 0.98)."),
+    diverge: float = typer.Option(4.0, "--diverge", help="Stop when the smoothed loss exceeds this times its best (> 1)."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where the find-lr directory is created."),
+    spec_out: Optional[Path] = typer.Option(None, "--write", metavar="SPEC_OUT",
+                                            help="Also write the spec with optimizer.lr set to the suggestion to this YAML file."),
+    force: bool = typer.Option(False, "--force", help="With --write: replace an existing file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+) -> None:
+    """LR range test: train from the spec's initial weights while the LR grows exponentially from --min-lr
+    to --max-lr, and suggest an initial LR (steepest descent of the smoothed loss).
+
+    The spec's schedule is ignored: the test sets every step's LR. Writes <runs-dir>/<UTC time>-<name>-find-lr/
+    (find_lr.csv, find_lr.png, summary.json, config.yaml); no other run directory is read or changed."""
+    from lrdecay_cli import report, spec
+    from lrdecay_cli.find_lr import Settings, find_lr as run_test
+
+    settings = Settings(min_lr=min_lr, max_lr=max_lr, steps=steps, smoothing=smoothing, diverge=diverge)
+    loaded = spec.load(spec_path, overrides or [])
+    progress = None if quiet else report.FindLrProgress(settings.steps)
+    try:
+        result = run_test(loaded, settings, runs_dir, spec_out, force, progress.on_step if progress else None)
+    finally:
+        if progress:
+            progress.stop()
+    if not quiet:
+        report.find_lr_result(result.path, result.summary)
+    if spec_out is not None and result.summary["spec_written"] is None:
+        report.error(f"{spec_out} not written: {result.summary['message']}")
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console entry point (`lrdecay`)."""
     app()

@@ -360,3 +360,37 @@ def lr_curve_png(lrs: list[float], path: Path, title: str, epoch_steps: int | No
     suffix = path.suffix.lstrip(".") or "png"
     write_atomic(path, lambda f: fig.savefig(f, format=suffix))
     plt.close(fig)
+
+
+def find_lr_png(lrs: list[float], losses: list[float], smoothed: list[float], suggested_lr: float | None,
+                min_loss_lr: float | None, path: Path, title: str) -> None:
+    """`lrdecay find-lr`: loss and smoothed loss against the LR (log axis), the suggestion and the
+    min-loss LR marked; the y axis ends at the highest smoothed loss, so a blown-up raw loss cannot flatten it."""
+    import math
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=SIZE, dpi=DPI)
+    ax.plot(lrs, losses, color="0.7", linewidth=0.8, label="loss")
+    ax.plot(lrs, smoothed, color="C0", linewidth=1.8, label="smoothed loss")
+    at = dict(zip(lrs, smoothed))
+    for lr, color, label in ((suggested_lr, "C3", "suggested"), (min_loss_lr, "C2", "min loss")):
+        if lr is not None:
+            ax.axvline(lr, color=color, linewidth=0.8, linestyle="--", zorder=0)
+            ax.plot([lr], [at[lr]], "o", color=color, markersize=7, label=f"{label}: {lr:.3g}")
+    finite = [v for v in smoothed if math.isfinite(v)]
+    if finite:
+        low, high = min(finite + [v for v in losses if math.isfinite(v)]), max(finite)
+        pad = 0.1 * (high - low) or 0.1 * abs(high) or 0.1
+        ax.set_ylim(low - pad, high + pad)
+    ax.set_xscale("log")
+    ax.set(title=title, xlabel="learning rate (log scale)", ylabel="training loss")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="best")
+    fig.tight_layout()
+    data = render(fig, "png")
+    plt.close(fig)
+    write_atomic(path, data)

@@ -273,3 +273,49 @@ def compare_csv(rows: list[dict]) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: "" if v is None else repr(v) if isinstance(v, float) else v for k, v in row.items()})
+
+
+class FindLrProgress:
+    """`lrdecay find-lr`: one bar over the test's steps, with the LR and the smoothed loss; it appears at
+    the first step, so an error found before (data, --write target) stays the only line."""
+
+    def __init__(self, steps: int, console: Console = stderr):
+        self.progress = Progress(TextColumn("LR range test"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)
+        self.task = self.progress.add_task("find-lr", total=steps, status="")
+        self.started = False
+
+    def on_step(self, step: int, lr: float, smoothed_loss: float) -> None:
+        if not self.started:
+            self.progress.start()
+            self.started = True
+        self.progress.update(self.task, completed=step + 1, status=f"lr {lr:.3g}  smoothed loss {smoothed_loss:.4f}")
+
+    def stop(self) -> None:
+        if self.started:
+            self.progress.stop()
+
+
+def find_lr_result(run_dir: Path, summary: dict) -> None:
+    """The result of `lrdecay find-lr`, on stdout."""
+    def lr(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3g}"
+
+    table = Table(title=f"{summary['name']}: LR range test ({summary['optimizer']})", show_header=False,
+                  title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    steps = f"{summary['steps_run']} of {summary['steps_requested']}"
+    rows = [
+        ("suggested lr", f"{lr(summary['suggested_lr'])} (steepest descent of the smoothed loss)"),
+        ("min-loss lr", f"{lr(summary['min_loss_lr'])} (its tenth: {lr(summary['min_loss_lr_div10'])})"),
+        ("steps", f"{steps}, stopped early: {summary['stop_reason']}" if summary["stopped_early"] else steps),
+        ("written to", str(run_dir)),
+    ]
+    if summary.get("spec_written"):
+        rows.append(("spec with the suggested lr", summary["spec_written"]))
+    if summary.get("message"):
+        rows.append(("message", summary["message"]))
+    for key, value in rows:
+        table.add_row(key, escape(value))
+    _wide().print(table)

@@ -248,12 +248,27 @@ class Trainer:
         torch.manual_seed(spec.seed)
         self.model = build_model(spec.model).to(self.device)
         self.optimizer = build_optimizer(spec.optimizer, self.model.parameters())
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.forward = torch.compile(self.model) if spec.train.compile else self.model
         self.order = torch.Generator(device=self.device).manual_seed(spec.seed)
         self.batches = Batches(self.data.train_x, self.data.train_y, spec.train.batch_size, self.order)
         self.steps_per_epoch = len(self.batches)
         self.schedule = lr_schedule(spec.schedule, spec.optimizer.lr, self.steps_per_epoch, spec.train.epochs)
         self.sizes = (len(self.data.train_y), len(self.data.val_y), len(self.data.test_y))
+
+    def step(self, xb: torch.Tensor, yb: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One optimizer step at `lr` (set on every param group first): the loss (detached), the logits,
+        and whether the loss and the gradient were finite, all left on the device."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with precision_context(self.device, self.spec.train.precision):
+            logits = self.forward(xb)
+            loss = F.cross_entropy(logits, yb)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        healthy = torch.isfinite(loss.detach()) & gradients_finite([p.grad for p in self.params])
+        self.optimizer.step()
+        return loss.detach(), logits, healthy
 
     def state(self, epoch: int, step: int) -> dict:
         cuda = torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None
@@ -331,7 +346,6 @@ def _train_loop(trainer: Trainer, record: RunRecord, observer: TrainObserver, fi
     spec, device, data = trainer.spec, trainer.device, trainer.data
     model, optimizer, schedule, forward = trainer.model, trainer.optimizer, trainer.schedule, trainer.forward
     steps_per_epoch = trainer.steps_per_epoch
-    params = [p for p in model.parameters() if p.requires_grad]
     weights = batch_weights(len(data.train_y), spec.train.batch_size, steps_per_epoch, device)
     observer.on_start(record.path, record.summary)
     final: dict = {}
@@ -347,16 +361,7 @@ def _train_loop(trainer: Trainer, record: RunRecord, observer: TrainObserver, fi
                 checked = 0
                 for i, (xb, yb) in enumerate(trainer.batches):
                     lr = schedule(step)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                    with precision_context(device, spec.train.precision):
-                        logits = forward(xb)
-                        loss = F.cross_entropy(logits, yb)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    healthy[i] = torch.isfinite(loss.detach()) & gradients_finite([p.grad for p in params])
-                    optimizer.step()
-                    losses[i] = loss.detach()
+                    losses[i], logits, healthy[i] = trainer.step(xb, yb, lr)
                     correct += (logits.argmax(1) == yb).sum()
                     lr_rows.append((step, optimizer.param_groups[0]["lr"]))
                     step += 1
