@@ -160,7 +160,9 @@ def sweep(
         if dry_run:
             report.trials_table(trials, sweeps.field_names(trials), f"{len(trials)} trials of {sweep_spec.name}")
             return
-        sweep_dir = sweeps.create_dir(runs_dir, sweep_spec.name)
+        from lrdecay_cli.train import run_bytes
+
+        sweep_dir = sweeps.create_dir(runs_dir, sweep_spec.name, sum(run_bytes(t.spec) for t in trials))
         from lrdecay_cli.rundir import write_atomic
 
         write_atomic(sweep_dir / "sweep.yaml", sweeps.resolved_yaml(sweep_spec, base))

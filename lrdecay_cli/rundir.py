@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -52,8 +53,9 @@ def write_atomic(path: Path, content: str | bytes | Callable[[BinaryIO], None]) 
         raise
 
 
-def check_writable(runs_dir: Path) -> None:
-    """Fail before any work if run directories cannot be made under `runs_dir` (nothing is created)."""
+def check_writable(runs_dir: Path, needed_bytes: int = 1 << 20) -> None:
+    """Fail before any work if run directories cannot be made under `runs_dir`, or if its disk has
+    less than `needed_bytes` free (nothing is created either way)."""
     probe = runs_dir.absolute()
     while not probe.exists():
         probe = probe.parent
@@ -63,6 +65,14 @@ def check_writable(runs_dir: Path) -> None:
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UserError(f"'{probe}' is not writable", where=f"runs directory {runs_dir}",
                         fix="pass --runs-dir with a directory you can write to")
+    free = shutil.disk_usage(probe).free
+    if free < needed_bytes:
+        raise UserError(f"only {_megabytes(free)} free on its disk, about {_megabytes(needed_bytes)} needed",
+                        where=f"runs directory {runs_dir}", fix="free some space, or pass --runs-dir on another disk")
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
 
 
 def utc_stamp(now: datetime | None = None) -> str:

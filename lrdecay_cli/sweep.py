@@ -179,9 +179,9 @@ def resolved_yaml(sweep: SweepSpec, base: dict) -> str:
     return dump_yaml(data)
 
 
-def create_dir(runs_dir: Path, name: str) -> Path:
-    """`<runs_dir>/sweeps/<UTC time>-<name>`, created exclusively."""
-    check_writable(runs_dir)
+def create_dir(runs_dir: Path, name: str, needed_bytes: int = 1 << 20) -> Path:
+    """`<runs_dir>/sweeps/<UTC time>-<name>`, created exclusively where its disk has `needed_bytes` free."""
+    check_writable(runs_dir, needed_bytes)
     return make_unique_dir(runs_dir / "sweeps", f"{utc_stamp()}-{name}")
 
 

@@ -295,7 +295,7 @@ def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None, dir
     The directory is `<UTC time>-<spec.name>`, or exactly `dirname` where given (a sweep's trials).
     """
     resolve_device(spec.train.device)
-    check_writable(runs_dir)
+    check_writable(runs_dir, run_bytes(spec))
     if spec.train.tensorboard:
         require_tensorboard()
     trainer = Trainer(spec)
@@ -335,6 +335,15 @@ def resume(run_dir: Path, spec: Spec | None = None, force: bool = False,
     record = RunRecord.reopen(run_dir, state["epoch"], state["step"], trainer.sizes[0], saved.train.tensorboard)
     return _train_loop(trainer, record, observer or TrainObserver(), first_epoch=state["epoch"] + 1,
                        step=state["step"])
+
+
+def run_bytes(spec: Spec) -> int:
+    """About the most disk a run needs at once: its checkpoint (weights and up to two optimizer buffers
+    each, float32) twice while it is replaced, lr.csv, TensorBoard events, and 1 MB for the rest."""
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        weights = sum(p.numel() for p in build_model(spec.model).parameters())
+    steps = spec.train.epochs * spec.steps_per_epoch()
+    return 2 * 3 * 4 * weights + (40 + 120 * spec.train.tensorboard) * steps + (1 << 20)
 
 
 def save_checkpoint(record: RunRecord, state: dict) -> None:

@@ -47,6 +47,21 @@ def test_unwritable_runs_dir_is_refused_before_anything_is_written(monkeypatch, 
     assert_clean_failure(result, "is not writable; pass --runs-dir", tmp_path / "runs")
 
 
+@pytest.mark.parametrize("command", ["train", "sweep", "find-lr"])
+def test_a_full_disk_is_refused_before_anything_is_written(monkeypatch, cli, write_spec, tmp_path, command):
+    """The runs directory's disk must hold the run (checkpoint twice, CSVs): checked before data is loaded."""
+    import collections
+
+    from lrdecay_cli import rundir
+
+    spec = write_spec()
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(rundir.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 200_000, 200_000))
+    result = cli(command, spec, "--runs-dir", tmp_path / "runs")
+    assert_clean_failure(result, "only 0.2 MB free on its disk, about", tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_help_is_fast_and_does_not_import_torch():
     code = "import sys; from lrdecay_cli.cli import app; app(['--help'], standalone_mode=False); print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
