@@ -127,6 +127,24 @@ CATALOGUE: dict[str, Bad] = {
     "schedule bad format": Bad(["schedule", "{spec}", "--format", "svgz"], "--format: unknown format 'svgz'", {}),
     "schedule png in a missing dir": Bad(["schedule", "{spec}", "--png", "{tmp}/missing/lr.png"], "--png", {}),
     "schedules unknown method": Bad(["schedules", "exponental"], "did you mean 'exponential'"),
+    # --- plot, compare: directories that are not runs, bad options
+    "plot not a run": Bad(["plot", "{tmp}"], "not a run or sweep directory"),
+    "plot missing dir": Bad(["plot", "{tmp}/nowhere"], "no such directory"),
+    "plot bad format": Bad(["plot", "{run}", "--format", "gif", "--out", "{tmp}/p"], "--format: unknown format 'gif'"),
+    "plot bad band": Bad(["plot", "{run}", "--band", "iqr", "--out", "{tmp}/p"], "--band: unknown band 'iqr'"),
+    "plot several without out": Bad(["plot", "{run}", "{run}"], "--out"),
+    "plot out is a file": Bad(["plot", "{run}", "--out", "{file}"], "--out"),
+    "compare not a run": Bad(["compare", "{tmp}"], "not a run or sweep directory"),
+    "compare bad metric": Bad(["compare", "{run}", "--metric", "accuracy"], "--metric: unknown metric 'accuracy'"),
+    "compare target above 1": Bad(["compare", "{run}", "--target", "1.5"], "--target"),
+    "compare csv and markdown": Bad(["compare", "{run}", "--csv", "--markdown"], "--csv"),
+    # --- find-lr
+    "find-lr max below min": Bad(["find-lr", "{spec}", "--min-lr", "1", "--max-lr", "0.1", "--runs-dir", "{runs}"],
+                                 "--max-lr", {}),
+    "find-lr too few steps": Bad(["find-lr", "{spec}", "--steps", "5", "--runs-dir", "{runs}"], "--steps", {}),
+    "find-lr write over a file": Bad(["find-lr", "{spec}", "--write", "{file}", "--runs-dir", "{runs}"],
+                                     "the file exists", {}),
+    "find-lr bad spec": Bad(["find-lr", "{spec}", "--runs-dir", "{runs}"], "optimizer.lr", {"optimizer": {"lr": -1}}),
 }
 
 
