@@ -7,7 +7,8 @@ import pytest
 
 from conftest import run_dirs
 
-CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 FAMILIES = {"quickstart", "step", "exponential", "inverse_time", "plateau", "cosine", "cosine_restarts",
             "one_cycle", "warmup_cosine", "wsd"}
 
@@ -28,3 +29,11 @@ def test_config_is_documented_and_trains(cli, tmp_path, config):
     assert summary["status"] == "completed" and summary["steps"] == 19
     preview = cli("schedule", config, "--steps", 19, *short)
     assert preview.stdout == (run / "lr.csv").read_text()
+
+
+def test_the_readme_shows_the_committed_showcase():
+    """`make showcase` rewrites docs/; the README must show that table, and the figure it links."""
+    readme = (REPO / "README.md").read_text()
+    table = (REPO / "docs" / "decay_methods.md").read_text().strip()
+    assert table in readme
+    assert "](docs/decay_methods/overview.png)" in readme and (REPO / "docs/decay_methods/overview.png").is_file()
