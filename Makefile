@@ -22,6 +22,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python bench/train_speed.py
 	$(VENV)/bin/python bench/sweep_speed.py
+	$(VENV)/bin/python bench/plot_speed.py
 
 # The README's "What it shows": a real sweep (6 decay methods x 3 seeds), its figures and its table.
 SHOWCASE_RUNS := runs/showcase

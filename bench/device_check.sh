@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check: the tests marked `gpu` and the bench/ scripts (train_speed, sweep_speed) on CUDA in one go,
+# The GPU check: the tests marked `gpu` and the bench/ scripts (train_speed, sweep_speed on CUDA; plot_speed) in one go,
 # a short table last.
 #
 #   bash bench/device_check.sh --prepare   # here (with internet to PyPI): fill .device/ (git-ignored):
@@ -29,7 +29,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 $PY -m lrdecay_cli data
 
-$PY -m pytest -q -m gpu tests 2>&1 | tee "$OUT_DIR/gpu_tests.log"
+# only the files that hold gpu tests: the others import dev-only packages (hypothesis, ray) the image may lack
+$PY -m pytest -q -m gpu $(grep -l "mark.gpu" tests/test_*.py) 2>&1 | tee "$OUT_DIR/gpu_tests.log"
 tests=$(tail -n 1 "$OUT_DIR/gpu_tests.log")
 
 results="$OUT_DIR/bench.tsv"
@@ -39,7 +40,12 @@ $PY bench/train_speed.py --device cuda --model cnn --batch-size 512 --precision 
 $PY bench/train_speed.py --device cuda --model mlp --batch-size 64 --record "$results"
 $PY bench/sweep_speed.py --device cuda --model cnn --trials 32 --skip-sequential --record "$results"
 $PY bench/sweep_speed.py --device cuda --model mlp --trials 16 --record "$results"
+plot_line="plot: matplotlib missing on this machine"
+if $PY -c "import matplotlib" 2>/dev/null; then  # plot needs no GPU; run here so every bench/ script runs
+    plot_line=$($PY bench/plot_speed.py 2>&1 | tail -n 1)
+fi
 
 echo
 echo "GPU tests: $tests"
+echo "$plot_line"
 column -t -s $'\t' "$results"
