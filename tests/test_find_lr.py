@@ -204,3 +204,16 @@ def test_bad_options_exit_2_with_one_line_and_write_nothing(tmp_path, args, expe
     assert result.stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert existing.read_text() == "keep me\n"
+
+
+def test_no_suggestion_is_said_and_writes_no_spec(tmp_path):
+    """A range that starts where the loss already explodes stops before the suggestion's window: the
+    directory records the attempt, no spec is written, the exit code is 1 and the message says why."""
+    out = tmp_path / "suggested.yaml"
+    result = invoke(spec_file(tmp_path), "--runs-dir", tmp_path / "runs", "--min-lr", 1e3, "--max-lr", 1e9,
+                    "--write", out, "--quiet")
+    assert result.exit_code == 1, result.output
+    assert "not written" in result.stderr and "no suggestion" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+    summary = json.loads((the_run(tmp_path / "runs") / "summary.json").read_text())
+    assert summary["suggested_lr"] is None and summary["stopped_early"] and summary["steps_run"] <= SKIP_BEGIN + SKIP_END
