@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lrdecay_cli.errors import UserError
-from lrdecay_cli.runs import Group, Run, group_runs
+from lrdecay_cli.runs import Group, Run, group_runs, show_value
 from lrdecay_cli.stats import Summary, Welch, summarize, welch
 
 ALPHA = 0.05
@@ -207,7 +207,7 @@ def view(comparison: Comparison) -> View:
         columns.append(("left out", False))
     rows = []
     for g in comparison.groups:
-        row = [_value_text(g.group.fields.get(name, "-")) for name in comparison.fields] or [g.group.label]
+        row = [show_value(g.group.fields.get(name, "-")) for name in comparison.fields] or [g.group.label]
         bounds = g.best.ci95_bounds
         ci = f"{_num(bounds[0], metric)} – {_num(bounds[1], metric)}" if bounds else "n/a" if g.best.n else "-"
         row += [_mean_std(g.best, metric), ci, str(g.best.n)]
@@ -303,10 +303,3 @@ def _verdict_text(g: GroupResult) -> str:
         p = "p < 0.001" if g.test.p < 0.001 else f"p = {g.test.p:.3g}"
     return f"≈ best, {p}" if g.verdict == "indistinguishable" else f"worse, {p}"
 
-
-def _value_text(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, list):
-        return "[" + ",".join(_value_text(v) for v in value) + "]"
-    return str(value)

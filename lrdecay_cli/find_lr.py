@@ -217,9 +217,3 @@ def _range_test(trainer: Trainer, settings: Settings, on_step: Callable[[int, fl
                               f"{best:.4g} at step {step} (lr {lr:.4g})")
             if len(rows) == settings.steps:
                 return rows, None
-
-
-def read_csv(path: Path) -> list[Row]:
-    """A find_lr.csv back as rows (for tests and tools)."""
-    lines = path.read_text().splitlines()[1:]
-    return [Row(int(s), float(lr), float(loss), float(sm)) for s, lr, loss, sm in (line.split(",") for line in lines)]

@@ -344,12 +344,10 @@ def save(plots: Plots, out_dir: Path, fmt: str = "png") -> list[Path]:
 
 def lr_curve_png(lrs: list[float], path: Path, title: str, epoch_steps: int | None = None) -> None:
     """LR against step, with epoch boundaries marked; written atomically."""
-    import matplotlib
+    from matplotlib.figure import Figure  # a Figure of its own: no pyplot state, no backend to select
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
+    fig = Figure(figsize=(8, 4), dpi=100)
+    ax = fig.add_subplot()
     ax.plot(range(len(lrs)), lrs, linewidth=1.5)
     if epoch_steps:
         for boundary in range(epoch_steps, len(lrs), epoch_steps):
@@ -359,7 +357,6 @@ def lr_curve_png(lrs: list[float], path: Path, title: str, epoch_steps: int | No
     fig.tight_layout()
     suffix = path.suffix.lstrip(".") or "png"
     write_atomic(path, lambda f: fig.savefig(f, format=suffix))
-    plt.close(fig)
 
 
 def find_lr_png(lrs: list[float], losses: list[float], smoothed: list[float], suggested_lr: float | None,
@@ -368,12 +365,10 @@ def find_lr_png(lrs: list[float], losses: list[float], smoothed: list[float], su
     min-loss LR marked; the y axis ends at the highest smoothed loss, so a blown-up raw loss cannot flatten it."""
     import math
 
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=SIZE, dpi=DPI)
+    fig = Figure(figsize=SIZE, dpi=DPI)
+    ax = fig.add_subplot()
     ax.plot(lrs, losses, color="0.7", linewidth=0.8, label="loss")
     ax.plot(lrs, smoothed, color="C0", linewidth=1.8, label="smoothed loss")
     at = dict(zip(lrs, smoothed))
@@ -391,6 +386,4 @@ def find_lr_png(lrs: list[float], losses: list[float], smoothed: list[float], su
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="best")
     fig.tight_layout()
-    data = render(fig, "png")
-    plt.close(fig)
-    write_atomic(path, data)
+    write_atomic(path, render(fig, "png"))

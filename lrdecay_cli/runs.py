@@ -214,13 +214,14 @@ def label_of(fields: dict[str, Any]) -> str:
             parts.append(str(value))
         else:
             shown = short if last.count(short) == 1 else name
-            parts.append(f"{shown}={_show(value)}")
+            parts.append(f"{shown}={show_value(value)}")
     return ", ".join(parts)
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A spec value as labels and tables show it: floats short (`0.3`, `1e-05`), lists without spaces."""
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, list):
-        return "[" + ",".join(_show(v) for v in value) + "]"
+        return "[" + ",".join(show_value(v) for v in value) + "]"
     return str(value)
