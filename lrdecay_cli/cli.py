@@ -89,6 +89,7 @@ def train(
     if spec_path is None and overrides:
         spec_path = resume_dir / "config.yaml"
     loaded = spec.load(spec_path, overrides or []) if spec_path is not None else None
+    from lrdecay_cli.rundir import Status
     from lrdecay_cli.train import TrainObserver, resume, train as run_training
 
     observer = TrainObserver() if quiet or json_out else report.TrainProgress()
@@ -107,10 +108,10 @@ def train(
     elif not quiet:
         report.summary_table(result.path, result.summary)
     status = result.summary["status"]
-    if status == "interrupted":
+    if status == Status.INTERRUPTED:
         report.error(result.summary["message"])
         raise typer.Exit(143 if result.summary.get("signal") == "SIGTERM" else 130)
-    if status not in ("completed",) and result.resumed:
+    if status != Status.COMPLETED and result.resumed:
         report.error(f"run {status}: {result.summary['message']} ({result.path})")
         raise typer.Exit(1)
 
@@ -125,6 +126,7 @@ def sweep(
     executor: str = typer.Option("auto", "--executor", help="auto (vectorized on CUDA, else sequential) | sequential | vectorized (one stacked model per compatible group) | processes | ray."),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (--executor processes)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (--executor ray); default: a new local instance."),
+    node_ip: Optional[str] = typer.Option(None, "--node-ip", help="This machine's address as the Ray cluster sees it (--executor ray; default: Ray's RAY_NODE_IP_ADDRESS, else 127.0.0.1 for a loopback address)."),
     retries: int = typer.Option(0, "--retries", min=0, help="Run a trial again this often if its worker process dies (processes, ray)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the trials and their count; train nothing."),
     resume: Optional[Path] = typer.Option(None, "--resume", metavar="SWEEP_DIR", help="Run what a sweep has not completed."),
@@ -133,14 +135,12 @@ def sweep(
     """Run many trials (variants x grid x random draws x seeds) and rank them; results.csv and leaderboard.csv."""
     from lrdecay_cli import report
     from lrdecay_cli import sweep as sweeps
-    from lrdecay_cli.executors import executor_names, run, sigterm_interrupts
+    from lrdecay_cli.executors import EXECUTORS, resolve, run, sigterm_interrupts
+    from lrdecay_cli.rundir import FINISHED
 
-    if executor == "auto":
-        import torch
-
-        executor = "vectorized" if torch.cuda.is_available() else "sequential"
-    if executor not in executor_names():
-        raise UserError(f"unknown executor '{executor}'", where="--executor", fix=f"use one of {', '.join(executor_names())}")
+    executor = resolve(executor)
+    if executor not in EXECUTORS:
+        raise UserError(f"unknown executor '{executor}'", where="--executor", fix=f"use one of auto, {', '.join(EXECUTORS)}")
     if resume is not None:
         if sweep_path is not None or grid or seeds or overrides:
             raise UserError("--resume takes only the sweep directory", where="--resume",
@@ -177,7 +177,7 @@ def sweep(
             run(executor, todo, sweep_dir,
                 on_start=progress.on_start if progress else (lambda trial: None),
                 on_done=progress.on_done if progress else (lambda trial, summary: None), workers=workers,
-                address=address, retries=retries)
+                address=address, retries=retries, node_ip=node_ip)
     except KeyboardInterrupt as exc:
         interrupted = getattr(exc, "signal", "SIGINT")
     finally:
@@ -189,7 +189,7 @@ def sweep(
         raise typer.Exit(143 if interrupted == "SIGTERM" else 130)
     if not quiet:
         report.leaderboard_table(board, sweep_spec.metric, sweep_dir)
-    failed = [r for r in rows if r["status"] not in sweeps.DONE]
+    failed = [r for r in rows if r["status"] not in FINISHED]
     if failed:
         report.error(f"{len(failed)} of {len(rows)} trials did not complete; see {sweep_dir / 'results.csv'} "
                      f"and run lrdecay sweep --resume {sweep_dir}")

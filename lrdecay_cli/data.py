@@ -353,22 +353,28 @@ def _normalise(images: torch.Tensor) -> torch.Tensor:
 
 
 class Batches:
-    """Mini-batches by tensor indexing, one randperm per epoch on the data's device: no DataLoader, no CPU hop."""
+    """Mini-batches by tensor indexing, one randperm per epoch on the data's device: no DataLoader, no CPU hop.
+
+    With one generator a batch is `x[index]` for a [B] index; with a list of K generators (a stack of
+    K models, each with its own data order) it is `x[index]` for a [K, B] index, member k's rows
+    drawn exactly as its single run's."""
 
     def __init__(
         self,
         x: torch.Tensor,
         y: torch.Tensor,
         batch_size: int,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         shuffle: bool = True,
     ):
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if generator is not None and not _same_device(generator.device, x.device):
-            raise ValueError(f"the generator lives on {generator.device} but the data on {x.device}")
+        generators = generator if isinstance(generator, list) else [generator]
+        for g in generators:
+            if g is not None and not _same_device(g.device, x.device):
+                raise ValueError(f"the generator lives on {g.device} but the data on {x.device}")
         self.x, self.y, self.batch_size = x, y, batch_size
         self.generator, self.shuffle = generator, shuffle
 
@@ -381,9 +387,12 @@ class Batches:
             for start in range(0, n, size):
                 yield self.x[start : start + size], self.y[start : start + size]
             return
-        order = torch.randperm(n, generator=self.generator, device=self.x.device)
+        if isinstance(self.generator, list):  # [K, n]: one order per member
+            order = torch.stack([torch.randperm(n, generator=g, device=self.x.device) for g in self.generator])
+        else:
+            order = torch.randperm(n, generator=self.generator, device=self.x.device)
         for start in range(0, n, size):
-            index = order[start : start + size]
+            index = order[..., start : start + size]
             yield self.x[index], self.y[index]
 
 

@@ -20,18 +20,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-import lrdecay_cli
 from lrdecay_cli import spec as specs
 from lrdecay_cli.device import device_name, resolve_device
 from lrdecay_cli.errors import UserError
-from lrdecay_cli.rundir import RunDir, check_writable, write_atomic
-from lrdecay_cli.train import Trainer, git_revision
+from lrdecay_cli.rundir import RunDir, Status, check_writable, now_utc, provenance, write_atomic
+from lrdecay_cli.train import Trainer
 
 CSV_COLUMNS = ("step", "lr", "loss", "smoothed_loss")
 SKIP_BEGIN, SKIP_END = 10, 1
@@ -147,18 +145,16 @@ def find_lr(spec: specs.Spec, settings: Settings, runs_dir: Path, spec_out: Path
         check_spec_out(spec_out, force)
     resolve_device(spec.train.device)
     check_writable(runs_dir)
-    trainer = Trainer(spec)
+    trainer = Trainer([spec])
     run = RunDir.create(runs_dir, f"{spec.name}-find-lr")
     summary = {
-        "status": "running", "message": None, "name": spec.name, "seed": spec.seed,
+        "status": Status.RUNNING, "message": None, "name": spec.name, "seed": spec.seed,
         "optimizer": spec.optimizer.name, "spec_lr": spec.optimizer.lr, "schedule_ignored": spec.schedule.name,
         "settings": {**asdict(settings), "skip_begin": SKIP_BEGIN, "skip_end": SKIP_END}, "rule": RULE,
         "steps_requested": settings.steps, "steps_run": 0, "stopped_early": False, "stop_reason": None,
         "suggested_lr": None, "spec_written": None,
         "steps_per_epoch": trainer.steps_per_epoch, "train_size": trainer.sizes[0],
-        "device": str(trainer.device), "device_name": device_name(trainer.device), "torch": torch.__version__,
-        "lrdecay": lrdecay_cli.__version__, "git_revision": git_revision(),
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "finished_at": None,
+        **provenance(str(trainer.device), device_name(trainer.device), torch.__version__),
     }
     run.write_config(spec.dump())
     run.write_summary(summary)
@@ -166,9 +162,8 @@ def find_lr(spec: specs.Spec, settings: Settings, runs_dir: Path, spec_out: Path
     try:
         rows, stop_reason = _range_test(trainer, settings, on_step or (lambda step, lr, smoothed: None))
     except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        summary.update(status=status, message=f"{type(exc).__name__}: {exc}",
-                       finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        status = Status.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else Status.FAILED
+        summary.update(status=status, message=f"{type(exc).__name__}: {exc}", finished_at=now_utc())
         run.write_summary(summary)
         raise
     found = suggest(rows)
@@ -187,8 +182,7 @@ def find_lr(spec: specs.Spec, settings: Settings, runs_dir: Path, spec_out: Path
     elif spec_out is not None:
         write_spec(spec_out, spec_with_lr(spec, found["suggested_lr"]))
         summary["spec_written"] = str(spec_out)
-    summary.update(status="completed", wall_seconds=time.perf_counter() - start,
-                   finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    summary.update(status=Status.COMPLETED, wall_seconds=time.perf_counter() - start, finished_at=now_utc())
     run.write_summary(summary)
     return FindLrResult(run.path, summary, rows)
 
@@ -196,18 +190,17 @@ def find_lr(spec: specs.Spec, settings: Settings, runs_dir: Path, spec_out: Path
 def _range_test(trainer: Trainer, settings: Settings, on_step: Callable[[int, float, float], None]
                 ) -> tuple[list[Row], str | None]:
     """The loop: one optimizer step per LR, over as many epochs of batches as `settings.steps` needs."""
-    model, optimizer = trainer.model, trainer.optimizer
     beta, rows, avg, best = settings.smoothing, [], 0.0, math.inf
-    model.train()
+    trainer.train_mode(True)
     while True:
         for xb, yb in trainer.batches:
             step = len(rows)
             lr = settings.lr_at(step)
-            loss, _, _ = trainer.step(xb, yb, lr)
+            loss, _, _ = trainer.step(xb, yb, [lr])
             value = loss.item()
             avg = beta * avg + (1 - beta) * value
             smoothed = avg / (1 - beta ** (step + 1))
-            rows.append(Row(step, optimizer.param_groups[0]["lr"], value, smoothed))
+            rows.append(Row(step, trainer.lrs_held()[0], value, smoothed))
             on_step(step, lr, smoothed)
             if not math.isfinite(smoothed):
                 return rows, f"the loss became {value} at step {step} (lr {lr:.4g})"

@@ -1,8 +1,13 @@
-"""Optimizer builders by name; the spec's field names are torch.optim's keyword arguments."""
+"""Optimizers by name: torch.optim's own classes, one param group per model. The spec's field names
+are torch.optim's keyword arguments.
+
+A stack of K models (stack.py) is one optimizer with K param groups, each holding one member's
+parameters (views into the stacked tensors) and its own LR and hyper-parameters, so every
+optimizer's math is torch's, and a member's slice of the state is the `state_dict` its single
+run would have (`member_state` / `load_member_states`).
+"""
 
 from __future__ import annotations
-
-from typing import Iterable
 
 import torch
 
@@ -13,11 +18,47 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "rmsprop": torch.optim.RMSprop,
     "adadelta": torch.optim.Adadelta,
 }
+FUSED = ("sgd", "adam", "adamw")
+"""Optimizers with torch's fused kernels (one call per param group instead of a few per tensor)."""
 
 
-def build_optimizer(spec, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    """`spec.lr` is the initial LR; the schedule overwrites every param group's lr before each step."""
+def hyper_parameters(spec) -> dict:
+    """A spec's optimizer section as torch.optim keyword arguments (`spec.lr` is the initial LR)."""
     kwargs = spec.model_dump(exclude={"name"})
     if "betas" in kwargs:
         kwargs["betas"] = tuple(kwargs["betas"])
-    return OPTIMIZERS[spec.name](params, **kwargs)
+    return kwargs
+
+
+def build_optimizer(specs: list, members: list[list[torch.Tensor]]) -> torch.optim.Optimizer:
+    """One optimizer for `members` (each a model's parameters) of one kind, member k with `specs[k]`'s
+    hyper-parameters; the schedule overwrites every group's lr before each step."""
+    cls = OPTIMIZERS[specs[0].name]
+    device = members[0][0].device
+    fused = {"fused": True} if specs[0].name in FUSED and device.type in ("cpu", "cuda") else {}
+    groups = [{"params": params, **hyper_parameters(spec)} for spec, params in zip(specs, members)]
+    return cls(groups, **fused)
+
+
+def member_state(full: dict, k: int) -> dict:
+    """Member k's part of a stacked optimizer's `state_dict()` in the layout its single run would have."""
+    group = full["param_groups"][k]
+    ids = group["params"]
+    return {"state": {i: full["state"][pid] for i, pid in enumerate(ids) if pid in full["state"]},
+            "param_groups": [{**group, "params": list(range(len(ids)))}]}
+
+
+def load_member_states(optimizer: torch.optim.Optimizer, states: list[dict | None]) -> None:
+    """Load single-run optimizer `state_dict`s into the members of a stacked optimizer (None: a member
+    that starts afresh keeps its own group and empty state)."""
+    current = optimizer.state_dict()
+    full: dict = {"state": {}, "param_groups": []}
+    for k, state in enumerate(states):
+        ids = current["param_groups"][k]["params"]
+        if state is None:
+            full["param_groups"].append(current["param_groups"][k])
+            continue
+        (group,) = state["param_groups"]
+        full["param_groups"].append({**group, "params": ids})
+        full["state"].update({ids[i]: value for i, value in state["state"].items()})
+    optimizer.load_state_dict(full)

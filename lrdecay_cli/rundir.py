@@ -1,9 +1,10 @@
-"""The run directory: its layout, exclusive creation and atomic writes (no torch import).
+"""The run concept: a run directory's layout, its status vocabulary, summary.json's schema, the CSV
+writer and reader, and `RunRecord`, through which every way of training writes (no torch import).
 
     <runs dir>/<UTC time>-<name>/
       config.yaml    the resolved spec        metrics.csv   one row per epoch
       lr.csv         one row per step         summary.json  status and results
-      checkpoint.pt  state after the last finished epoch
+      checkpoint.pt  state after the last finished epoch (train.py writes and reads it)
 
 Every file is replaced whole through a temporary file and a rename, so a killed run leaves
 each file either at its previous complete version or at its new one, never torn.
@@ -12,17 +13,36 @@ each file either at its previous complete version or at its new one, never torn.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
+import subprocess
 import tempfile
+import time
 from datetime import datetime, timezone
+from enum import StrEnum
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Sequence
 
+import lrdecay_cli
 from lrdecay_cli.errors import UserError
 
 METRICS_COLUMNS = ("epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 LR_COLUMNS = ("step", "lr")
+
+
+class Status(StrEnum):
+    """A run's status in summary.json (a str: it is written and compared as the plain word)."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    DIVERGED = "diverged"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
+
+
+FINISHED = (Status.COMPLETED, Status.DIVERGED)
+"""Outcomes that are final: a resume keeps them; anything else (running, interrupted, failed) continues."""
 
 
 def _file_mode() -> int:
@@ -94,21 +114,42 @@ def make_unique_dir(parent: Path, name: str) -> Path:
     raise RuntimeError(f"could not create a directory for {name} in {parent}")
 
 
-def _rows(path: Path) -> list[str]:
-    """A CSV's data lines, without the header and without a last line torn by a kill."""
+def read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, float | int | None]]:
+    """A CSV that lrdecay wrote, as typed rows: epoch and step ints, the rest floats, empty cells None.
+
+    A missing file is no rows. A header or row that does not fit (a torn or edited file) is a
+    user error naming the file and line, never a silently shortened curve."""
     try:
-        lines = path.read_text().splitlines()[1:]
-    except OSError:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
         return []
-    width = len(lines[0].split(",")) if lines else 0
-    return [line for line in lines if line and len(line.split(",")) == width and "" not in line.split(",")[:1]]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read it ({exc.__class__.__name__})", where=str(path), fix="check the file") from None
+    if not lines:
+        return []
+    header = lines[0].split(",")
+    if tuple(header) != columns:
+        raise UserError(f"unexpected header {lines[0][:80]!r}", where=f"{path}:1",
+                        fix=f"the header must be {','.join(columns)}; restore the file or rerun")
+    rows = []
+    for number, line in enumerate(lines[1:], start=2):
+        cells = line.split(",")
+        try:
+            if len(cells) != len(columns):
+                raise ValueError(f"{len(cells)} cells, expected {len(columns)}")
+            rows.append({name: _cell(name, cell) for name, cell in zip(columns, cells)})
+        except ValueError as exc:
+            raise UserError(f"torn or malformed row ({exc})", where=f"{path}:{number}",
+                            fix="the file was cut or edited; resume the run (lrdecay train --resume) or rerun it") from None
+    return rows
 
 
-def _int_cell(line: str) -> int:
-    try:
-        return int(line.split(",")[0])
-    except ValueError:
-        return 1 << 62
+def _cell(name: str, text: str) -> float | int | None:
+    if text == "":
+        if name in ("epoch", "step"):
+            raise ValueError(f"empty {name}")
+        return None
+    return int(text) if name in ("epoch", "step") else float(text)
 
 
 def _format(value) -> str:
@@ -121,10 +162,15 @@ def _format(value) -> str:
 class RunDir:
     """One run's directory; keeps the CSV rows it has written so each flush rewrites a whole file."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, metrics: Sequence[dict] = (), lr: Sequence[dict] = ()):
         self.path = path
-        self._metrics = [",".join(METRICS_COLUMNS)]
-        self._lr = [",".join(LR_COLUMNS)]
+        self._metrics = [",".join(METRICS_COLUMNS)] + [self._line(METRICS_COLUMNS, row) for row in metrics]
+        self._lr = [",".join(LR_COLUMNS)] + [self._line(LR_COLUMNS, row) for row in lr]
+        self.metrics = list(metrics)
+
+    @staticmethod
+    def _line(columns: tuple[str, ...], row: dict) -> str:
+        return ",".join(_format(row[c]) for c in columns)
 
     @classmethod
     def create(cls, runs_dir: Path, name: str, now: datetime | None = None, stamped: bool = True) -> "RunDir":
@@ -134,21 +180,11 @@ class RunDir:
     @classmethod
     def reopen(cls, path: Path, epochs: int, steps: int) -> "RunDir":
         """An existing run cut back to its checkpoint: rows past `epochs` / `steps` (written after the
-        checkpoint, or torn by a kill) are dropped, so a resumed run counts nothing twice."""
-        run = cls(path)
-        run._metrics += [line for line in _rows(path / "metrics.csv") if _int_cell(line) <= epochs]
-        run._lr += [line for line in _rows(path / "lr.csv") if _int_cell(line) < steps]
-        write_atomic(path / "lr.csv", "\n".join(run._lr) + "\n")
-        write_atomic(path / "metrics.csv", "\n".join(run._metrics) + "\n")
+        checkpoint by a run killed between the two writes) are dropped, so a resumed run counts nothing twice."""
+        run = cls(path, [r for r in read_csv(path / "metrics.csv", METRICS_COLUMNS) if r["epoch"] <= epochs],
+                  [r for r in read_csv(path / "lr.csv", LR_COLUMNS) if r["step"] < steps])
+        run._flush()
         return run
-
-    def metrics_rows(self) -> list[dict]:
-        """The metrics rows kept so far, as floats (epoch and step as ints)."""
-        rows = []
-        for line in self._metrics[1:]:
-            cells = dict(zip(METRICS_COLUMNS, line.split(",")))
-            rows.append({k: (int(v) if k in ("epoch", "step") else float(v)) for k, v in cells.items()})
-        return rows
 
     @property
     def checkpoint_path(self) -> Path:
@@ -160,9 +196,13 @@ class RunDir:
     def add_rows(self, lr_rows: list[tuple[int, float]], metrics_row: dict | None = None) -> None:
         """Append one epoch's LR rows (and its metrics row) and flush both CSVs whole."""
         self._lr.extend(f"{step},{lr!r}" for step, lr in lr_rows)
-        write_atomic(self.path / "lr.csv", "\n".join(self._lr) + "\n")
         if metrics_row is not None:
-            self._metrics.append(",".join(_format(metrics_row[c]) for c in METRICS_COLUMNS))
+            self._metrics.append(self._line(METRICS_COLUMNS, metrics_row))
+            self.metrics.append(metrics_row)
+        self._flush()
+
+    def _flush(self) -> None:
+        write_atomic(self.path / "lr.csv", "\n".join(self._lr) + "\n")
         write_atomic(self.path / "metrics.csv", "\n".join(self._metrics) + "\n")
 
     def write_summary(self, summary: dict) -> None:
@@ -170,3 +210,133 @@ class RunDir:
 
     def write_checkpoint(self, save: Callable[[BinaryIO], None]) -> None:
         write_atomic(self.checkpoint_path, save)
+
+
+def read_summary(path: Path) -> dict | None:
+    """A run directory's summary.json, or None where there is none (never started) or it does not parse."""
+    try:
+        summary = json.loads((path / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
+def mark_failed(path: Path, message: str) -> None:
+    """Mark a run failed in its summary.json (made if the run died before writing one), keeping whatever
+    else its directory holds: a later resume continues from its checkpoint."""
+    path.mkdir(exist_ok=True)
+    summary = read_summary(path) or {}
+    summary.update(status=Status.FAILED, message=message)
+    write_atomic(path / "summary.json", json.dumps(summary, indent=2) + "\n")
+
+
+def git_revision() -> str | None:
+    """The lrdecay source revision, where it runs from a git checkout."""
+    root = Path(lrdecay_cli.__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def provenance(device: str, device_name: str, torch_version: str) -> dict:
+    """The summary fields that say where and with what a run was made (train and find-lr alike)."""
+    return {"device": device, "device_name": device_name, "torch": torch_version, "lrdecay": lrdecay_cli.__version__,
+            "git_revision": git_revision(), "started_at": now_utc(), "finished_at": None}
+
+
+class RunRecord:
+    """One run's evidence as it trains: its directory, summary.json, CSV rows and, where the spec asks
+    for them, TensorBoard events. Every way of training writes through it, so every run directory has
+    the same layout and summary fields."""
+
+    def __init__(self, run: RunDir, summary: dict, events=None, seconds_before: float = 0.0):
+        self.run, self.path, self.summary, self.events = run, run.path, summary, events
+        self.train_size = summary["train_size"]
+        self.start = time.perf_counter() - seconds_before  # a resumed run's seconds go on counting
+        run.write_summary(summary)
+
+    @classmethod
+    def create(cls, spec, run: RunDir, steps_per_epoch: int, sizes: tuple[int, int, int], origin: dict) -> "RunRecord":
+        """A new run of `spec` (a validated Spec) in the fresh directory `run`; `origin` is its `provenance`."""
+        summary = {
+            "status": Status.RUNNING, "message": None, "name": spec.name, "seed": spec.seed,
+            "epochs": spec.train.epochs, "epochs_completed": 0, "steps": 0, "steps_per_epoch": steps_per_epoch,
+            "train_size": sizes[0], "val_size": sizes[1], "test_size": sizes[2],
+            "best_val_acc": None, "best_epoch": None, "final_val_acc": None, "final_val_loss": None,
+            "final_train_loss": None, "test_acc": None, "test_loss": None, "wall_seconds": 0.0,
+            **origin, "diverged": None,
+        }
+        run.write_config(spec.dump())
+        return cls(run, summary, _events(spec.train.tensorboard, run.path, spec.dump()))
+
+    @classmethod
+    def reopen(cls, path: Path, epoch: int, step: int, tensorboard: bool = False) -> "RunRecord":
+        """An interrupted run's record, cut back to its checkpoint after `epoch` epochs and `step` steps."""
+        events = _events(tensorboard, path, (path / "config.yaml").read_text(), first_step=step)
+        run = RunDir.reopen(path, epoch, step)
+        summary = read_summary(path) or {}
+        summary.pop("signal", None)
+        rows = run.metrics
+        best = max(rows, key=lambda r: r["val_acc"], default=None)
+        last = rows[-1] if rows else None
+        summary.update(
+            status=Status.RUNNING, message=None, epochs_completed=epoch, steps=step, diverged=None,
+            test_acc=None, test_loss=None, finished_at=None,
+            best_val_acc=best and best["val_acc"], best_epoch=best and best["epoch"],
+            final_val_acc=last and last["val_acc"], final_val_loss=last and last["val_loss"],
+            final_train_loss=last and last["train_loss"])
+        return cls(run, summary, events, last["seconds"] if last else 0.0)
+
+    def end_epoch(self, epoch: int, lr_rows: list[tuple[int, float]], step_losses: list[float], train_loss: float,
+                  correct: int, val_loss: float, val_acc: float) -> dict:
+        """Flush the epoch's rows (`step_losses`: the loss of each of its steps), events and summary;
+        return its metrics row."""
+        row = {"epoch": epoch, "step": lr_rows[-1][0] + 1, "lr": lr_rows[-1][1], "train_loss": train_loss,
+               "train_acc": correct / self.train_size, "val_loss": val_loss, "val_acc": val_acc,
+               "seconds": time.perf_counter() - self.start}
+        self.run.add_rows(lr_rows, row)
+        if self.events:
+            self.events.steps(lr_rows, step_losses)
+            self.events.epoch(row)
+        if self.summary["best_val_acc"] is None or val_acc > self.summary["best_val_acc"]:
+            self.summary.update(best_val_acc=val_acc, best_epoch=epoch)
+        self.summary.update(epochs_completed=epoch, steps=row["step"], final_val_acc=val_acc, final_val_loss=val_loss,
+                            final_train_loss=train_loss, wall_seconds=row["seconds"])
+        self.run.write_summary(self.summary)
+        return row
+
+    def diverged(self, lr_rows: list[tuple[int, float]], step_losses: list[float], epoch: int, loss: float,
+                 cause: str) -> None:
+        """The last of `lr_rows` is the step whose loss (cause "loss") or gradient ("gradient") was not
+        finite: keep the rows up to it; the status says where."""
+        step, lr = lr_rows[-1]
+        what = f"loss became {loss}" if cause == "loss" else f"the gradient became non-finite (loss {loss})"
+        self.run.add_rows(lr_rows)
+        if self.events:
+            self.events.steps(lr_rows, step_losses[:len(lr_rows)])
+        self.summary.update(status=Status.DIVERGED, message=f"{what} at step {step} (epoch {epoch}, lr {lr!r})",
+                            steps=step + 1, diverged={"step": step, "epoch": epoch, "lr": lr, "cause": cause,
+                                                      "loss": loss if math.isfinite(loss) else str(loss)})
+
+    def close(self, **fields) -> dict:
+        """Final summary: the given fields (status, message, test metrics), wall time, finish time."""
+        self.summary.update(fields, wall_seconds=time.perf_counter() - self.start, finished_at=now_utc())
+        self.run.write_summary(self.summary)
+        if self.events:
+            self.events.close(self.summary)
+        return self.summary
+
+
+def _events(wanted: bool, path: Path, spec_text: str, first_step: int = 0):
+    """TensorBoard events where the spec asks for them (the package is an optional extra)."""
+    if not wanted:
+        return None
+    from lrdecay_cli.tensorboard import RunEvents
+
+    return RunEvents(path, spec_text, first_step)

@@ -16,51 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from lrdecay_cli.errors import UserError
-from lrdecay_cli.rundir import LR_COLUMNS, METRICS_COLUMNS
+from lrdecay_cli.rundir import LR_COLUMNS, METRICS_COLUMNS, read_csv
 from lrdecay_cli.spec import flatten, read_yaml_file
 
 NOT_LABELS = ("seed", "name", "data.root")
 """Spec fields that never tell groups apart: the seed makes a group's members; the rest are bookkeeping."""
 
 RUN_FIX = "pass a directory made by lrdecay train (it holds config.yaml and summary.json) or by lrdecay sweep"
-
-
-def read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, float | int | None]]:
-    """A CSV that lrdecay wrote, as typed rows: epoch and step ints, the rest floats, empty cells None.
-
-    A missing file is no rows. A header or row that does not fit (a torn or edited file) is a
-    user error naming the file and line, never a silently shortened curve."""
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read it ({exc.__class__.__name__})", where=str(path), fix="check the file") from None
-    if not lines:
-        return []
-    header = lines[0].split(",")
-    if tuple(header) != columns:
-        raise UserError(f"unexpected header {lines[0][:80]!r}", where=f"{path}:1",
-                        fix=f"the header must be {','.join(columns)}; restore the file or rerun")
-    rows = []
-    for number, line in enumerate(lines[1:], start=2):
-        cells = line.split(",")
-        try:
-            if len(cells) != len(columns):
-                raise ValueError(f"{len(cells)} cells, expected {len(columns)}")
-            rows.append({name: _cell(name, cell) for name, cell in zip(columns, cells)})
-        except ValueError as exc:
-            raise UserError(f"torn or malformed row ({exc})", where=f"{path}:{number}",
-                            fix="the file was cut or edited; resume the run (lrdecay train --resume) or rerun it") from None
-    return rows
-
-
-def _cell(name: str, text: str) -> float | int | None:
-    if text == "":
-        if name in ("epoch", "step"):
-            raise ValueError(f"empty {name}")
-        return None
-    return int(text) if name in ("epoch", "step") else float(text)
 
 
 @dataclass

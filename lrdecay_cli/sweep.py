@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import json
 import math
 import random
 import shutil
@@ -24,15 +23,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lrdecay_cli.errors import UserError
-from lrdecay_cli.rundir import check_writable, make_unique_dir, utc_stamp, write_atomic
+from lrdecay_cli.rundir import FINISHED, check_writable, make_unique_dir, read_summary, utc_stamp, write_atomic
 from lrdecay_cli.spec import Spec, dump_yaml, flatten, from_data, merge_sections, read_yaml_file, set_field
 from lrdecay_cli.stats import summarize
 
 METRICS = {  # results column -> True where larger is better
     "best_val_acc": True, "final_val_acc": True, "test_acc": True, "final_val_loss": False, "final_train_loss": False,
 }
-DONE = ("completed", "diverged")
-"""Trial outcomes that a resume keeps; anything else (missing, running, interrupted, failed) runs again."""
 
 
 class Range(BaseModel):
@@ -197,16 +194,13 @@ def open_existing(sweep_dir: Path) -> tuple[SweepSpec, list[Trial]]:
 
 def trial_status(sweep_dir: Path, trial: Trial) -> dict | None:
     """The trial's summary.json, or None where it never started."""
-    try:
-        return json.loads((sweep_dir / trial.dirname / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
+    return read_summary(sweep_dir / trial.dirname)
 
 
 def resumable(sweep_dir: Path, trial: Trial) -> bool:
     """An interrupted, killed or failed trial with a checkpoint: it continues from there, not from scratch."""
     summary = trial_status(sweep_dir, trial)
-    return (summary is not None and summary.get("status") in ("interrupted", "running", "failed")
+    return (summary is not None and summary.get("status") not in FINISHED
             and (sweep_dir / trial.dirname / "checkpoint.pt").is_file()
             and (sweep_dir / trial.dirname / "config.yaml").is_file())
 
@@ -217,21 +211,11 @@ def pending(sweep_dir: Path, trials: list[Trial]) -> list[Trial]:
     todo = []
     for trial in trials:
         summary = trial_status(sweep_dir, trial)
-        if summary is None or summary.get("status") not in DONE:
+        if summary is None or summary.get("status") not in FINISHED:
             if not resumable(sweep_dir, trial):
                 shutil.rmtree(sweep_dir / trial.dirname, ignore_errors=True)
             todo.append(trial)
     return todo
-
-
-def record_failure(sweep_dir: Path, trial: Trial, message: str) -> None:
-    """Mark a trial failed in its summary.json (made if the trial died before writing one), keeping
-    whatever else the run directory holds: a later --resume continues from its checkpoint."""
-    path = sweep_dir / trial.dirname
-    path.mkdir(exist_ok=True)
-    summary = trial_status(sweep_dir, trial) or {}
-    summary.update(status="failed", message=message)
-    write_atomic(path / "summary.json", json.dumps(summary, indent=2) + "\n")
 
 
 RESULT_COLUMNS = ("status", "best_val_acc", "final_val_acc", "test_acc", "final_val_loss", "final_train_loss",
@@ -277,7 +261,7 @@ def leaderboard(rows: list[dict], trials: list[Trial], metric: str) -> list[dict
     for row in rows:
         group_key = tuple(str(row.get(k, "")) for k in keys)
         standing = groups.setdefault(group_key, Standing({k: row.get(k, "") for k in keys}))
-        if row["status"] in DONE:
+        if row["status"] in FINISHED:
             standing.runs += 1
             standing.diverged += row["status"] == "diverged"
             if row.get(metric) is not None:

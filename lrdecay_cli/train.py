@@ -1,46 +1,46 @@
-"""The one training loop: a validated `Spec` in, a complete run directory out.
+"""The one training loop: K >= 1 runs trained in lockstep, each into its own complete run directory.
 
-The loop applies the schedule (`schedule(step)`, a pure function of the step for every method
-but plateau, which `observe`s the validation metrics after each epoch) to every param group
-before each optimizer step and records the LR the optimizer then holds, so lr.csv is evidence,
-not a recomputation.
-Losses stay on the device; the loop synchronises only every `SYNC_EVERY` steps to check for
-divergence and report progress.
+K = 1 is `lrdecay train` (a plain model, `Trainer`); K > 1 is a stack of models trained as one
+(`stack.StackedTrainer`, the vectorized sweep executor's unit of work). Both offer one interface
+(`step`, `evaluate`, `states` / `load_states`), so signals, divergence, checkpoints and resume are
+this one loop's, whatever runs it.
+
+The loop applies each run's schedule (`schedule(step)`, a pure function of the step for every
+method but plateau, which `observe`s the validation metrics after each epoch) to the run's param
+group before each optimizer step and records the LR the optimizer then holds, so lr.csv is
+evidence, not a recomputation. Losses stay on the device; the loop synchronises only every
+`SYNC_EVERY` steps to check for divergence and report progress.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import signal
-import subprocess
 import threading
-import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-import lrdecay_cli
 from lrdecay_cli.data import Batches, default_data_root, load_splits
 from lrdecay_cli.device import device_name, resolve_device
-from lrdecay_cli.models import build_model
-from lrdecay_cli.optim import build_optimizer
 from lrdecay_cli.errors import UserError
-from lrdecay_cli.rundir import RunDir, check_writable, write_atomic
+from lrdecay_cli.models import build_model
+from lrdecay_cli.optim import build_optimizer, load_member_states, member_state
+from lrdecay_cli.rundir import FINISHED, RunDir, RunRecord, Status, check_writable, provenance, read_summary, write_atomic
 from lrdecay_cli.schedules import lr_schedule
 from lrdecay_cli.spec import Spec
-from lrdecay_cli.tensorboard import RunEvents, require as require_tensorboard
+from lrdecay_cli.tensorboard import require as require_tensorboard
 
 SYNC_EVERY = 25
 """Steps between host synchronisations (divergence check, progress update)."""
 
 
 class TrainObserver:
-    """Receives progress from `train`; this base ignores everything (quiet runs, tests)."""
+    """Receives progress from the loop; this base ignores everything (quiet runs, sweeps, tests).
+    `on_start`, `on_epoch_end` and `on_finish` come once per run; the others once per step of the stack."""
 
     def on_start(self, run_dir: Path, summary: dict) -> None: ...
     def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
@@ -57,15 +57,6 @@ class RunResult:
     """False where `resume` found the run already finished and did nothing."""
 
 
-class Diverged(Exception):
-    """A step's loss, or its gradient, was not finite; `cause` says which ("loss" or "gradient")."""
-
-    def __init__(self, step: int, epoch: int, lr: float, loss: float, cause: str = "loss"):
-        self.step, self.epoch, self.lr, self.loss, self.cause = step, epoch, lr, loss, cause
-        what = f"loss became {loss}" if cause == "loss" else f"the gradient became non-finite (loss {loss})"
-        super().__init__(f"{what} at step {step} (epoch {epoch}, lr {lr!r})")
-
-
 def gradients_finite(grads: list[torch.Tensor], members: int | None = None) -> torch.Tensor:
     """True where every gradient entry is finite, left on the device (no host sync): one bool, or one
     per member of a stacked model (`members`: the size of the leading dimension of every gradient).
@@ -78,137 +69,11 @@ def gradients_finite(grads: list[torch.Tensor], members: int | None = None) -> t
                                        for g in grads]).sum(0))
 
 
-def first_fault(healthy: torch.Tensor, losses: torch.Tensor, start: int, end: int) -> tuple[int, str] | None:
-    """The first step in [start, end) whose loss or gradient was not finite, and which of the two
-    (one host sync: the loop calls it every SYNC_EVERY steps)."""
-    bad = (~healthy[start:end]).nonzero()
-    if not len(bad):
-        return None
-    at = start + int(bad[0])
-    return at, "loss" if not math.isfinite(float(losses[at])) else "gradient"
-
-
-def git_revision() -> str | None:
-    """The lrdecay source revision, where it runs from a git checkout."""
-    root = Path(lrdecay_cli.__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
 def precision_context(device: torch.device, precision: str):
     """bf16 autocast where the spec asks for it; plain fp32 otherwise."""
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-@torch.no_grad()
-def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int, precision: str) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over (x, y), in eval mode."""
-    model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
-    correct = torch.zeros((), dtype=torch.int64, device=x.device)
-    for xb, yb in Batches(x, y, batch_size, shuffle=False):
-        with precision_context(x.device, precision):
-            logits = model(xb)
-        loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum")
-        correct += (logits.argmax(1) == yb).sum()
-    return loss_sum.item() / len(y), correct.item() / len(y)
-
-
-class RunRecord:
-    """One run's evidence as it trains: its directory, summary.json, CSV rows and, where the spec asks
-    for them, TensorBoard events.
-
-    Both the training loop and the vectorized sweep executor write through it, so every run
-    directory has the same layout and the same summary fields whichever way it was trained.
-    """
-
-    def __init__(self, spec: Spec, runs_dir: Path, dirname: str | None, device: torch.device,
-                 steps_per_epoch: int, sizes: tuple[int, int, int]):
-        if spec.train.tensorboard:
-            require_tensorboard()
-        self.run = RunDir.create(runs_dir, dirname, stamped=False) if dirname else RunDir.create(runs_dir, spec.name)
-        self.path = self.run.path
-        self.train_size = sizes[0]
-        self.summary = {
-            "status": "running", "message": None, "name": spec.name, "seed": spec.seed,
-            "epochs": spec.train.epochs, "epochs_completed": 0, "steps": 0, "steps_per_epoch": steps_per_epoch,
-            "train_size": sizes[0], "val_size": sizes[1], "test_size": sizes[2],
-            "best_val_acc": None, "best_epoch": None, "final_val_acc": None, "final_val_loss": None,
-            "final_train_loss": None, "test_acc": None, "test_loss": None, "wall_seconds": 0.0,
-            "device": str(device), "device_name": device_name(device), "torch": torch.__version__,
-            "lrdecay": lrdecay_cli.__version__, "git_revision": git_revision(),
-            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "finished_at": None,
-            "diverged": None,
-        }
-        self.run.write_config(spec.dump())
-        self.run.write_summary(self.summary)
-        self.events = RunEvents(self.path, spec.dump()) if spec.train.tensorboard else None
-        self.start = time.perf_counter()
-
-    @classmethod
-    def reopen(cls, path: Path, epoch: int, step: int, train_size: int, tensorboard: bool = False) -> "RunRecord":
-        """An interrupted run's record, cut back to its checkpoint after `epoch` epochs and `step` steps."""
-        if tensorboard:
-            require_tensorboard()
-        record = cls.__new__(cls)
-        record.run = RunDir.reopen(path, epoch, step)
-        record.path, record.train_size = path, train_size
-        record.summary = json.loads((path / "summary.json").read_text())
-        record.summary.pop("signal", None)
-        rows = record.run.metrics_rows()
-        best = max(rows, key=lambda r: r["val_acc"], default=None)
-        last = rows[-1] if rows else None
-        record.summary.update(
-            status="running", message=None, epochs_completed=epoch, steps=step, diverged=None,
-            test_acc=None, test_loss=None, finished_at=None,
-            best_val_acc=best and best["val_acc"], best_epoch=best and best["epoch"],
-            final_val_acc=last and last["val_acc"], final_val_loss=last and last["val_loss"],
-            final_train_loss=last and last["train_loss"])
-        record.run.write_summary(record.summary)
-        record.events = RunEvents(path, (path / "config.yaml").read_text(), first_step=step) if tensorboard else None
-        record.start = time.perf_counter() - (last["seconds"] if last else 0.0)  # seconds go on counting
-        return record
-
-    def end_epoch(self, epoch: int, lr_rows: list[tuple[int, float]], step_losses: torch.Tensor, train_loss: float,
-                  correct: int, val_loss: float, val_acc: float) -> dict:
-        """Flush the epoch's rows (`step_losses`: the loss of each of its steps, on the device), events and
-        summary; return its metrics row."""
-        row = {"epoch": epoch, "step": lr_rows[-1][0] + 1, "lr": lr_rows[-1][1], "train_loss": train_loss,
-               "train_acc": correct / self.train_size, "val_loss": val_loss, "val_acc": val_acc,
-               "seconds": time.perf_counter() - self.start}
-        self.run.add_rows(lr_rows, row)
-        if self.events:
-            self.events.steps(lr_rows, step_losses.tolist())
-            self.events.epoch(row)
-        if self.summary["best_val_acc"] is None or val_acc > self.summary["best_val_acc"]:
-            self.summary.update(best_val_acc=val_acc, best_epoch=epoch)
-        self.summary.update(epochs_completed=epoch, steps=row["step"], final_val_acc=val_acc, final_val_loss=val_loss,
-                            final_train_loss=train_loss, wall_seconds=row["seconds"])
-        self.run.write_summary(self.summary)
-        return row
-
-    def diverged(self, lr_rows: list[tuple[int, float]], step_losses: torch.Tensor, exc: Diverged) -> None:
-        """Keep the LR rows (and step losses) up to the step whose loss was not finite; the status says where."""
-        self.run.add_rows(lr_rows)
-        if self.events:
-            self.events.steps(lr_rows, step_losses[:len(lr_rows)].tolist())
-        self.summary.update(status="diverged", message=str(exc), steps=exc.step + 1,
-                            diverged={"step": exc.step, "epoch": exc.epoch, "lr": exc.lr, "cause": exc.cause,
-                                      "loss": exc.loss if math.isfinite(exc.loss) else str(exc.loss)})
-
-    def close(self, **fields) -> dict:
-        """Final summary: the given fields (status, message, test metrics), wall time, finish time."""
-        self.summary.update(fields, wall_seconds=time.perf_counter() - self.start,
-                            finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        self.run.write_summary(self.summary)
-        if self.events:
-            self.events.close(self.summary)
-        return self.summary
 
 
 class Interrupted(Exception):
@@ -239,56 +104,153 @@ def stop_on_signals():
 
 
 class Trainer:
-    """Everything one run needs, built from its spec: data on the device, model, optimizer, schedule,
-    and the data-order generator; `state` / `load_state` are its checkpoint."""
+    """K runs that train in lockstep on one device, sharing the model shape, optimizer kind, data and
+    training settings; each has its own seed (initial weights, data order), schedule and optimizer
+    hyper-parameters. This class trains one plain model (K = 1); `stack.StackedTrainer` K models as one.
 
-    def __init__(self, spec: Spec):
-        self.spec = spec
-        self.device = resolve_device(spec.train.device)
-        self.data = load_splits(default_data_root(spec.data.root), spec.data.val_size, spec.data.limit,
-                                spec.data.split_seed, self.device)
+    `step`, `evaluate`, `states` / `load_states` are all the loop and the checkpoints use; a member's
+    checkpoint has the same layout whichever trainer wrote it, so any run resumes under either."""
+
+    def __init__(self, specs: list[Spec]):
+        first = specs[0]
+        self.specs = specs
+        self.device = resolve_device(first.train.device)
+        self.data = load_splits(default_data_root(first.data.root), first.data.val_size, first.data.limit,
+                                first.data.split_seed, self.device)
+        self.orders = [torch.Generator(device=self.device).manual_seed(spec.seed) for spec in specs]
+        self.batches = Batches(self.data.train_x, self.data.train_y, first.train.batch_size,
+                               self.orders if len(specs) > 1 else self.orders[0])
+        self.steps_per_epoch = len(self.batches)
+        self.schedules = [lr_schedule(s.schedule, s.optimizer.lr, self.steps_per_epoch, s.train.epochs) for s in specs]
+        self.sizes = (len(self.data.train_y), len(self.data.val_y), len(self.data.test_y))
+        self.optimizer = self._build_models()
+
+    # ---- the model part: one plain module here, a stack in stack.StackedTrainer
+
+    def _build_models(self) -> torch.optim.Optimizer:
+        spec = self.specs[0]
         torch.manual_seed(spec.seed)
         self.model = build_model(spec.model).to(self.device)
-        self.optimizer = build_optimizer(spec.optimizer, self.model.parameters())
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.forward = torch.compile(self.model) if spec.train.compile else self.model
-        self.order = torch.Generator(device=self.device).manual_seed(spec.seed)
-        self.batches = Batches(self.data.train_x, self.data.train_y, spec.train.batch_size, self.order)
-        self.steps_per_epoch = len(self.batches)
-        self.schedule = lr_schedule(spec.schedule, spec.optimizer.lr, self.steps_per_epoch, spec.train.epochs)
-        self.sizes = (len(self.data.train_y), len(self.data.val_y), len(self.data.test_y))
+        return build_optimizer([spec.optimizer], [self.params])
 
-    def step(self, xb: torch.Tensor, yb: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One optimizer step at `lr` (set on every param group first): the loss (detached), the logits,
-        and whether the loss and the gradient were finite, all left on the device."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        with precision_context(self.device, self.spec.train.precision):
+    def train_mode(self, on: bool) -> None:
+        self.model.train(on)
+
+    def step(self, xb: torch.Tensor, yb: torch.Tensor, lrs: list[float]) -> tuple[torch.Tensor, ...]:
+        """One optimizer step, member k at `lrs[k]`: per member the loss (detached), whether the loss and
+        the gradient were finite, and the count of correct predictions, all left on the device."""
+        self.optimizer.param_groups[0]["lr"] = lrs[0]
+        with precision_context(self.device, self.specs[0].train.precision):
             logits = self.forward(xb)
             loss = F.cross_entropy(logits, yb)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         healthy = torch.isfinite(loss.detach()) & gradients_finite([p.grad for p in self.params])
         self.optimizer.step()
-        return loss.detach(), logits, healthy
+        return loss.detach().view(1), healthy.view(1), (logits.argmax(1) == yb).sum().view(1)
 
-    def state(self, epoch: int, step: int) -> dict:
-        cuda = torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None
-        return {
-            "epoch": epoch, "step": step, "spec": self.spec.model_dump(mode="json"),
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "schedule": {"name": self.spec.schedule.name, "step": step, "state": self.schedule.state_dict()},
-            "rng": {"torch": torch.get_rng_state(), "order": self.order.get_state(), "cuda": cuda},
-        }
+    def freeze(self, k: int) -> None:
+        """Stop updating member k (it diverged); one plain model has no other member to go on with."""
 
-    def load_state(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"]["state"])
-        torch.set_rng_state(state["rng"]["torch"])
-        self.order.set_state(state["rng"]["order"])
-        if state["rng"]["cuda"] is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
+        """Per member: mean cross-entropy and accuracy over (x, y), in eval mode."""
+        self.train_mode(False)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
+        correct = torch.zeros((), dtype=torch.int64, device=x.device)
+        for xb, yb in Batches(x, y, self.specs[0].train.eval_batch_size, shuffle=False):
+            with precision_context(x.device, self.specs[0].train.precision):
+                logits = self.forward(xb)
+            loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum")
+            correct += (logits.argmax(1) == yb).sum()
+        return [loss_sum.item() / len(y)], [correct.item() / len(y)]
+
+    def model_states(self) -> list[dict]:
+        return [self.model.state_dict()]
+
+    def load_model_state(self, k: int, state: dict) -> None:
+        self.model.load_state_dict(state)
+
+    # ---- shared by every trainer
+
+    def lrs_held(self) -> list[float]:
+        """The LR each member's optimizer group holds (what lr.csv records)."""
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def states(self, epoch: int, step: int) -> list[dict]:
+        """Each member's checkpoint after `epoch` epochs and `step` steps: model, optimizer (torch's
+        single-optimizer `state_dict` layout), schedule state, RNG states, epoch and step."""
+        full = self.optimizer.state_dict()
+        rng = {"torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None}
+        return [{"epoch": epoch, "step": step, "spec": spec.model_dump(mode="json"), "model": model,
+                 "optimizer": member_state(full, k),
+                 "schedule": {"name": spec.schedule.name, "step": step, "state": schedule.state_dict()},
+                 "rng": {**rng, "order": order.get_state()}}
+                for k, (spec, model, schedule, order)
+                in enumerate(zip(self.specs, self.model_states(), self.schedules, self.orders))]
+
+    def load_states(self, states: list[dict | None]) -> None:
+        """Continue members from their checkpoints (None: a member that starts afresh)."""
+        for k, state in enumerate(states):
+            if state is not None:
+                self.load_model_state(k, state["model"])
+                self.schedules[k].load_state_dict(state["schedule"]["state"])
+                self.orders[k].set_state(state["rng"]["order"])
+        load_member_states(self.optimizer, [state and state["optimizer"] for state in states])
+        rng = next(state["rng"] for state in states if state is not None)  # one global RNG for the stack
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+@dataclass
+class Planned:
+    """A run about to train: a new one (made as `runs_dir/dirname`, or `<UTC time>-<name>` without a
+    dirname), or one continuing in `path` from its checkpoint `state`."""
+
+    spec: Spec
+    runs_dir: Path | None = None
+    dirname: str | None = None
+    path: Path | None = None
+    state: dict | None = None
+
+    @property
+    def start_step(self) -> int:
+        return self.state["step"] if self.state else 0
+
+
+def make_trainer(specs: list[Spec]) -> Trainer:
+    """One plain model for one run; a stacked model for several."""
+    if len(specs) == 1:
+        return Trainer(specs)
+    from lrdecay_cli.stack import StackedTrainer
+
+    return StackedTrainer(specs)
+
+
+def train_runs(planned: list[Planned], observer: TrainObserver | None = None) -> list[RunResult]:
+    """Train `planned` runs in lockstep (all at the same step) and return their results, in order."""
+    (step,) = {p.start_step for p in planned}
+    trainer = make_trainer([p.spec for p in planned])
+    if any(p.state for p in planned):
+        trainer.load_states([p.state for p in planned])
+    origin = provenance(str(trainer.device), device_name(trainer.device), torch.__version__)
+    records = []
+    for p in planned:
+        if p.state is None:
+            run = RunDir.create(p.runs_dir, p.dirname, stamped=False) if p.dirname else RunDir.create(p.runs_dir, p.spec.name)
+            records.append(RunRecord.create(p.spec, run, trainer.steps_per_epoch, trainer.sizes, origin))
+        else:
+            records.append(RunRecord.reopen(p.path, p.state["epoch"], step, p.spec.train.tensorboard))
+    if step == 0:
+        for record, state in zip(records, trainer.states(0, 0)):
+            save_checkpoint(record, state)
+    first_epoch = planned[0].state["epoch"] + 1 if planned[0].state else 1
+    summaries = _train_loop(trainer, records, observer or TrainObserver(), first_epoch, step)
+    return [RunResult(record.path, summary) for record, summary in zip(records, summaries)]
 
 
 def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None, dirname: str | None = None) -> RunResult:
@@ -300,18 +262,13 @@ def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None, dir
     check_writable(runs_dir, run_bytes(spec))
     if spec.train.tensorboard:
         require_tensorboard()
-    trainer = Trainer(spec)
-    record = RunRecord(spec, runs_dir, dirname, trainer.device, trainer.steps_per_epoch, trainer.sizes)
-    save_checkpoint(record, trainer.state(0, 0))
-    return _train_loop(trainer, record, observer or TrainObserver(), first_epoch=1, step=0)
+    return train_runs([Planned(spec, runs_dir, dirname)], observer)[0]
 
 
-def resume(run_dir: Path, spec: Spec | None = None, force: bool = False,
-           observer: TrainObserver | None = None) -> RunResult:
-    """Continue an interrupted run from its last checkpoint (the end of its last finished epoch).
+def continuing(run_dir: Path, spec: Spec | None = None, force: bool = False) -> Planned | RunResult:
+    """An interrupted run ready to continue from its last checkpoint, or its result where it has finished.
 
-    `spec` (from the command line) must equal the run's config.yaml unless `force`.
-    """
+    `spec` (from the command line) must equal the run's config.yaml unless `force`."""
     config, checkpoint = run_dir / "config.yaml", run_dir / "checkpoint.pt"
     if not config.is_file() or not checkpoint.is_file():
         raise UserError("not a run directory with a checkpoint", where=str(run_dir),
@@ -319,8 +276,8 @@ def resume(run_dir: Path, spec: Spec | None = None, force: bool = False,
     from lrdecay_cli.spec import flatten, load
 
     saved = load(config)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    if summary.get("status") in ("completed", "diverged"):
+    summary = read_summary(run_dir) or {}
+    if summary.get("status") in FINISHED:
         return RunResult(run_dir, summary, resumed=False)
     if spec is not None and spec != saved:
         given, stored = flatten(spec.model_dump(mode="json")), flatten(saved.model_dump(mode="json"))
@@ -331,12 +288,14 @@ def resume(run_dir: Path, spec: Spec | None = None, force: bool = False,
                             where=f"--resume {run_dir}", fix="resume without a spec, or pass --force")
         saved = spec
         write_atomic(config, spec.dump())
-    trainer = Trainer(saved)
-    state = torch.load(checkpoint, map_location=trainer.device, weights_only=False)
-    trainer.load_state(state)
-    record = RunRecord.reopen(run_dir, state["epoch"], state["step"], trainer.sizes[0], saved.train.tensorboard)
-    return _train_loop(trainer, record, observer or TrainObserver(), first_epoch=state["epoch"] + 1,
-                       step=state["step"])
+    return Planned(saved, path=run_dir, state=load_checkpoint(checkpoint))
+
+
+def resume(run_dir: Path, spec: Spec | None = None, force: bool = False,
+           observer: TrainObserver | None = None) -> RunResult:
+    """Continue an interrupted run from its last checkpoint (the end of its last finished epoch)."""
+    plan = continuing(run_dir, spec, force)
+    return plan if isinstance(plan, RunResult) else train_runs([plan], observer)[0]
 
 
 def run_bytes(spec: Spec) -> int:
@@ -352,69 +311,108 @@ def save_checkpoint(record: RunRecord, state: dict) -> None:
     record.run.write_checkpoint(lambda f: torch.save(state, f))
 
 
-def _train_loop(trainer: Trainer, record: RunRecord, observer: TrainObserver, first_epoch: int, step: int) -> RunResult:
-    """Epochs `first_epoch`.. of a run whose model, optimizer, schedule and RNGs are at `step`."""
-    spec, device, data = trainer.spec, trainer.device, trainer.data
-    model, optimizer, schedule, forward = trainer.model, trainer.optimizer, trainer.schedule, trainer.forward
-    steps_per_epoch = trainer.steps_per_epoch
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint holds only tensors, numbers, strings and lists/dicts of them: loaded without
+    unpickling code. Tensors stay on the CPU; loading them into a model or optimizer moves them."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _train_loop(trainer: Trainer, records: list[RunRecord], observer: TrainObserver, first_epoch: int,
+                step: int) -> list[dict]:
+    """Epochs `first_epoch`.. of K runs whose models, optimizer, schedules and RNGs are at `step`.
+
+    A member whose loss or gradient is not finite is marked diverged and frozen; the others go on.
+    Ctrl-C or SIGTERM stops every member after the step in flight, keeping the last checkpoints."""
+    spec, device, data = trainer.specs[0], trainer.device, trainer.data
+    epochs, steps_per_epoch, members = spec.train.epochs, trainer.steps_per_epoch, len(records)
     weights = batch_weights(len(data.train_y), spec.train.batch_size, steps_per_epoch, device)
-    observer.on_start(record.path, record.summary)
-    final: dict = {}
+    alive = list(range(members))
+    finals: list[dict] = [{} for _ in records]
+    for record in records:
+        observer.on_start(record.path, record.summary)
     with stop_on_signals() as stop:
         try:
-            for epoch in range(first_epoch, spec.train.epochs + 1):
-                model.train()
-                observer.on_epoch_start(epoch, spec.train.epochs, steps_per_epoch)
-                losses = torch.zeros(steps_per_epoch, device=device)
-                healthy = torch.ones(steps_per_epoch, dtype=torch.bool, device=device)
-                correct = torch.zeros((), dtype=torch.int64, device=device)
-                lr_rows: list[tuple[int, float]] = []
+            for epoch in range(first_epoch, epochs + 1):
+                trainer.train_mode(True)
+                observer.on_epoch_start(epoch, epochs, steps_per_epoch)
+                losses = torch.zeros(members, steps_per_epoch, device=device)
+                healthy = torch.ones(members, steps_per_epoch, dtype=torch.bool, device=device)
+                correct = torch.zeros(members, dtype=torch.int64, device=device)
+                lr_rows: list[list[tuple[int, float]]] = [[] for _ in records]
                 checked = 0
                 for i, (xb, yb) in enumerate(trainer.batches):
-                    lr = schedule(step)
-                    losses[i], logits, healthy[i] = trainer.step(xb, yb, lr)
-                    correct += (logits.argmax(1) == yb).sum()
-                    lr_rows.append((step, optimizer.param_groups[0]["lr"]))
+                    lrs = [schedule(step) for schedule in trainer.schedules]
+                    losses[:, i], healthy[:, i], hits = trainer.step(xb, yb, lrs)
+                    correct += hits
+                    held = trainer.lrs_held()
+                    for k in alive:
+                        lr_rows[k].append((step, held[k]))
                     step += 1
                     if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
-                        fault = first_fault(healthy, losses, checked, i + 1)
-                        if fault is not None:
-                            at, cause = fault
-                            del lr_rows[at + 1:]
-                            raise Diverged(lr_rows[at][0], epoch, lr_rows[at][1], float(losses[at]), cause)
+                        for k, at, cause in first_faults(healthy, losses, checked, i + 1, alive):
+                            del lr_rows[k][at + 1:]
+                            records[k].diverged(lr_rows[k], losses[k].tolist(), epoch, float(losses[k, at]), cause)
+                            trainer.freeze(k)
+                            alive.remove(k)
+                        if not alive:
+                            raise _NoneLeft
                         checked = i + 1
-                        observer.on_progress(i + 1, float(losses[i]), lr)
+                        observer.on_progress(i + 1, float(losses[alive[0], i]), lrs[alive[0]])
                     if stop["signum"] is not None:
                         raise Interrupted(stop["signum"])
-                val_loss, val_acc = evaluate(forward, data.val_x, data.val_y, spec.train.eval_batch_size,
-                                             spec.train.precision)
-                schedule.observe(step, {"val_loss": val_loss, "val_acc": val_acc})
-                row = record.end_epoch(epoch, lr_rows, losses, float((losses * weights).sum() / len(data.train_y)),
-                                       correct.item(), val_loss, val_acc)
-                save_checkpoint(record, trainer.state(epoch, step))
-                observer.on_epoch_end(row)
+                val_loss, val_acc = trainer.evaluate(data.val_x, data.val_y)
+                train_loss = ((losses * weights).sum(1) / len(data.train_y)).tolist()
+                correct_counts, step_losses = correct.tolist(), losses.tolist()
+                for k in alive:
+                    trainer.schedules[k].observe(step, {"val_loss": val_loss[k], "val_acc": val_acc[k]})
+                    row = records[k].end_epoch(epoch, lr_rows[k], step_losses[k], train_loss[k], correct_counts[k],
+                                               val_loss[k], val_acc[k])
+                    observer.on_epoch_end(row)
+                states = trainer.states(epoch, step)
+                for k in alive:
+                    save_checkpoint(records[k], states[k])
                 if stop["signum"] is not None:
                     raise Interrupted(stop["signum"])
-            test_loss, test_acc = evaluate(forward, data.test_x, data.test_y, spec.train.eval_batch_size,
-                                           spec.train.precision)
-            final = {"status": "completed", "test_loss": test_loss, "test_acc": test_acc}
-        except Diverged as exc:
-            record.diverged(lr_rows, losses, exc)
+            test_loss, test_acc = trainer.evaluate(data.test_x, data.test_y)
+            for k in alive:
+                finals[k] = {"status": Status.COMPLETED, "test_loss": test_loss[k], "test_acc": test_acc[k]}
+        except _NoneLeft:
+            pass
         except Interrupted as exc:
-            done = record.summary["epochs_completed"]
-            final = {"status": "interrupted", "signal": str(exc),
-                     "message": f"{exc} after epoch {done} (+ part of the next, discarded); "
-                                f"continue with: lrdecay train --resume {record.path}"}
-        except KeyboardInterrupt:
-            final = {"status": "interrupted", "message": "interrupted by the user"}
-            raise
-        except Exception as exc:
-            final = {"status": "failed", "message": f"{type(exc).__name__}: {exc}"}
+            for k in alive:
+                done = records[k].summary["epochs_completed"]
+                finals[k] = {"status": Status.INTERRUPTED, "signal": str(exc),
+                             "message": f"{exc} after epoch {done} (+ part of the next, discarded); "
+                                        f"continue with: lrdecay train --resume {records[k].path}"}
+        except BaseException as exc:
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            for k in alive:
+                finals[k] = ({"status": Status.INTERRUPTED, "message": "interrupted by the user"} if interrupted else
+                             {"status": Status.FAILED, "message": f"{type(exc).__name__}: {exc}"})
             raise
         finally:
-            summary = record.close(**final)
-    observer.on_finish(summary)
-    return RunResult(record.path, summary)
+            summaries = [record.close(**final) for record, final in zip(records, finals)]
+    for summary in summaries:
+        observer.on_finish(summary)
+    return summaries
+
+
+class _NoneLeft(Exception):
+    """Every member diverged: the loop ends without a test evaluation."""
+
+
+def first_faults(healthy: torch.Tensor, losses: torch.Tensor, start: int, end: int,
+                 members: list[int]) -> list[tuple[int, int, str]]:
+    """(member, step index, "loss" | "gradient") of each member's first non-finite step in [start, end):
+    one host sync, which the loop makes every SYNC_EVERY steps."""
+    window_ok, window_losses = healthy[members, start:end].cpu(), losses[members, start:end].cpu()
+    faults = []
+    for row, k in enumerate(members):
+        bad = (~window_ok[row]).nonzero()
+        if len(bad):
+            at = int(bad[0])
+            faults.append((k, start + at, "loss" if not math.isfinite(float(window_losses[row, at])) else "gradient"))
+    return faults
 
 
 def batch_weights(n_train: int, batch_size: int, steps_per_epoch: int, device: torch.device) -> torch.Tensor:

@@ -7,7 +7,7 @@ import yaml
 
 from conftest import TINY, read_csv
 from lrdecay_cli import sweep as sweeps
-from lrdecay_cli.executors.vectorized import group_key
+from lrdecay_cli.stack import stack_key
 
 BASE = {**TINY, "model": {"name": "mlp", "hidden": [32]}, "train": {**TINY["train"], "epochs": 2}}
 
@@ -78,57 +78,26 @@ def test_dropout_members_differ_in_masks_but_agree_in_outcome(cli, tmp_path):
         assert b["test_acc"] == pytest.approx(a["test_acc"], abs=0.03)  # same recipe, other dropout masks
 
 
-def test_groups_and_fallbacks():
+def test_stack_keys():
     spec = sweeps.from_data(BASE, "t")
-    assert group_key(spec) == group_key(sweeps.from_data({**BASE, "seed": 5}, "t"))
-    assert group_key(spec) != group_key(sweeps.from_data({**BASE, "train": {**BASE["train"], "batch_size": 32}}, "t"))
-    assert group_key(sweeps.from_data({**BASE, "optimizer": {"name": "rmsprop"}}, "t")) is None
-    assert group_key(sweeps.from_data({**BASE, "optimizer": {"name": "adam", "amsgrad": True}}, "t")) is None
+    assert stack_key(spec) == stack_key(sweeps.from_data({**BASE, "seed": 5}, "t"))
+    assert stack_key(spec) != stack_key(sweeps.from_data({**BASE, "train": {**BASE["train"], "batch_size": 32}}, "t"))
+    assert stack_key(sweeps.from_data({**BASE, "optimizer": {"name": "rmsprop"}}, "t")) is not None
+    assert stack_key(sweeps.from_data({**BASE, "train": {**BASE["train"], "compile": True}}, "t")) is None
 
 
-def test_members_that_cannot_stack_run_sequentially(cli, tmp_path):
-    seq, vec = run_both(cli, tmp_path, variants=[{"optimizer": {"name": "rmsprop", "lr": 0.001}},
-                                                 {"optimizer": {"name": "adadelta"}}])
+@pytest.mark.parametrize("optimizer", [
+    [{"name": "rmsprop", "lr": 0.001}, {"name": "rmsprop", "lr": 0.002, "momentum": 0.5, "centered": True}],
+    [{"name": "adadelta"}, {"name": "adadelta", "lr": 0.5, "rho": 0.95, "weight_decay": 1e-4}],
+    [{"name": "adam", "lr": 0.002, "amsgrad": True}, {"name": "adam", "lr": 0.001, "amsgrad": False}],
+])
+def test_every_optimizer_stacks(cli, tmp_path, optimizer):
+    seq, vec = run_both(cli, tmp_path, variants=[{"optimizer": o} for o in optimizer])
+    keys = {stack_key(t.spec) for t in sweeps.open_existing(vec)[1]}
+    assert len(keys) == 1 and None not in keys  # one stack
     for row in read_csv(vec / "results.csv"):
         assert row["status"] == "completed"
-        assert (vec / row["trial"] / "metrics.csv").read_text().splitlines()[1].split(",")[:6] == \
-            (seq / row["trial"] / "metrics.csv").read_text().splitlines()[1].split(",")[:6]
-
-
-@pytest.fixture
-def local_ray():
-    """A Ray instance on loopback that this test starts and stops."""
-    import os
-
-    import ray  # in the dev extra: a missing install step fails here, not silently
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="ERROR",
-             log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
-def test_ray_tasks_bring_their_run_directories_back(cli, tmp_path, local_ray):
-    path = tmp_path / "sweep.yaml"
-    base = {**BASE, "data": {"limit": 1500, "val_size": 300}, "train": {**BASE["train"], "epochs": 1, "tensorboard": True}}
-    path.write_text(yaml.safe_dump({"name": "r", "base": base, "seeds": 2, "variants": [
-        {"schedule": {"name": "step", "step_size": 1, "gamma": 0.5}}, {"optimizer": {"name": "sgd", "lr": 1.0e6}}]}))
-    out = cli("sweep", path, "--runs-dir", tmp_path / "ray", "--executor", "ray", "--quiet")
-    assert out.exit_code == 0, out.output
-    assert cli("sweep", path, "--runs-dir", tmp_path / "seq", "--quiet").exit_code == 0
-    (ray_dir,) = (tmp_path / "ray" / "sweeps").iterdir()
-    (seq_dir,) = (tmp_path / "seq" / "sweeps").iterdir()
-    rows = read_csv(ray_dir / "results.csv")
-    assert [r["status"] for r in rows] == ["completed", "completed", "diverged", "diverged"]
-    for row in rows:
-        trial = row["trial"]
-        def layout(run):  # event file names hold a host and a time, so compare directories and counts
-            return sorted(str(p.parent.relative_to(run)) for p in run.rglob("*") if p.is_file())
-
-        assert layout(ray_dir / trial) == layout(seq_dir / trial) and (ray_dir / trial / "tensorboard").is_dir()
-        assert {p.name for p in (ray_dir / trial).iterdir()} == {p.name for p in (seq_dir / trial).iterdir()}
-        assert (ray_dir / trial / "lr.csv").read_text() == (seq_dir / trial / "lr.csv").read_text()
-    assert local_ray.is_initialized()  # the executor used the test's instance and left it running
+        assert_member_equals_sequential(seq, vec, row["trial"], rel=5e-3)
 
 
 def _worker_pids() -> list[int]:

@@ -113,7 +113,7 @@ def test_rows_written_after_the_checkpoint_are_discarded(tmp_path):
     spec = from_data(merge_sections(TINY, {"train": {"epochs": 3}}), "test")
     whole = train(spec, tmp_path / "whole")
     cut = train(spec, tmp_path / "cut", SignalAfterEpoch(2))
-    state = torch.load(cut.path / "checkpoint.pt", weights_only=False)
+    state = torch.load(cut.path / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 2
     # as if the process died after flushing epoch 2's rows but before its checkpoint: epoch 1's checkpoint
     import shutil
@@ -130,23 +130,24 @@ def test_an_interrupted_sweep_resumes_its_trial_from_the_checkpoint(cli, tmp_pat
     import yaml
 
     from lrdecay_cli import sweep as sweeps
-    from lrdecay_cli.executors import sequential
+    from lrdecay_cli import executors
 
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump({"name": "s", "base": merge_sections(TINY, {"train": {"epochs": 3}}), "seeds": 3}))
-    real = sequential.run_trial
+    real = executors.run_stack
     calls = []
 
-    def interrupt_second_trial(trial, sweep_dir):
+    def interrupt_second_trial(trials, sweep_dir):
+        (trial,) = trials
         calls.append(trial.dirname)
         if trial.dirname == "t001" and calls.count("t001") == 1:
             from lrdecay_cli.train import train
 
             train(trial.spec, sweep_dir, SignalAfterEpoch(2), dirname=trial.dirname)
             raise KeyboardInterrupt
-        return real(trial, sweep_dir)
+        return real(trials, sweep_dir)
 
-    monkeypatch.setattr(sequential, "run_trial", interrupt_second_trial)
+    monkeypatch.setattr(executors, "run_stack", interrupt_second_trial)
     out = cli("sweep", path, "--runs-dir", tmp_path / "runs", "--quiet")
     assert out.exit_code == 130 and "--resume" in out.stderr
     (sweep_dir,) = (tmp_path / "runs" / "sweeps").iterdir()

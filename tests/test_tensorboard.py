@@ -12,7 +12,7 @@ import yaml
 
 from conftest import TINY, read_csv, run_dirs
 from lrdecay_cli import sweep as sweeps
-from lrdecay_cli.executors.vectorized import group_key
+from lrdecay_cli.stack import stack_key
 from lrdecay_cli.spec import from_data, merge_sections
 from lrdecay_cli.train import resume, train
 from test_resume import SignalAfterEpoch
@@ -115,7 +115,7 @@ def test_vectorized_members_write_the_same_events(cli, tmp_path):
     out = cli("sweep", path, "--runs-dir", tmp_path / "runs", "--executor", "vectorized", "--quiet")
     assert out.exit_code == 0, out.output
     (sweep_dir,) = (tmp_path / "runs" / "sweeps").iterdir()
-    keys = {group_key(trial.spec) for trial in sweeps.open_existing(sweep_dir)[1]}
+    keys = {stack_key(trial.spec) for trial in sweeps.open_existing(sweep_dir)[1]}
     assert len(keys) == 1 and None not in keys  # one stack, not two sequential runs
     rows = read_csv(sweep_dir / "results.csv")
     assert [r["status"] for r in rows] == ["completed", "diverged"]

@@ -43,7 +43,7 @@ def test_run_directory_is_complete_and_lr_equals_the_formula(cli, write_spec, tm
     assert (summary["train_size"], summary["val_size"], summary["test_size"]) == (2500, 500, 10000)
     assert summary["torch"] == torch.__version__ and summary["seed"] == 0
 
-    checkpoint = torch.load(run / "checkpoint.pt", weights_only=False)
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
     assert (checkpoint["epoch"], checkpoint["step"]) == (2, 80)
     assert set(checkpoint) >= {"model", "optimizer", "schedule", "rng"}
 
@@ -119,7 +119,7 @@ def test_divergence_stops_with_a_complete_run_directory(cli, write_spec, tmp_pat
     lr_rows = read_csv(run / "lr.csv")
     assert int(lr_rows[-1]["step"]) == at["step"] == summary["steps"] - 1
     assert read_csv(run / "metrics.csv") == []
-    assert torch.load(run / "checkpoint.pt", weights_only=False)["epoch"] == 0
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 0
 
 
 def test_json_prints_the_summary(cli, write_spec, tmp_path):
@@ -227,16 +227,16 @@ def test_a_non_finite_gradient_with_a_finite_loss_is_divergence(cli, write_spec,
 def test_a_stacked_member_with_a_non_finite_gradient_diverges_alone(cli, tmp_path, monkeypatch):
     import yaml
 
-    from lrdecay_cli.executors import vectorized
+    from lrdecay_cli import stack
 
-    real = vectorized.stack_module_state
+    real = stack.stack_module_state
 
     def poisoned(models):
         params, buffers = real(models)
         poison_gradient(next(iter(params.values())), at_call=13, member=1)
         return params, buffers
 
-    monkeypatch.setattr(vectorized, "stack_module_state", poisoned)
+    monkeypatch.setattr(stack, "stack_module_state", poisoned)
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump({"name": "g", "base": TINY, "seeds": 2}))
     result = cli("sweep", path, "--runs-dir", tmp_path / "runs", "--executor", "vectorized", "--quiet")

@@ -1,19 +1,25 @@
-"""Ways to run a sweep's trials. Each executor takes the pending trials and reports every trial's
-start and summary through callbacks; the run directories they leave are the only record."""
+"""Ways to run a sweep's trials. Every executor trains stacks: lists of trials that `train.train_runs`
+trains as one (a stack of one is a plain run), each trial continuing from its checkpoint where it
+has one. Executors differ only in where stacks run; they report each trial's start and summary
+through callbacks, and the run directories they leave are the only record."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import signal
 import threading
+from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
-from lrdecay_cli.sweep import Trial, record_failure, resumable
+from lrdecay_cli.rundir import Status, mark_failed
+from lrdecay_cli.sweep import Trial, resumable
 
 OnStart = Callable[[Trial], None]
 OnDone = Callable[[Trial, dict], None]
+EXECUTORS = ("sequential", "vectorized", "processes", "ray")
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -42,44 +48,89 @@ def sigterm_interrupts():
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_trial(trial: Trial, sweep_dir: Path) -> dict:
-    """Train one trial into `<sweep_dir>/<trial dir>` (continuing it from its checkpoint where it was
-    interrupted); any failure becomes its summary, never the sweep's end. A Ctrl-C or SIGTERM that
-    interrupted the trial ends the sweep (KeyboardInterrupt), so `--resume` can pick it up."""
-    from lrdecay_cli.train import resume, train
+def resolve(name: str) -> str:
+    """`auto`: vectorized where CUDA is (a GPU trains a stack of models about as fast as one), else sequential."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "vectorized" if torch.cuda.is_available() else "sequential"
+
+
+def start_step(sweep_dir: Path, trial: Trial) -> int:
+    """The step a trial starts from: its checkpoint's (read memory-mapped: no weights are loaded), or 0."""
+    if not resumable(sweep_dir, trial):
+        return 0
+    import torch
 
     try:
-        if resumable(sweep_dir, trial):
-            summary = resume(sweep_dir / trial.dirname).summary
-        else:  # a fresh start: clear what a worker that died before the first checkpoint left
-            shutil.rmtree(sweep_dir / trial.dirname, ignore_errors=True)
-            summary = train(trial.spec, sweep_dir, dirname=trial.dirname).summary
+        return torch.load(sweep_dir / trial.dirname / "checkpoint.pt", map_location="cpu", mmap=True,
+                          weights_only=True)["step"]
+    except Exception:  # an unreadable checkpoint fails its trial when the trial runs, not here
+        return -1
+
+
+def stacks(trials: list[Trial], sweep_dir: Path, parts: int = 1) -> list[list[Trial]]:
+    """Trials that can train as one: the same `stack.stack_key` and starting step (a resumed trial goes
+    on with those at its checkpoint). Each group is cut into `parts` near-equal stacks (one per worker)."""
+    from lrdecay_cli.stack import stack_key
+
+    groups: dict[tuple, list[Trial]] = defaultdict(list)
+    for trial in trials:
+        key = stack_key(trial.spec)
+        groups[(key, start_step(sweep_dir, trial)) if key else ("alone", trial.index)].append(trial)
+    out = []
+    for group in groups.values():
+        size = math.ceil(len(group) / min(parts, len(group)))
+        out += [group[i:i + size] for i in range(0, len(group), size)]
+    return out
+
+
+def run_stack(trials: list[Trial], sweep_dir: Path) -> list[dict]:
+    """Train `trials` into `<sweep_dir>/<trial dir>` as one stack, each continuing from its checkpoint
+    where it has one; a failure fails each of them (their checkpoints stay for --resume), never the
+    sweep. A Ctrl-C or SIGTERM that interrupted them ends the sweep (SweepInterrupted)."""
+    from lrdecay_cli.train import Planned, continuing, train_runs
+
+    try:
+        planned = []
+        for trial in trials:
+            if resumable(sweep_dir, trial):
+                planned.append(continuing(sweep_dir / trial.dirname))
+            else:  # a fresh start: clear what a start killed before its first checkpoint left
+                shutil.rmtree(sweep_dir / trial.dirname, ignore_errors=True)
+                planned.append(Planned(trial.spec, sweep_dir, trial.dirname))
+        summaries = [result.summary for result in train_runs(planned)]
     except KeyboardInterrupt:
         raise
-    except Exception as exc:  # the trial failed; the sweep goes on
+    except Exception as exc:  # the stack failed; the sweep goes on
         message = f"{type(exc).__name__}: {exc}"
-        record_failure(sweep_dir, trial, message)
-        return {"status": "failed", "message": message}
-    if summary["status"] == "interrupted":
-        raise SweepInterrupted(summary["message"], summary.get("signal") or "SIGINT")
-    return summary
+        for trial in trials:
+            mark_failed(sweep_dir / trial.dirname, message)
+        return [{"status": Status.FAILED, "message": message} for _ in trials]
+    for summary in summaries:
+        if summary["status"] == Status.INTERRUPTED:
+            raise SweepInterrupted(summary["message"], summary.get("signal") or "SIGINT")
+    return summaries
 
 
-def executor_names() -> list[str]:
-    return ["sequential", "vectorized", "processes", "ray"]
+def run_stacks_here(stacked: list[list[Trial]], sweep_dir: Path, on_start: OnStart, on_done: OnDone) -> None:
+    """Stacks one after another in this process (the sequential and vectorized executors)."""
+    for stack in stacked:
+        for trial in stack:
+            on_start(trial)
+        for trial, summary in zip(stack, run_stack(stack, sweep_dir)):
+            on_done(trial, summary)
 
 
 def run(name: str, trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_done: OnDone, workers: int,
-        address: str | None = None, retries: int = 0) -> None:
-    """Run `trials` with the named executor (modules imported on demand: they import torch)."""
+        address: str | None = None, retries: int = 0, node_ip: str | None = None) -> None:
+    """Run `trials` with the named executor: `sequential` (one at a time), `vectorized` (stacks here),
+    `processes` (stacks in worker processes), `ray` (stacks as Ray tasks)."""
     if name == "sequential":
-        from lrdecay_cli.executors.sequential import run_sequential
-
-        run_sequential(trials, sweep_dir, on_start, on_done)
+        run_stacks_here([[trial] for trial in trials], sweep_dir, on_start, on_done)
     elif name == "vectorized":
-        from lrdecay_cli.executors.vectorized import run_vectorized
-
-        run_vectorized(trials, sweep_dir, on_start, on_done)
+        run_stacks_here(stacks(trials, sweep_dir), sweep_dir, on_start, on_done)
     elif name == "processes":
         from lrdecay_cli.executors.processes import run_processes
 
@@ -87,4 +138,9 @@ def run(name: str, trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_d
     else:
         from lrdecay_cli.executors.ray_cluster import run_ray
 
-        run_ray(trials, sweep_dir, on_start, on_done, address, retries)
+        run_ray(trials, sweep_dir, on_start, on_done, address, retries, node_ip)
+
+
+def run_trial(trial: Trial, sweep_dir: Path) -> dict:
+    """One trial as a stack of one (what a worker process or Ray task runs)."""
+    return run_stack([trial], sweep_dir)[0]

@@ -15,7 +15,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from lrdecay_cli.executors import OnDone, OnStart, run_trial
-from lrdecay_cli.sweep import Trial, record_failure
+from lrdecay_cli.rundir import mark_failed
+from lrdecay_cli.sweep import Trial
 
 
 def _init_worker(devices, threads: int) -> None:
@@ -49,7 +50,7 @@ def run_processes(trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_do
             queue.appendleft(trial)
         else:
             message = f"worker process died ({why}); tried {attempts[trial.index]} time(s)"
-            record_failure(sweep_dir, trial, message)
+            mark_failed(sweep_dir / trial.dirname, message)
             on_done(trial, {"status": "failed", "message": message})
 
     while queue:
