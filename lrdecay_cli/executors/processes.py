@@ -1,31 +1,79 @@
-"""One trial per worker process (spawned, so each starts clean); with several GPUs, one GPU per worker.
+"""Stacks in worker processes (spawned, so each starts clean): `--workers N` at a time, one GPU each
+where there are several, the CPU threads shared out so that the workers together use the cores once.
 
-CPU threads are shared out so that the workers together use the machine's cores once. A worker
-that dies (killed, out of memory) breaks the pool: the trials it may have been running are retried
-in a fresh pool up to `retries` times (continuing from their checkpoints), else marked failed.
+Each worker is a process of its own, so the sweep knows exactly which stack a dead worker (killed,
+out of memory) was training: those trials are run again, continuing from their checkpoints, up to
+`retries` times, else marked failed. A worker never outlives its sweep: the kernel kills it when the
+sweep process dies (Linux `PR_SET_PDEATHSIG`; elsewhere a watchdog thread notices within a second),
+and a Ctrl-C or SIGTERM of the sweep is passed on to the workers, which stop like `lrdecay train`.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections import Counter, deque
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from lrdecay_cli.executors import OnDone, OnStart, run_trial
-from lrdecay_cli.rundir import mark_failed
+from lrdecay_cli.executors import OnDone, OnStart, SweepInterrupted, run_stack, stacks
+from lrdecay_cli.rundir import Status, mark_failed
 from lrdecay_cli.sweep import Trial
 
+PR_SET_PDEATHSIG = 1
+STOP_GRACE_S = 60.0
+"""How long interrupted workers get to finish their step and write their summaries before they are killed."""
 
-def _init_worker(devices, threads: int) -> None:
-    """Runs in each new worker before torch is imported: pin its GPU and its share of CPU threads."""
-    if devices is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(devices.get())
+
+def _die_with(parent: int) -> None:
+    """Make this process end when the sweep process `parent` does, however it ends (kill -9 too)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:  # the portable fallback, and the case of a parent gone before prctl
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _interrupt(signum, frame) -> None:
+    raise SweepInterrupted(signal.Signals(signum).name, signal.Signals(signum).name)
+
+
+def _work(stack: list[Trial], sweep_dir: Path, results: Connection, gpu: int | None, threads: int,
+          parent: int) -> None:
+    """A worker: train one stack, send back ("done", summaries) or ("interrupted", message, signal)."""
+    _die_with(parent)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before training starts too: a clean stop, no traceback
+        signal.signal(sig, _interrupt)
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)  # before torch is imported
     import torch
 
     torch.set_num_threads(threads)
+    try:
+        results.send(("done", run_stack(stack, sweep_dir)))
+    except SweepInterrupted as exc:
+        results.send(("interrupted", str(exc), exc.signal))
+
+
+@dataclass
+class Worker:
+    process: multiprocessing.process.BaseProcess
+    stack: list[Trial]
+    results: Connection
+    slot: int
 
 
 def _gpu_count() -> int:
@@ -41,52 +89,74 @@ def run_processes(trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_do
     if gpus > 1:
         workers = min(workers, gpus)
     threads = max(1, (os.cpu_count() or 1) // workers)
-    queue = deque(trials)
+    queue = deque(stacks(trials, sweep_dir, parts=workers))
     attempts: Counter[int] = Counter()
+    running: dict[Connection, Worker] = {}
+    free = list(range(workers))
 
-    def lost(trial: Trial, why: str) -> None:
-        """A trial whose worker died: again in a fresh pool while retries last, else failed."""
-        if attempts[trial.index] <= retries:
-            queue.appendleft(trial)
-        else:
-            message = f"worker process died ({why}); tried {attempts[trial.index]} time(s)"
-            mark_failed(sweep_dir / trial.dirname, message)
-            on_done(trial, {"status": "failed", "message": message})
+    def start(stack: list[Trial]) -> None:
+        for trial in stack:
+            if not attempts[trial.index]:
+                on_start(trial)
+            attempts[trial.index] += 1
+        reader, writer = context.Pipe(duplex=False)
+        slot = free.pop(0)
+        process = context.Process(target=_work, args=(stack, sweep_dir, writer, slot if gpus > 1 else None,
+                                                      threads, os.getpid()), daemon=True)
+        process.start()
+        writer.close()  # the worker holds the only writer: its end closes when it exits or dies
+        running[reader] = Worker(process, stack, reader, slot)
 
-    while queue:
-        devices = None
-        if gpus > 1:
-            devices = context.Manager().Queue()
-            for index in range(workers):
-                devices.put(index)
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                 initargs=(devices, threads)) as pool:
-            running: dict = {}
-            broken = False
-            while (queue or running) and not broken:
-                while queue and len(running) < workers and not broken:
-                    trial = queue.popleft()
-                    if not attempts[trial.index]:
-                        on_start(trial)
-                    attempts[trial.index] += 1
-                    try:
-                        running[pool.submit(run_trial, trial, sweep_dir)] = trial
-                    except BrokenProcessPool:
-                        attempts[trial.index] -= 1
-                        queue.appendleft(trial)
-                        broken = True
-                if not running:
-                    break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    trial = running.pop(future)
-                    try:
-                        on_done(trial, future.result())
-                    except BrokenProcessPool as exc:
-                        broken = True
-                        lost(trial, str(exc) or "pool broken")
-            for future, trial in running.items():  # the pool broke under them too
+    def lost(worker: Worker) -> None:
+        """A worker that died: its trials again (regrouped by their checkpoints) while retries last."""
+        code = worker.process.exitcode
+        why = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+        again = [t for t in worker.stack if attempts[t.index] <= retries]
+        queue.extendleft(reversed(stacks(again, sweep_dir)))
+        for trial in worker.stack:
+            if attempts[trial.index] > retries:
+                message = f"worker process died ({why}); tried {attempts[trial.index]} time(s)"
+                mark_failed(sweep_dir / trial.dirname, message)
+                on_done(trial, {"status": Status.FAILED, "message": message})
+
+    interrupted: SweepInterrupted | None = None
+    try:
+        while queue or running:
+            while queue and free:
+                start(queue.popleft())
+            for reader in wait(list(running)):
+                worker = running.pop(reader)
                 try:
-                    on_done(trial, future.result())
-                except BrokenProcessPool as exc:
-                    lost(trial, str(exc) or "pool broken")
+                    message = reader.recv()
+                except EOFError:
+                    message = None
+                worker.process.join()
+                free.append(worker.slot)
+                if message is None:
+                    lost(worker)
+                elif message[0] == "done":
+                    for trial, summary in zip(worker.stack, message[1]):
+                        on_done(trial, summary)
+                else:
+                    interrupted = interrupted or SweepInterrupted(message[1], message[2])
+            if interrupted:
+                raise interrupted
+    except KeyboardInterrupt as exc:
+        signum = signal.SIGTERM if getattr(exc, "signal", "SIGINT") == "SIGTERM" else signal.SIGINT
+        _stop(running.values(), signum)
+        raise
+    finally:
+        for worker in running.values():  # a bug in this process: leave no worker behind
+            if worker.process.is_alive():
+                worker.process.kill()
+
+
+def _stop(workers, signum: int) -> None:
+    """Pass the sweep's interrupt on to its workers and wait for them to write their summaries."""
+    workers = list(workers)
+    for worker in workers:
+        if worker.process.is_alive():
+            os.kill(worker.process.pid, signum)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for worker in workers:
+        worker.process.join(max(0.0, deadline - time.monotonic()))
