@@ -180,13 +180,24 @@ def _cell(value) -> str:
 
 
 def trials_table(trials, keys: list[str], title: str) -> None:
-    """`lrdecay sweep --dry-run`: the trials and what tells them apart (`keys`)."""
+    """`lrdecay sweep --dry-run`: the trials, what tells them apart (`keys`), and the schedule each will
+    really run with, every parameter resolved (defaults and the base's values included)."""
     table = Table(title=title, title_justify="left")
-    for column in ("trial", *keys):
-        table.add_column(column)
+    for column in ("trial", *keys, "schedule (resolved)"):
+        table.add_column(column, overflow="fold")
     for trial in trials:
-        table.add_row(trial.dirname, *(escape(_cell(trial.fields.get(k))) for k in keys))
+        table.add_row(trial.dirname, *(escape(_cell(trial.fields.get(k))) for k in keys),
+                      escape(resolved_schedule(trial.spec.schedule)))
     _wide().print(table)
+
+
+def resolved_schedule(params) -> str:
+    """`exponential(decay_steps=860, decay_rate=0.5, staircase=False, interval=step)`: a schedule section
+    with every parameter."""
+    from lrdecay_cli.runs import show_value
+
+    fields = params.model_dump(mode="json", exclude={"name"}, exclude_none=True)
+    return f"{params.name}({', '.join(f'{k}={show_value(v)}' for k, v in fields.items())})"
 
 
 def leaderboard_table(board: list[dict], metric: str, sweep_dir: Path) -> None:

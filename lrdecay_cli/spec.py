@@ -6,6 +6,7 @@ value and the fix; pydantic's own messages never reach the user raw.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 import types
@@ -328,14 +329,16 @@ def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def merge_sections(base: dict, changes: dict) -> dict:
-    """Nested update of raw spec data; a section naming another method (model, optimizer,
-    schedule) replaces the old section instead of inheriting parameters the new method lacks."""
-    merged = dict(base)
+    """Nested update of raw spec data, as a new value that shares nothing with `base` or `changes`
+    (each sweep trial is built from one and may then be changed field by field). A section naming
+    another method (model, optimizer, schedule) replaces the old section instead of inheriting
+    parameters the new method lacks; one naming the same method keeps the base's parameters."""
+    merged = copy.deepcopy(base)
     for key, value in changes.items():
-        old = base.get(key)
+        old = merged.get(key)
         same_kind = (isinstance(old, dict) and isinstance(value, dict)
                      and value.get("name", old.get("name")) == old.get("name"))
-        merged[key] = merge_sections(old, value) if same_kind else value
+        merged[key] = merge_sections(old, value) if same_kind else copy.deepcopy(value)
     return merged
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import TINY, read_csv
 from lrdecay_cli import sweep as sweeps
@@ -59,6 +60,65 @@ def test_command_line_grid_switches_methods(cli, tmp_path):
               "--grid", "optimizer.lr=0.1,0.03", "--seeds", "3", "--dry-run", "--runs-dir", tmp_path / "runs")
     assert out.exit_code == 0, out.output
     assert "18 trials" in out.stdout and not (tmp_path / "runs").exists()
+
+
+def test_a_grid_of_methods_keeps_the_base_parameters_of_its_own_method(cli, tmp_path):
+    """The issue's command: exponential keeps the quickstart's 860 / 0.5 in either order of the values,
+    and the dry run shows every trial's resolved schedule."""
+    quickstart = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
+    for values in ("step,exponential", "exponential,step"):
+        out = cli("sweep", quickstart, "--grid", f"schedule.name={values}", "--set", "data.limit=2000",
+                  "--set", "data.val_size=500", "--set", "train.epochs=1", "--dry-run")
+        assert out.exit_code == 0, out.output
+        assert "exponential(interval=step, decay_steps=860, decay_rate=0.5, staircase=False)" in out.stdout
+        assert "step(interval=epoch, step_size=10, gamma=0.1)" in out.stdout
+
+
+METHODS_BY_NAME = ["constant", "step", "exponential", "inverse_time", "polynomial", "cosine", "plateau",
+                   "linear", "cosine_annealing", "one_cycle", "polynomial_torch", "wsd"]
+"""Methods whose every parameter has a default, so a grid may name them alone."""
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(names=st.lists(st.sampled_from(METHODS_BY_NAME), min_size=1, max_size=5, unique=True),
+       lrs=st.lists(st.sampled_from([0.3, 0.1, 0.03, 0.01]), min_size=1, max_size=3, unique=True),
+       momenta=st.lists(st.sampled_from([0.0, 0.5, 0.9]), max_size=3, unique=True),
+       order=st.randoms(use_true_random=False))
+def test_trials_do_not_depend_on_the_order_of_grid_values(names, lrs, momenta, order):
+    """Each trial is built from a fresh copy of the base: reordering grid values and variants changes
+    only the trial order, never a trial's spec; the base is recorded as written."""
+    import copy
+
+    base = copy.deepcopy(BASE)
+    written = copy.deepcopy(base)
+    variants = [{"optimizer": {"momentum": m}} for m in momenta]
+
+    def trial_specs(grid_names, grid_lrs, variant_list):
+        sweep = sweeps.SweepSpec(name="p", variants=variant_list,
+                                 grid={"schedule.name": grid_names, "optimizer.lr": grid_lrs}, seeds=[0])
+        trials = sweeps.expand(sweep, base, "test")
+        assert base == written  # nothing written back into the base
+        assert yaml.safe_load(sweeps.resolved_yaml(sweep, base))["base"] == written
+        return sweep, {json.dumps(t.fields, sort_keys=True): t.spec.model_dump(mode="json") for t in trials}
+
+    _, first = trial_specs(names, lrs, variants)
+    shuffled = [order.sample(x, len(x)) for x in (names, lrs, variants)]
+    _, second = trial_specs(*shuffled)
+    assert first == second
+    for fields, spec in first.items():
+        if json.loads(fields)["schedule.name"] == BASE["schedule"]["name"]:  # the base's own method: its values
+            assert spec["schedule"]["decay_steps"] == BASE["schedule"]["decay_steps"]
+            assert spec["schedule"]["decay_rate"] == BASE["schedule"]["decay_rate"]
+
+
+def test_a_variant_naming_the_base_method_keeps_its_parameters(tmp_path):
+    path = write_sweep(tmp_path, variants=[{"schedule": {"name": "step"}}, {"schedule": {"name": "exponential"}},
+                                           {"schedule": {"decay_rate": 0.5}}])
+    sweep, base = sweeps.load(path)
+    step, same, changed = (t.spec.schedule for t in sweeps.expand(sweep, base, str(path)))
+    assert (step.step_size, step.gamma) == (10, 0.1)  # another method: its own defaults
+    assert (same.decay_steps, same.decay_rate) == (20, 0.8)  # the base's method: the base's values
+    assert (changed.decay_steps, changed.decay_rate) == (20, 0.5)
 
 
 def test_sweep_results_and_leaderboard(cli, tmp_path):
