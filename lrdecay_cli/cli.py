@@ -97,7 +97,7 @@ def train(
         if resume_dir is not None:
             result = resume(resume_dir, loaded, force, observer)
         else:
-            result = run_training(loaded, runs_dir, observer)
+            result = run_training(loaded, runs_dir, observer, source=str(spec_path))
     finally:
         if isinstance(observer, report.TrainProgress):
             observer.stop()
@@ -157,6 +157,7 @@ def sweep(
             apply_override(base, item)
         sweep_spec = sweeps.with_command_line(sweep_spec, grid or [], seeds)
         trials = sweeps.expand(sweep_spec, base, str(sweep_path))
+        sweeps.check_schedules(trials)
         if dry_run:
             report.trials_table(trials, sweeps.field_names(trials), f"{len(trials)} trials of {sweep_spec.name}")
             return
@@ -231,6 +232,7 @@ def schedule(
     if output_format not in ("csv", "json", "plot"):
         raise UserError(f"unknown format '{output_format}'", where="--format", fix="use csv, json or plot")
     loaded = spec.load(spec_path, overrides or [])
+    loaded.check_schedule(str(spec_path))
     if png is not None and (png.is_dir() or not png.absolute().parent.is_dir()):
         raise UserError("not a writable file path", where=f"--png {png}", fix="name a file in an existing directory")
     lrs = preview(loaded, steps or loaded.train.epochs * loaded.steps_per_epoch())

@@ -153,17 +153,23 @@ class Spec(Section):
         return data
 
     @model_validator(mode="after")
-    def _batch_fits_and_lrs_are_sane(self):
+    def _batch_fits(self):
         if self.train.batch_size > self.data.train_size():
             raise ValueError(f"train.batch_size ({self.train.batch_size}) is larger than the "
                              f"{self.data.train_size()} training images")
+        return self
+
+    def check_schedule(self, source: str) -> None:
+        """Refuse a schedule whose parameters do not fit this run or whose LRs over it are not sane.
+
+        Not part of validation: it computes the LR of every step, so it runs once where a run is about
+        to start or be previewed, not at every construction of a Spec (sweep expansion, resume)."""
         try:
             check_run(self.schedule, self.optimizer.lr, self.steps_per_epoch(), self.train.epochs)
         except UserError as exc:  # a run-dependent parameter check of the method's builder
-            raise ValueError(exc.line()) from None
+            raise UserError(exc.what, where=f"{source}: {exc.where}" if exc.where else source, fix=exc.fix) from None
         except (ArithmeticError, ValueError) as exc:
-            raise ValueError(f"schedule: {exc}") from None
-        return self
+            raise UserError(str(exc), where=f"{source}: schedule", fix=f"fix the schedule in {source}") from None
 
     def steps_per_epoch(self) -> int:
         """Optimizer steps in one epoch: the last, partial batch counts."""

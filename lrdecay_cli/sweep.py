@@ -111,6 +111,8 @@ class Trial:
     fields: dict[str, Any]
     """The swept values (dotted paths, variant fields flattened) and the seed: what tells trials apart."""
     spec: Spec
+    source: str = "a sweep"
+    """Where its spec came from, for error messages: the sweep file and the trial's values."""
 
     @property
     def dirname(self) -> str:
@@ -157,8 +159,20 @@ def expand(sweep: SweepSpec, base: dict, source: str) -> list[Trial]:
         raw["seed"] = seed
         fields["seed"] = seed
         label = ", ".join(f"{k}={v}" for k, v in fields.items())
-        trials.append(Trial(len(trials), fields, from_data(raw, f"{source} (trial {len(trials)}: {label})")))
+        where = f"{source} (trial {len(trials)}: {label})"
+        trials.append(Trial(len(trials), fields, from_data(raw, where), where))
     return trials
+
+
+def check_schedules(trials: list[Trial]) -> None:
+    """Each trial's schedule over its run (`Spec.check_schedule`), once per distinct schedule and run."""
+    seen = set()
+    for trial in trials:
+        spec = trial.spec
+        key = (spec.schedule.model_dump_json(), spec.optimizer.lr, spec.steps_per_epoch(), spec.train.epochs)
+        if key not in seen:
+            spec.check_schedule(trial.source)
+            seen.add(key)
 
 
 def load(path: Path, overrides: list[str] = ()) -> tuple[SweepSpec, dict]:

@@ -253,11 +253,14 @@ def train_runs(planned: list[Planned], observer: TrainObserver | None = None) ->
     return [RunResult(record.path, summary) for record, summary in zip(records, summaries)]
 
 
-def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None, dirname: str | None = None) -> RunResult:
-    """Train `spec` into a new run directory under `runs_dir`; user errors are raised before it exists.
+def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None, dirname: str | None = None,
+          source: str = "the spec") -> RunResult:
+    """Train `spec` into a new run directory under `runs_dir`; user errors (naming `source`, where the
+    spec came from) are raised before it exists.
 
     The directory is `<UTC time>-<spec.name>`, or exactly `dirname` where given (a sweep's trials).
     """
+    spec.check_schedule(source)
     resolve_device(spec.train.device)
     check_writable(runs_dir, run_bytes(spec))
     if spec.train.tensorboard:
@@ -286,6 +289,7 @@ def continuing(run_dir: Path, spec: Spec | None = None, force: bool = False) -> 
         if not force:
             raise UserError(f"the spec differs from the run's config.yaml in {', '.join(changed)}",
                             where=f"--resume {run_dir}", fix="resume without a spec, or pass --force")
+        spec.check_schedule(f"--resume {run_dir}")
         saved = spec
         write_atomic(config, spec.dump())
     return Planned(saved, path=run_dir, state=load_checkpoint(checkpoint))

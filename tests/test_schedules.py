@@ -148,6 +148,15 @@ def params(**kw):
     return from_data({"schedule": kw}, "test").schedule
 
 
+def checked_params(**kw):
+    """As `params`, then the check a run makes before it starts (the LR of every step of the run)."""
+    from lrdecay_cli.spec import from_data
+
+    spec = from_data({"schedule": kw}, "test")
+    spec.check_schedule("test")
+    return spec.schedule
+
+
 @pytest.mark.parametrize("shape", ["linear", "exponential"])
 def test_warmup_ramps_to_the_methods_first_lr_then_the_method_counts_from_zero(shape):
     p = params(name="exponential", decay_steps=10, decay_rate=0.5, warmup={"steps": 30, "shape": shape, "start_factor": 0.01})
@@ -235,9 +244,10 @@ def test_step_equals_step_lr(seed):
 def test_underflowing_lrs_are_refused_before_training(cli, write_spec, tmp_path):
     from lrdecay_cli.errors import UserError
 
-    with pytest.raises(UserError, match=r"the LR underflows to .* at step \d+ of this run"):
-        params(name="exponential", decay_steps=1, decay_rate=1e-12)
-    assert params(name="exponential", decay_steps=1000, decay_rate=1e-12).decay_rate == 1e-12  # fine over a short run
+    with pytest.raises(UserError, match=r"test: schedule: the LR underflows to .* at step \d+ of this run"):
+        checked_params(name="exponential", decay_steps=1, decay_rate=1e-12)
+    assert params(name="exponential", decay_steps=1, decay_rate=1e-12).decay_rate == 1e-12  # valid, not yet checked
+    assert checked_params(name="exponential", decay_steps=1000, decay_rate=1e-12).decay_rate == 1e-12  # short run
     out = cli("train", write_spec({"schedule": {"name": "exponential", "decay_steps": 1, "decay_rate": 1e-20}}),
               "--runs-dir", tmp_path / "runs")
     assert out.exit_code == 2 and "underflows" in out.stderr and not (tmp_path / "runs").exists()
@@ -246,4 +256,4 @@ def test_underflowing_lrs_are_refused_before_training(cli, write_spec, tmp_path)
 def test_lrs_that_reach_zero_by_design_are_allowed():
     for kw in ({"name": "wsd", "min_lr_ratio": 0.0}, {"name": "inverse_sqrt", "warmup_steps": 10},
                {"name": "linear", "end_factor": 0.0, "total_iters": 2}):
-        assert params(**kw).name == kw["name"]
+        assert checked_params(**kw).name == kw["name"]

@@ -11,7 +11,7 @@ import bisect
 import math
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from lrdecay_cli.errors import UserError
 from lrdecay_cli.schedules.registry import ScheduleParams, register, strictly_increasing
@@ -64,6 +64,13 @@ class CosineParams(ScheduleParams):
         if warmup_steps > 0 and info.data.get("warmup_target", 0) is None:
             raise ValueError("warmup_steps needs warmup_target, the LR to warm up to")
         return warmup_steps
+
+    @model_validator(mode="after")
+    def _one_warmup(self):
+        """Two warmups in a row would ramp twice (the generic one up to lr, then Keras' to warmup_target)."""
+        if self.warmup is not None and self.warmup_steps:
+            raise ValueError("cosine has its own warmup (warmup_steps / warmup_target); use it or warmup, not both")
+        return self
 
 
 class CosineRestartsParams(ScheduleParams):
