@@ -14,6 +14,7 @@ import typer
 from typer._click import exceptions as click_errors  # typer vendors click; its usage errors live here
 from typer.core import TyperGroup
 
+from lrdecay_cli.choices import Band, CompareMetric, Executor, FigureFormat, PreviewFormat
 from lrdecay_cli.errors import UserError
 
 class OneLineUsageErrors(TyperGroup):
@@ -32,7 +33,8 @@ class OneLineUsageErrors(TyperGroup):
             from lrdecay_cli import report
 
             command = exc.ctx.command_path if exc.ctx else "lrdecay"
-            report.error(UserError(exc.format_message().rstrip("."), fix=f"see {command} --help").line())
+            message = exc.format_message().rstrip(".").replace("Value error, ", "")  # typer's choice check says so
+            report.error(UserError(message, fix=f"see {command} --help").line())
             sys.exit(2)
         except click_errors.Abort:
             sys.exit(130)
@@ -123,77 +125,52 @@ def sweep(
     seeds: Optional[str] = typer.Option(None, "--seeds", help="A count (3 = seeds 0,1,2) or a list (0,5,7)."),
     overrides: Optional[List[str]] = SetOption,
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="The sweep goes to <runs-dir>/sweeps/<UTC time>-<name>/."),
-    executor: str = typer.Option("auto", "--executor", help="auto (vectorized on CUDA, else sequential) | sequential | vectorized (one stacked model per compatible group) | processes | ray."),
+    executor: Executor = typer.Option(Executor.AUTO, "--executor", help="auto: vectorized on CUDA, else sequential; vectorized trains each group of compatible trials as one stacked model; processes and ray run stacks in worker processes or on a Ray cluster."),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (--executor processes)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (--executor ray); default: a new local instance."),
     node_ip: Optional[str] = typer.Option(None, "--node-ip", help="This machine's address as the Ray cluster sees it (--executor ray; default: Ray's RAY_NODE_IP_ADDRESS, else 127.0.0.1 for a loopback address)."),
     retries: int = typer.Option(0, "--retries", min=0, help="Run a trial again this often if its worker process dies (processes, ray)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="List the trials and their count; train nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the trials and their resolved schedules; train nothing."),
     resume: Optional[Path] = typer.Option(None, "--resume", metavar="SWEEP_DIR", help="Run what a sweep has not completed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
     """Run many trials (variants x grid x random draws x seeds) and rank them; results.csv and leaderboard.csv."""
     from lrdecay_cli import report
     from lrdecay_cli import sweep as sweeps
-    from lrdecay_cli.executors import EXECUTORS, resolve, run, sigterm_interrupts
-    from lrdecay_cli.rundir import FINISHED
 
-    executor = resolve(executor)
-    if executor not in EXECUTORS:
-        raise UserError(f"unknown executor '{executor}'", where="--executor", fix=f"use one of auto, {', '.join(EXECUTORS)}")
     if resume is not None:
         if sweep_path is not None or grid or seeds or overrides:
             raise UserError("--resume takes only the sweep directory", where="--resume",
                             fix="drop SWEEP, --grid, --seeds and --set: the sweep directory holds them")
-        sweep_spec, trials = sweeps.open_existing(resume)
-        sweep_dir = resume
+        plan = sweeps.reopen(resume)
+    elif sweep_path is None:
+        raise UserError("missing SWEEP", fix="name a sweep spec or a spec, e.g. lrdecay sweep configs/sweeps/decay_methods.yaml")
     else:
-        if sweep_path is None:
-            raise UserError("missing SWEEP", fix="name a sweep spec or a spec, e.g. lrdecay sweep configs/sweep_decay.yaml")
-        sweep_spec, base = sweeps.load(sweep_path)
-        for item in overrides or []:
-            from lrdecay_cli.spec import apply_override
-
-            apply_override(base, item)
-        sweep_spec = sweeps.with_command_line(sweep_spec, grid or [], seeds)
-        trials = sweeps.expand(sweep_spec, base, str(sweep_path))
-        sweeps.check_schedules(trials)
-        if dry_run:
-            report.trials_table(trials, sweeps.field_names(trials), f"{len(trials)} trials of {sweep_spec.name}")
-            return
-        from lrdecay_cli.train import run_bytes
-
-        sweep_dir = sweeps.create_dir(runs_dir, sweep_spec.name, sum(run_bytes(t.spec) for t in trials))
-        from lrdecay_cli.rundir import write_atomic
-
-        write_atomic(sweep_dir / "sweep.yaml", sweeps.resolved_yaml(sweep_spec, base))
-    todo = sweeps.pending(sweep_dir, trials)
+        plan = sweeps.plan(sweep_path, grid or [], seeds, overrides or [])
     if dry_run:
-        report.trials_table(todo, sweeps.field_names(trials), f"{len(todo)} of {len(trials)} trials still to run in {sweep_dir}")
+        todo = plan.pending()
+        where = f" still to run in {plan.path}" if plan.path else f" of {plan.sweep.name}"
+        report.trials_table(todo, sweeps.field_names(plan.trials), f"{len(todo)} of {len(plan.trials)} trials{where}")
         return
-    progress = None if quiet else report.SweepProgress(len(todo), sweep_spec.metric, sweeps.METRICS[sweep_spec.metric])
-    interrupted = None
+    if plan.path is None:
+        sweeps.create(plan, runs_dir)
+    todo = plan.pending()
+    progress = None if quiet else report.SweepProgress(len(todo), plan.sweep.metric, sweeps.METRICS[plan.sweep.metric])
     try:
-        with sigterm_interrupts():
-            run(executor, todo, sweep_dir,
-                on_start=progress.on_start if progress else (lambda trial: None),
-                on_done=progress.on_done if progress else (lambda trial, summary: None), workers=workers,
-                address=address, retries=retries, node_ip=node_ip)
-    except KeyboardInterrupt as exc:
-        interrupted = getattr(exc, "signal", "SIGINT")
+        outcome = sweeps.run(plan, todo, executor, on_start=progress.on_start if progress else (lambda trial: None),
+                             on_done=progress.on_done if progress else (lambda trial, summary: None),
+                             workers=workers, address=address, retries=retries, node_ip=node_ip)
     finally:
         if progress:
             progress.stop()
-        rows, board = sweeps.write_tables(sweep_dir, trials, sweep_spec.metric)
-    if interrupted:
-        report.error(f"sweep interrupted ({interrupted}); continue with: lrdecay sweep --resume {sweep_dir}")
-        raise typer.Exit(143 if interrupted == "SIGTERM" else 130)
+    if outcome.interrupted:
+        report.error(f"sweep interrupted ({outcome.interrupted}); continue with: lrdecay sweep --resume {plan.path}")
+        raise typer.Exit(143 if outcome.interrupted == "SIGTERM" else 130)
     if not quiet:
-        report.leaderboard_table(board, sweep_spec.metric, sweep_dir)
-    failed = [r for r in rows if r["status"] not in FINISHED]
-    if failed:
-        report.error(f"{len(failed)} of {len(rows)} trials did not complete; see {sweep_dir / 'results.csv'} "
-                     f"and run lrdecay sweep --resume {sweep_dir}")
+        report.leaderboard_table(outcome.board, plan.sweep.metric, plan.path)
+    if outcome.incomplete:
+        report.error(f"{len(outcome.incomplete)} of {len(outcome.rows)} trials did not complete; see "
+                     f"{plan.path / 'results.csv'} and run lrdecay sweep --resume {plan.path}")
         raise typer.Exit(1)
 
 
@@ -221,7 +198,7 @@ def schedules(
 def schedule(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="YAML spec whose schedule to preview."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Steps to show (default: the whole run)."),
-    output_format: str = typer.Option("csv", "--format", help="csv | json | plot (in the terminal)."),
+    output_format: PreviewFormat = typer.Option(PreviewFormat.CSV, "--format", help="csv or json on stdout, or a plot in the terminal."),
     png: Optional[Path] = typer.Option(None, "--png", help="Also write a matplotlib figure to this file."),
     overrides: Optional[List[str]] = SetOption,
 ) -> None:
@@ -229,8 +206,6 @@ def schedule(
     from lrdecay_cli import report, spec
     from lrdecay_cli.preview import notes, preview
 
-    if output_format not in ("csv", "json", "plot"):
-        raise UserError(f"unknown format '{output_format}'", where="--format", fix="use csv, json or plot")
     loaded = spec.load(spec_path, overrides or [])
     loaded.check_schedule(str(spec_path))
     if png is not None and (png.is_dir() or not png.absolute().parent.is_dir()):
@@ -238,7 +213,8 @@ def schedule(
     lrs = preview(loaded, steps or loaded.train.epochs * loaded.steps_per_epoch())
     for line in notes(loaded):
         report.note(line)
-    {"csv": report.lr_csv, "json": report.lr_json, "plot": report.lr_terminal_plot}[output_format](lrs)
+    {PreviewFormat.CSV: report.lr_csv, PreviewFormat.JSON: report.lr_json,
+     PreviewFormat.PLOT: report.lr_terminal_plot}[output_format](lrs)
     if png is not None:
         from lrdecay_cli.plot import lr_curve_png
 
@@ -261,8 +237,8 @@ def plot(
     targets: List[Path] = typer.Argument(..., metavar="RUN_OR_SWEEP_DIR", help="Run directories and/or sweep directories."),
     out: Optional[Path] = typer.Option(None, "--out", metavar="DIR",
                                        help="Where the figures go (default: TARGET/plots for one target; required for several)."),
-    output_format: str = typer.Option("png", "--format", help="png | svg | pdf."),
-    band: str = typer.Option("minmax", "--band", help="Spread of a seed group around its mean line: minmax | std | none."),
+    output_format: FigureFormat = typer.Option(FigureFormat.PNG, "--format", help="The figures' file format."),
+    band: Band = typer.Option(Band.MINMAX, "--band", help="Spread of a seed group around its mean line."),
     log: bool = typer.Option(False, "--log", help="Log scale for the learning-rate axis."),
 ) -> None:
     """Write lr, loss, accuracy and overview figures (one file each) for runs or sweeps.
@@ -274,10 +250,6 @@ def plot(
     from lrdecay_cli import report
     from lrdecay_cli.runs import collect
 
-    if output_format not in plots.FORMATS:
-        raise UserError(f"unknown format '{output_format}'", where="--format", fix=f"use one of {', '.join(plots.FORMATS)}")
-    if band not in plots.BANDS:
-        raise UserError(f"unknown band '{band}'", where="--band", fix=f"use one of {', '.join(plots.BANDS)}")
     if out is None and len(targets) > 1:
         raise UserError(f"{len(targets)} targets and no output directory", where="--out",
                         fix="pass --out DIR (one target writes to TARGET/plots by default)")
@@ -293,9 +265,9 @@ def plot(
 def compare(
     targets: List[Path] = typer.Argument(..., metavar="RUN_OR_SWEEP_DIR",
                                          help="Run directories and/or sweep directories (a sweep means all its trials)."),
-    metric: str = typer.Option("val_acc", "--metric",
-                               help="val_acc (best = max over epochs) | val_loss (best = min over epochs) | "
-                                    "test_acc (measured once, after training: best = final)."),
+    metric: CompareMetric = typer.Option(CompareMetric.VAL_ACC, "--metric",
+                                         help="val_acc: best = max over epochs; val_loss: best = min over epochs; "
+                                              "test_acc: measured once, after training (best = final)."),
     target: Optional[float] = typer.Option(None, "--target",
                                            help="Also show how many runs reach val_acc/test_acc >= TARGET (a fraction "
                                                 "in (0, 1]) or val_loss <= TARGET (> 0), and the epochs and seconds "
@@ -315,7 +287,7 @@ def compare(
 
     if csv_out and markdown:
         raise UserError("--csv and --markdown exclude each other", where="--csv/--markdown", fix="pick one")
-    chosen = comparing.metric_named(metric)
+    chosen = comparing.METRICS[metric]
     comparing.check_target(chosen, target)  # before reading any run directory
     result = comparing.compare(collect(targets), chosen, target)
     if csv_out:

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from lrdecay_cli.choices import CompareMetric
 from lrdecay_cli.errors import UserError
 from lrdecay_cli.runs import Group, Run, group_runs, show_value
 from lrdecay_cli.stats import Summary, Welch, summarize, welch
@@ -45,16 +46,10 @@ class Metric:
 
 
 METRICS = {
-    "val_acc": Metric("val_acc", True, True, "the max over its epochs"),
-    "val_loss": Metric("val_loss", False, True, "the min over its epochs"),
-    "test_acc": Metric("test_acc", True, False, "measured once, after the last epoch"),
+    CompareMetric.VAL_ACC: Metric("val_acc", True, True, "the max over its epochs"),
+    CompareMetric.VAL_LOSS: Metric("val_loss", False, True, "the min over its epochs"),
+    CompareMetric.TEST_ACC: Metric("test_acc", True, False, "measured once, after the last epoch"),
 }
-
-
-def metric_named(name: str) -> Metric:
-    if name not in METRICS:
-        raise UserError(f"unknown metric '{name}'", where="--metric", fix=f"use one of {', '.join(METRICS)}")
-    return METRICS[name]
 
 
 def check_target(metric: Metric, target: float | None) -> None:

@@ -12,11 +12,12 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lrdecay_cli.choices import Band, FigureFormat
 from lrdecay_cli.errors import UserError
 from lrdecay_cli.rundir import write_atomic
 
-FORMATS = ("png", "svg", "pdf")
-BANDS = ("minmax", "std", "none")
+FORMATS = tuple(FigureFormat)
+BANDS = tuple(Band)
 FIGURES = ("lr", "loss", "accuracy", "overview")
 """The files `lrdecay plot` writes: <name>.<format>, in this order."""
 

@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lrdecay_cli.errors import UserError
 from lrdecay_cli.rundir import FINISHED, check_writable, make_unique_dir, read_summary, utc_stamp, write_atomic
-from lrdecay_cli.spec import Spec, dump_yaml, flatten, from_data, merge_sections, read_yaml_file, set_field
+from lrdecay_cli.spec import (Spec, apply_override, dump_yaml, flatten, from_data, merge_sections, read_yaml_file,
+                              set_field)
 from lrdecay_cli.stats import summarize
 
 METRICS = {  # results column -> True where larger is better
@@ -190,20 +191,81 @@ def resolved_yaml(sweep: SweepSpec, base: dict) -> str:
     return dump_yaml(data)
 
 
-def create_dir(runs_dir: Path, name: str, needed_bytes: int = 1 << 20) -> Path:
-    """`<runs_dir>/sweeps/<UTC time>-<name>`, created exclusively where its disk has `needed_bytes` free."""
-    check_writable(runs_dir, needed_bytes)
-    return make_unique_dir(runs_dir / "sweeps", f"{utc_stamp()}-{name}")
+@dataclass
+class Plan:
+    """A sweep: its spec, base, trials and directory (`path` is None until `create` makes it)."""
+
+    sweep: SweepSpec
+    base: dict
+    trials: list[Trial]
+    path: Path | None = None
+
+    def pending(self) -> list[Trial]:
+        """The trials still to run (all of them before the directory exists)."""
+        return pending(self.path, self.trials) if self.path else list(self.trials)
 
 
-def open_existing(sweep_dir: Path) -> tuple[SweepSpec, list[Trial]]:
-    """A sweep directory's sweep and trials, for --resume."""
+def plan(path: Path, grid: list[str] = (), seeds: str | None = None, overrides: list[str] = ()) -> Plan:
+    """A new sweep from a sweep file (or a plain spec) and the command line's --grid, --seeds and --set:
+    every trial validated and its schedule checked over its run, before anything is written."""
+    sweep, base = load(path)
+    for item in overrides:
+        apply_override(base, item)
+    sweep = with_command_line(sweep, list(grid), seeds)
+    trials = expand(sweep, base, str(path))
+    check_schedules(trials)
+    return Plan(sweep, base, trials)
+
+
+def reopen(sweep_dir: Path) -> Plan:
+    """An existing sweep directory's plan, for --resume."""
     path = sweep_dir / "sweep.yaml"
     if not path.is_file():
         raise UserError("not a sweep directory (no sweep.yaml)", where=str(sweep_dir),
                         fix="pass a directory under <runs>/sweeps/")
     sweep, base = parse_sweep(read_yaml_file(path), str(path), sweep_dir)
-    return sweep, expand(sweep, base, str(path))
+    return Plan(sweep, base, expand(sweep, base, str(path)), sweep_dir)
+
+
+def create(plan: Plan, runs_dir: Path) -> Path:
+    """Make `<runs_dir>/sweeps/<UTC time>-<name>/` with its sweep.yaml, exclusively, where its disk has
+    room for every trial."""
+    from lrdecay_cli.train import run_bytes
+
+    check_writable(runs_dir, sum(run_bytes(t.spec) for t in plan.trials))
+    plan.path = make_unique_dir(runs_dir / "sweeps", f"{utc_stamp()}-{plan.sweep.name}")
+    write_atomic(plan.path / "sweep.yaml", resolved_yaml(plan.sweep, plan.base))
+    return plan.path
+
+
+@dataclass
+class Outcome:
+    """What a sweep run left: the rebuilt tables, and the signal that stopped it (None: it ran to the end)."""
+
+    rows: list[dict]
+    board: list[dict]
+    interrupted: str | None
+
+    @property
+    def incomplete(self) -> list[dict]:
+        return [row for row in self.rows if row["status"] not in FINISHED]
+
+
+def run(plan: Plan, todo: list[Trial], executor: str, on_start, on_done, **options) -> Outcome:
+    """Run `todo` (the plan's pending trials) with `executor` (executors.run's options); Ctrl-C and
+    SIGTERM stop it cleanly. results.csv and leaderboard.csv are rebuilt from the run directories
+    whatever happened."""
+    from lrdecay_cli import executors
+
+    interrupted = None
+    try:
+        with executors.sigterm_interrupts():
+            executors.run(executor, todo, plan.path, on_start, on_done, **options)
+    except KeyboardInterrupt as exc:
+        interrupted = getattr(exc, "signal", "SIGINT")
+    finally:
+        rows, board = write_tables(plan.path, plan.trials, plan.sweep.metric)
+    return Outcome(rows, board, interrupted)
 
 
 def trial_status(sweep_dir: Path, trial: Trial) -> dict | None:

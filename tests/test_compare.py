@@ -182,7 +182,7 @@ def test_runs_that_did_not_complete_are_counted_and_left_out(cli, finished_sweep
 
 
 @pytest.mark.parametrize("args, where", [
-    (["--metric", "train_acc"], "--metric"),
+    (["--metric", "train_acc"], "Invalid value for '--metric': 'train_acc' is not one of 'val_acc', 'val_loss', 'test_acc'"),
     (["--target", "1.5"], "--target"),
     (["--target", "0"], "--target"),
     (["--target", "nan"], "--target"),

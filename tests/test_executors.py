@@ -93,7 +93,7 @@ def test_stack_keys():
 ])
 def test_every_optimizer_stacks(cli, tmp_path, optimizer):
     seq, vec = run_both(cli, tmp_path, variants=[{"optimizer": o} for o in optimizer])
-    keys = {stack_key(t.spec) for t in sweeps.open_existing(vec)[1]}
+    keys = {stack_key(t.spec) for t in sweeps.reopen(vec).trials}
     assert len(keys) == 1 and None not in keys  # one stack
     for row in read_csv(vec / "results.csv"):
         assert row["status"] == "completed"

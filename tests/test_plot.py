@@ -220,8 +220,8 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(cli, finished_sweep, t
     assert_clean_failure(cli("plot", not_a_run, "--out", out), "not a run or sweep directory", out)
     assert_clean_failure(cli("plot", not_a_run), "not a run or sweep directory", not_a_run / "plots")
     assert_clean_failure(cli("plot", tmp_path / "missing", "--out", out), "no such directory", out)
-    assert_clean_failure(cli("plot", run, "--format", "jpg", "--out", out), "--format: unknown format 'jpg'", out)
-    assert_clean_failure(cli("plot", run, "--band", "iqr", "--out", out), "--band: unknown band 'iqr'", out)
+    assert_clean_failure(cli("plot", run, "--format", "jpg", "--out", out), "Invalid value for '--format': 'jpg' is not one of 'png', 'svg', 'pdf'", out)
+    assert_clean_failure(cli("plot", run, "--band", "iqr", "--out", out), "Invalid value for '--band': 'iqr' is not one of 'minmax', 'std', 'none'", out)
     assert_clean_failure(cli("plot", run, finished_sweep / "t001"), "--out", run / "plots")
     a_file = tmp_path / "a_file"
     a_file.write_text("x")

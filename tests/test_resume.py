@@ -161,7 +161,7 @@ def test_an_interrupted_sweep_resumes_its_trial_from_the_checkpoint(cli, tmp_pat
     assert calls == ["t000", "t001", "t001", "t002"]  # t000 not run twice
     assert (sweep_dir / "t000" / "metrics.csv").read_bytes() == kept_t000
     assert [r["status"] for r in read_csv(sweep_dir / "results.csv")] == ["completed"] * 3
-    reference = train(sweeps.open_existing(sweep_dir)[1][1].spec, tmp_path / "ref")
+    reference = train(sweeps.reopen(sweep_dir).trials[1].spec, tmp_path / "ref")
     assert read_csv(sweep_dir / "t001" / "metrics.csv")[:2] == interrupted_rows  # resumed (same seconds), not restarted
     assert without_seconds(sweep_dir / "t001") == without_seconds(reference.path)
     assert (sweep_dir / "t001" / "lr.csv").read_bytes() == (reference.path / "lr.csv").read_bytes()

@@ -115,7 +115,7 @@ def test_vectorized_members_write_the_same_events(cli, tmp_path):
     out = cli("sweep", path, "--runs-dir", tmp_path / "runs", "--executor", "vectorized", "--quiet")
     assert out.exit_code == 0, out.output
     (sweep_dir,) = (tmp_path / "runs" / "sweeps").iterdir()
-    keys = {stack_key(trial.spec) for trial in sweeps.open_existing(sweep_dir)[1]}
+    keys = {stack_key(trial.spec) for trial in sweeps.reopen(sweep_dir).trials}
     assert len(keys) == 1 and None not in keys  # one stack, not two sequential runs
     rows = read_csv(sweep_dir / "results.csv")
     assert [r["status"] for r in rows] == ["completed", "diverged"]

@@ -14,12 +14,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
+from lrdecay_cli.choices import Executor
 from lrdecay_cli.rundir import Status, mark_failed
 from lrdecay_cli.sweep import Trial, resumable
 
 OnStart = Callable[[Trial], None]
 OnDone = Callable[[Trial, dict], None]
-EXECUTORS = ("sequential", "vectorized", "processes", "ray")
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -48,13 +48,13 @@ def sigterm_interrupts():
         signal.signal(signal.SIGTERM, previous)
 
 
-def resolve(name: str) -> str:
+def resolve(name: Executor) -> Executor:
     """`auto`: vectorized where CUDA is (a GPU trains a stack of models about as fast as one), else sequential."""
-    if name != "auto":
-        return name
+    if name != Executor.AUTO:
+        return Executor(name)
     import torch
 
-    return "vectorized" if torch.cuda.is_available() else "sequential"
+    return Executor.VECTORIZED if torch.cuda.is_available() else Executor.SEQUENTIAL
 
 
 def start_step(sweep_dir: Path, trial: Trial) -> int:
@@ -123,15 +123,16 @@ def run_stacks_here(stacked: list[list[Trial]], sweep_dir: Path, on_start: OnSta
             on_done(trial, summary)
 
 
-def run(name: str, trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_done: OnDone, workers: int,
+def run(name: Executor, trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_done: OnDone, workers: int = 2,
         address: str | None = None, retries: int = 0, node_ip: str | None = None) -> None:
     """Run `trials` with the named executor: `sequential` (one at a time), `vectorized` (stacks here),
-    `processes` (stacks in worker processes), `ray` (stacks as Ray tasks)."""
-    if name == "sequential":
+    `processes` (stacks in worker processes), `ray` (stacks as Ray tasks), `auto` (see `resolve`)."""
+    name = resolve(name)
+    if name == Executor.SEQUENTIAL:
         run_stacks_here([[trial] for trial in trials], sweep_dir, on_start, on_done)
-    elif name == "vectorized":
+    elif name == Executor.VECTORIZED:
         run_stacks_here(stacks(trials, sweep_dir), sweep_dir, on_start, on_done)
-    elif name == "processes":
+    elif name == Executor.PROCESSES:
         from lrdecay_cli.executors.processes import run_processes
 
         run_processes(trials, sweep_dir, on_start, on_done, workers, retries)

@@ -1,0 +1,48 @@
+"""The closed sets of values that options take. The library checks against these enums and Typer lists
+them in `--help` and refuses others, so the two cannot disagree. Imported at start-up: no heavy imports."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Executor(StrEnum):
+    """How a sweep's trials run (executors/)."""
+
+    AUTO = "auto"
+    SEQUENTIAL = "sequential"
+    VECTORIZED = "vectorized"
+    PROCESSES = "processes"
+    RAY = "ray"
+
+
+class PreviewFormat(StrEnum):
+    """`lrdecay schedule --format`."""
+
+    CSV = "csv"
+    JSON = "json"
+    PLOT = "plot"
+
+
+class FigureFormat(StrEnum):
+    """The file formats of figures (plot.py)."""
+
+    PNG = "png"
+    SVG = "svg"
+    PDF = "pdf"
+
+
+class Band(StrEnum):
+    """The spread drawn around a seed group's mean line (plot.py)."""
+
+    MINMAX = "minmax"
+    STD = "std"
+    NONE = "none"
+
+
+class CompareMetric(StrEnum):
+    """What `lrdecay compare` ranks by (compare.METRICS)."""
+
+    VAL_ACC = "val_acc"
+    VAL_LOSS = "val_loss"
+    TEST_ACC = "test_acc"
