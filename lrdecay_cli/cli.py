@@ -137,6 +137,7 @@ def sweep(
     """Run many trials (variants x grid x random draws x seeds) and rank them; results.csv and leaderboard.csv."""
     from lrdecay_cli import report
     from lrdecay_cli import sweep as sweeps
+    from lrdecay_cli.compare import METRICS, view
 
     if resume is not None:
         if sweep_path is not None or grid or seeds or overrides:
@@ -155,7 +156,7 @@ def sweep(
     if plan.path is None:
         sweeps.create(plan, runs_dir)
     todo = plan.pending()
-    progress = None if quiet else report.SweepProgress(len(todo), plan.sweep.metric, sweeps.METRICS[plan.sweep.metric])
+    progress = None if quiet else report.SweepProgress(len(todo), METRICS[plan.sweep.metric])
     try:
         outcome = sweeps.run(plan, todo, executor, on_start=progress.on_start if progress else (lambda trial: None),
                              on_done=progress.on_done if progress else (lambda trial, summary: None),
@@ -166,8 +167,8 @@ def sweep(
     if outcome.interrupted:
         report.error(f"sweep interrupted ({outcome.interrupted}); continue with: lrdecay sweep --resume {plan.path}")
         raise typer.Exit(143 if outcome.interrupted == "SIGTERM" else 130)
-    if not quiet:
-        report.leaderboard_table(outcome.board, plan.sweep.metric, plan.path)
+    if not quiet and outcome.board:
+        report.compare_table(view(outcome.board))
     if outcome.incomplete:
         report.error(f"{len(outcome.incomplete)} of {len(outcome.rows)} trials did not complete; see "
                      f"{plan.path / 'results.csv'} and run lrdecay sweep --resume {plan.path}")

@@ -28,6 +28,8 @@ class Metric:
     per_epoch: bool
     """True: a value per epoch in metrics.csv; False: one value in summary.json, after the last epoch."""
     best_means: str
+    summary_field: str
+    """The field of summary.json that holds a run's best value (what a sweep's progress shows)."""
 
     @property
     def is_accuracy(self) -> bool:
@@ -46,9 +48,9 @@ class Metric:
 
 
 METRICS = {
-    CompareMetric.VAL_ACC: Metric("val_acc", True, True, "the max over its epochs"),
-    CompareMetric.VAL_LOSS: Metric("val_loss", False, True, "the min over its epochs"),
-    CompareMetric.TEST_ACC: Metric("test_acc", True, False, "measured once, after the last epoch"),
+    CompareMetric.VAL_ACC: Metric("val_acc", True, True, "the max over its epochs", "best_val_acc"),
+    CompareMetric.VAL_LOSS: Metric("val_loss", False, True, "the min over its epochs", "best_val_loss"),
+    CompareMetric.TEST_ACC: Metric("test_acc", True, False, "measured once, after the last epoch", "test_acc"),
 }
 
 

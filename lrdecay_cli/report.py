@@ -200,22 +200,11 @@ def resolved_schedule(params) -> str:
     return f"{params.name}({', '.join(f'{k}={show_value(v)}' for k, v in fields.items())})"
 
 
-def leaderboard_table(board: list[dict], metric: str, sweep_dir: Path) -> None:
-    table = Table(title=f"leaderboard by {metric} (mean over seeds, 95% CI)  {sweep_dir}", title_justify="left")
-    stat_columns = ("mean", "std", "n", "ci95", "runs", "diverged")
-    keys = [k for k in board[0] if k not in stat_columns] if board else []
-    for column in ("rank", *keys, *stat_columns):
-        table.add_column(column)
-    for rank, row in enumerate(board, 1):
-        table.add_row(str(rank), *(escape(_cell(row[k])) for k in keys), *(_cell(row[c]) for c in stat_columns))
-    _wide().print(table)
-
-
 class SweepProgress:
     """Live sweep display: trials done / running / failed and the best so far."""
 
-    def __init__(self, total: int, metric: str, larger_is_better: bool, console: Console = stderr):
-        self.metric, self.larger = metric, larger_is_better
+    def __init__(self, total: int, metric, console: Console = stderr):
+        self.metric = metric  # a compare.Metric: its summary field holds a trial's best value
         self.done = self.failed = self.running = 0
         self.best: tuple[float, str] | None = None
         self.progress = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
@@ -224,7 +213,7 @@ class SweepProgress:
         self.progress.start()
 
     def _refresh(self) -> None:
-        best = f"  best {self.metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else ""
+        best = f"  best {self.metric.name} {self.best[0]:.4f} ({self.best[1]})" if self.best else ""
         self.progress.update(self.task, completed=self.done + self.failed,
                              status=f"running {self.running}, failed {self.failed}{best}")
 
@@ -238,8 +227,8 @@ class SweepProgress:
             self.done += 1
         else:
             self.failed += 1
-        value = summary.get(self.metric)
-        if value is not None and (self.best is None or (value > self.best[0]) == self.larger and value != self.best[0]):
+        value = summary.get(self.metric.summary_field)
+        if value is not None and (self.best is None or self.metric.best([value, self.best[0]]) != self.best[0]):
             self.best = (value, trial.dirname)
         self._refresh()
 

@@ -221,10 +221,13 @@ def read_summary(path: Path) -> dict | None:
     return summary if isinstance(summary, dict) else None
 
 
-def mark_failed(path: Path, message: str) -> None:
-    """Mark a run failed in its summary.json (made if the run died before writing one), keeping whatever
-    else its directory holds: a later resume continues from its checkpoint."""
+def mark_failed(path: Path, message: str, config: str) -> None:
+    """Mark a run failed in its summary.json (made, with its `config` text as config.yaml, if the run died
+    before writing them), keeping whatever else its directory holds: a later resume continues from its
+    checkpoint, and `plot` and `compare` read it as a failed run."""
     path.mkdir(exist_ok=True)
+    if not (path / "config.yaml").is_file():
+        write_atomic(path / "config.yaml", config)
     summary = read_summary(path) or {}
     summary.update(status=Status.FAILED, message=message)
     write_atomic(path / "summary.json", json.dumps(summary, indent=2) + "\n")
@@ -268,7 +271,7 @@ class RunRecord:
             "status": Status.RUNNING, "message": None, "name": spec.name, "seed": spec.seed,
             "epochs": spec.train.epochs, "epochs_completed": 0, "steps": 0, "steps_per_epoch": steps_per_epoch,
             "train_size": sizes[0], "val_size": sizes[1], "test_size": sizes[2],
-            "best_val_acc": None, "best_epoch": None, "final_val_acc": None, "final_val_loss": None,
+            "best_val_acc": None, "best_epoch": None, "best_val_loss": None, "final_val_acc": None, "final_val_loss": None,
             "final_train_loss": None, "test_acc": None, "test_loss": None, "wall_seconds": 0.0,
             **origin, "diverged": None,
         }
@@ -289,6 +292,7 @@ class RunRecord:
             status=Status.RUNNING, message=None, epochs_completed=epoch, steps=step, diverged=None,
             test_acc=None, test_loss=None, finished_at=None,
             best_val_acc=best and best["val_acc"], best_epoch=best and best["epoch"],
+            best_val_loss=min((r["val_loss"] for r in rows), default=None),
             final_val_acc=last and last["val_acc"], final_val_loss=last and last["val_loss"],
             final_train_loss=last and last["train_loss"])
         return cls(run, summary, events, last["seconds"] if last else 0.0)
@@ -306,6 +310,8 @@ class RunRecord:
             self.events.epoch(row)
         if self.summary["best_val_acc"] is None or val_acc > self.summary["best_val_acc"]:
             self.summary.update(best_val_acc=val_acc, best_epoch=epoch)
+        if self.summary.get("best_val_loss") is None or val_loss < self.summary["best_val_loss"]:
+            self.summary.update(best_val_loss=val_loss)
         self.summary.update(epochs_completed=epoch, steps=row["step"], final_val_acc=val_acc, final_val_loss=val_loss,
                             final_train_loss=train_loss, wall_seconds=row["seconds"])
         self.run.write_summary(self.summary)

@@ -4,7 +4,7 @@ results and the leaderboard are always rebuilt from the trials' run directories.
     <runs dir>/sweeps/<UTC time>-<name>/
       sweep.yaml        the resolved sweep (base spec inlined, seeds listed): re-expands to the same trials
       t000/ t001/ ...   one run directory per trial, in the train layout
-      results.csv       one row per trial        leaderboard.csv   aggregated over seeds
+      results.csv       one row per trial        leaderboard.csv   lrdecay compare's ranking, as CSV
 """
 
 from __future__ import annotations
@@ -15,22 +15,21 @@ import itertools
 import math
 import random
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lrdecay_cli.choices import CompareMetric
 from lrdecay_cli.errors import UserError
 from lrdecay_cli.rundir import FINISHED, check_writable, make_unique_dir, read_summary, utc_stamp, write_atomic
 from lrdecay_cli.spec import (Spec, apply_override, dump_yaml, flatten, from_data, merge_sections, read_yaml_file,
                               set_field)
-from lrdecay_cli.stats import summarize
 
-METRICS = {  # results column -> True where larger is better
-    "best_val_acc": True, "final_val_acc": True, "test_acc": True, "final_val_loss": False, "final_train_loss": False,
-}
+LEGACY_METRICS = {"best_val_acc": CompareMetric.VAL_ACC}
+"""Sweep files written before the leaderboard became `lrdecay compare`'s ranking named its metric so."""
 
 
 class Range(BaseModel):
@@ -89,7 +88,13 @@ class SweepSpec(BaseModel):
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="field -> values (cartesian product)")
     random: RandomSearch | None = None
     seeds: int | list[int] = Field([0], description="a count (seeds 0..n-1) or a list of seeds")
-    metric: Literal[tuple(METRICS)] = Field("best_val_acc", description="what the leaderboard ranks by")
+    metric: CompareMetric = Field(CompareMetric.VAL_ACC,
+                                  description="what the leaderboard ranks by, as lrdecay compare --metric")
+
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _legacy_metric(cls, value: Any) -> Any:
+        return LEGACY_METRICS.get(value, value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _valid_lists(self):
@@ -243,7 +248,8 @@ class Outcome:
     """What a sweep run left: the rebuilt tables, and the signal that stopped it (None: it ran to the end)."""
 
     rows: list[dict]
-    board: list[dict]
+    board: Any
+    """The `compare.Comparison` of the trials, None before any has started."""
     interrupted: str | None
 
     @property
@@ -316,36 +322,15 @@ def results(sweep_dir: Path, trials: list[Trial]) -> list[dict]:
     return rows
 
 
-@dataclass
-class Standing:
-    fields: dict[str, Any]
-    values: list[float] = field(default_factory=list)
-    runs: int = 0
-    diverged: int = 0
+def leaderboard(sweep_dir: Path, metric: CompareMetric):
+    """The sweep's trials ranked as `lrdecay compare SWEEP_DIR --metric METRIC` ranks them (one grouping,
+    one statistics for both); None before any trial has started."""
+    from lrdecay_cli.compare import METRICS, compare
+    from lrdecay_cli.runs import collect, trial_dirs
 
-    def stats(self) -> dict[str, Any]:
-        summary = summarize(self.values)
-        std = 0.0 if summary.n == 1 else summary.std
-        return {**self.fields, "mean": summary.mean, "std": std, "n": summary.n, "ci95": summary.ci95,
-                "runs": self.runs, "diverged": self.diverged}
-
-
-def leaderboard(rows: list[dict], trials: list[Trial], metric: str) -> list[dict]:
-    """Trials grouped by everything but the seed; mean, std, n and 95% CI of `metric`; best first."""
-    keys = field_names(trials)[:-1]
-    groups: dict[tuple, Standing] = {}
-    for row in rows:
-        group_key = tuple(str(row.get(k, "")) for k in keys)
-        standing = groups.setdefault(group_key, Standing({k: row.get(k, "") for k in keys}))
-        if row["status"] in FINISHED:
-            standing.runs += 1
-            standing.diverged += row["status"] == "diverged"
-            if row.get(metric) is not None:
-                standing.values.append(float(row[metric]))
-    board = [s.stats() for s in groups.values()]
-    larger_is_better = METRICS[metric]
-    board.sort(key=lambda r: (r["mean"] is None, -(r["mean"] or 0) if larger_is_better else (r["mean"] or 0)))
-    return board
+    if not any((path / "summary.json").is_file() for path in trial_dirs(sweep_dir)):
+        return None
+    return compare(collect([sweep_dir]), METRICS[metric])
 
 
 def to_csv(rows: list[dict]) -> str:
@@ -359,12 +344,15 @@ def to_csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def write_tables(sweep_dir: Path, trials: list[Trial], metric: str) -> tuple[list[dict], list[dict]]:
-    """Rebuild results.csv and leaderboard.csv from the run directories."""
+def write_tables(sweep_dir: Path, trials: list[Trial], metric: CompareMetric):
+    """Rebuild results.csv and leaderboard.csv (compare's CSV) from the run directories; return the
+    results rows and the comparison (None before any trial has started)."""
+    from lrdecay_cli.compare import csv_rows
+
     rows = results(sweep_dir, trials)
-    board = leaderboard(rows, trials, metric)
+    board = leaderboard(sweep_dir, metric)
     write_atomic(sweep_dir / "results.csv", to_csv(rows))
-    write_atomic(sweep_dir / "leaderboard.csv", to_csv([{"rank": i + 1, **r} for i, r in enumerate(board)]))
+    write_atomic(sweep_dir / "leaderboard.csv", to_csv(csv_rows(board)) if board else "")
     return rows, board
 
 

@@ -137,11 +137,15 @@ def test_sweep_results_and_leaderboard(cli, tmp_path):
     assert len(board) == 2
     for entry in board:
         values = [float(r["best_val_acc"]) for r in rows if r["schedule.name"] == entry["schedule.name"]]
-        assert float(entry["mean"]) == pytest.approx(statistics.fmean(values))
-        assert float(entry["std"]) == pytest.approx(statistics.stdev(values))
-        assert float(entry["ci95"]) == pytest.approx(4.30265273 * statistics.stdev(values) / math.sqrt(3))  # t.ppf(0.975, 2)
-        assert entry["n"] == "3"
-    assert float(board[0]["mean"]) >= float(board[1]["mean"])
+        mean, half = statistics.fmean(values), 4.30265273 * statistics.stdev(values) / math.sqrt(3)  # t.ppf(0.975, 2)
+        assert float(entry["best_mean"]) == pytest.approx(mean)
+        assert float(entry["best_std"]) == pytest.approx(statistics.stdev(values))
+        assert (float(entry["ci95_low"]), float(entry["ci95_high"])) == pytest.approx((mean - half, mean + half))
+        assert entry["n"] == "3" and entry["metric"] == "val_acc"
+    assert float(board[0]["best_mean"]) >= float(board[1]["best_mean"])
+    assert [r["rank"] for r in board] == ["1", "2"] and board[0]["vs_best"] == "best"
+    compared = cli("compare", sweep_dir, "--csv")  # one ranking: the leaderboard is compare's
+    assert compared.exit_code == 0 and compared.stdout == (sweep_dir / "leaderboard.csv").read_text()
     resolved = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())
     assert resolved["seeds"] == [0, 1, 2] and resolved["base"]["model"]["hidden"] == [16]
 

@@ -106,7 +106,7 @@ def run_stack(trials: list[Trial], sweep_dir: Path) -> list[dict]:
     except Exception as exc:  # the stack failed; the sweep goes on
         message = f"{type(exc).__name__}: {exc}"
         for trial in trials:
-            mark_failed(sweep_dir / trial.dirname, message)
+            mark_failed(sweep_dir / trial.dirname, message, trial.spec.dump())
         return [{"status": Status.FAILED, "message": message} for _ in trials]
     for summary in summaries:
         if summary["status"] == Status.INTERRUPTED:

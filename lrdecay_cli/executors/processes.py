@@ -116,7 +116,7 @@ def run_processes(trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_do
         for trial in worker.stack:
             if attempts[trial.index] > retries:
                 message = f"worker process died ({why}); tried {attempts[trial.index]} time(s)"
-                mark_failed(sweep_dir / trial.dirname, message)
+                mark_failed(sweep_dir / trial.dirname, message, trial.spec.dump())
                 on_done(trial, {"status": Status.FAILED, "message": message})
 
     interrupted: SweepInterrupted | None = None
