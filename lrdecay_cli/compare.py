@@ -14,6 +14,7 @@ from typing import Any
 
 from lrdecay_cli.choices import CompareMetric
 from lrdecay_cli.errors import UserError
+from lrdecay_cli.rundir import Status
 from lrdecay_cli.runs import Group, Run, group_runs, show_value
 from lrdecay_cli.stats import Summary, Welch, summarize, welch
 
@@ -80,7 +81,7 @@ class RunResult:
 
 
 def run_result(run: Run, metric: Metric, target: float | None) -> RunResult:
-    if run.status != "completed":
+    if run.status != Status.COMPLETED:
         return RunResult(run, excluded=run.status)
     if metric.per_epoch:
         rows = [row for row in run.metrics if _finite(row[metric.name])]

@@ -28,10 +28,9 @@ import torch
 from lrdecay_cli import spec as specs
 from lrdecay_cli.device import device_name, resolve_device
 from lrdecay_cli.errors import UserError
-from lrdecay_cli.rundir import RunDir, Status, check_writable, now_utc, provenance, write_atomic
+from lrdecay_cli.rundir import RunDir, Status, check_writable, now_utc, provenance, to_csv, write_atomic
 from lrdecay_cli.train import Trainer
 
-CSV_COLUMNS = ("step", "lr", "loss", "smoothed_loss")
 SKIP_BEGIN, SKIP_END = 10, 1
 """Lightning's `suggestion(skip_begin=10, skip_end=1)`: the first rows are too naive, the last too optimistic."""
 MIN_STEPS = 20
@@ -169,8 +168,7 @@ def find_lr(spec: specs.Spec, settings: Settings, runs_dir: Path, spec_out: Path
     found = suggest(rows)
     summary.update(found, steps_run=len(rows), stopped_early=stop_reason is not None, stop_reason=stop_reason,
                    epochs_of_data=len(rows) / trainer.steps_per_epoch)
-    write_atomic(run.path / "find_lr.csv", ",".join(CSV_COLUMNS) + "\n" + "".join(
-        f"{r.step},{r.lr!r},{r.loss!r},{r.smoothed_loss!r}\n" for r in rows))
+    write_atomic(run.path / "find_lr.csv", to_csv([asdict(r) for r in rows]))
     from lrdecay_cli.plot import find_lr_png
 
     find_lr_png([r.lr for r in rows], [r.loss for r in rows], [r.smoothed_loss for r in rows],

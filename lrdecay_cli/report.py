@@ -12,6 +12,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from lrdecay_cli.rundir import FINISHED
+
 stderr = Console(stderr=True, highlight=False)
 stdout = Console(highlight=False)
 
@@ -223,7 +225,7 @@ class SweepProgress:
 
     def on_done(self, trial, summary: dict) -> None:
         self.running -= 1
-        if summary.get("status") in ("completed", "diverged"):
+        if summary.get("status") in FINISHED:
             self.done += 1
         else:
             self.failed += 1
@@ -267,12 +269,9 @@ def compare_markdown(view) -> None:
 
 def compare_csv(rows: list[dict]) -> None:
     """`lrdecay compare --csv`: one row per group, floats at full precision, empty cells for none."""
-    import csv
+    from lrdecay_cli.rundir import to_csv
 
-    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if v is None else repr(v) if isinstance(v, float) else v for k, v in row.items()})
+    sys.stdout.write(to_csv(rows))
 
 
 class FindLrProgress:

@@ -12,6 +12,8 @@ each file either at its previous complete version or at its new one, never torn.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -39,6 +41,8 @@ class Status(StrEnum):
     DIVERGED = "diverged"
     INTERRUPTED = "interrupted"
     FAILED = "failed"
+    PENDING = "pending"
+    """Not a run's own status: a sweep's results.csv says so of a trial that has not started."""
 
 
 FINISHED = (Status.COMPLETED, Status.DIVERGED)
@@ -157,6 +161,18 @@ def _format(value) -> str:
     if value is None:
         return ""
     return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def to_csv(rows: list[dict]) -> str:
+    """The CSV text of `rows` (columns: the first row's keys), cells as `_format` writes them: every CSV
+    lrdecay writes besides a run's own two (results, leaderboard, compare --csv, find_lr.csv)."""
+    if not rows:
+        return ""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: _format(v) for k, v in row.items()} for row in rows)
+    return out.getvalue()
 
 
 class RunDir:

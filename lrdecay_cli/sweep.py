@@ -9,8 +9,6 @@ results and the leaderboard are always rebuilt from the trials' run directories.
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import math
 import random
@@ -24,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lrdecay_cli.choices import CompareMetric
 from lrdecay_cli.errors import UserError
-from lrdecay_cli.rundir import FINISHED, check_writable, make_unique_dir, read_summary, utc_stamp, write_atomic
+from lrdecay_cli.rundir import (FINISHED, Status, check_writable, make_unique_dir, read_summary, to_csv, utc_stamp,
+                                write_atomic)
 from lrdecay_cli.spec import (Spec, apply_override, dump_yaml, flatten, from_data, merge_sections, read_yaml_file,
                               set_field)
 
@@ -315,7 +314,7 @@ def results(sweep_dir: Path, trials: list[Trial]) -> list[dict]:
     names = field_names(trials)
     rows = []
     for trial in trials:
-        summary = trial_status(sweep_dir, trial) or {"status": "pending"}
+        summary = trial_status(sweep_dir, trial) or {"status": Status.PENDING}
         row = {"trial": trial.dirname, **{k: trial.fields.get(k, "") for k in names}}
         row.update({c: summary.get(c) for c in RESULT_COLUMNS})
         rows.append(row)
@@ -331,17 +330,6 @@ def leaderboard(sweep_dir: Path, metric: CompareMetric):
     if not any((path / "summary.json").is_file() for path in trial_dirs(sweep_dir)):
         return None
     return compare(collect([sweep_dir]), METRICS[metric])
-
-
-def to_csv(rows: list[dict]) -> str:
-    if not rows:
-        return ""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in row.items()})
-    return out.getvalue()
 
 
 def write_tables(sweep_dir: Path, trials: list[Trial], metric: CompareMetric):
