@@ -24,7 +24,7 @@ from lrdecay_cli import spec as spec_module
 from lrdecay_cli.data import default_data_root, ensure_mnist
 from lrdecay_cli.device import device_name, resolve_device
 from lrdecay_cli.models import build_model
-from lrdecay_cli.optim import build_optimizer
+from lrdecay_cli.optim import OPTIMIZERS, hyper_parameters
 from lrdecay_cli.train import TrainObserver, train
 
 TARGETS = {("cpu", "mlp"): 6.0, ("cuda", "cnn"): 3.5}
@@ -63,7 +63,7 @@ def time_recipe(spec, device: torch.device) -> float:
     loader = DataLoader(train_set, batch_size=spec.train.batch_size, shuffle=True, **extra)
     torch.manual_seed(spec.seed)
     model = build_model(spec.model).to(device)
-    optimizer = build_optimizer(spec.optimizer, model.parameters())
+    optimizer = OPTIMIZERS[spec.optimizer.name](model.parameters(), **hyper_parameters(spec.optimizer))  # as users write it
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.train.precision == "bf16")
     seconds = []
     for _ in range(2):

@@ -263,13 +263,15 @@ def run(plan: Plan, todo: list[Trial], executor: str, on_start, on_done, **optio
     from lrdecay_cli import executors
 
     interrupted = None
-    try:
-        with executors.sigterm_interrupts():
+    with executors.SweepSignals() as signals:
+        try:
             executors.run(executor, todo, plan.path, on_start, on_done, **options)
-    except KeyboardInterrupt as exc:
-        interrupted = getattr(exc, "signal", "SIGINT")
-    finally:
-        rows, board = write_tables(plan.path, plan.trials, plan.sweep.metric)
+        except KeyboardInterrupt as exc:
+            interrupted = signals.stopped_by(exc)
+        finally:
+            signals.settled = True  # a SIGTERM now must not cut the tables short
+            rows, board = write_tables(plan.path, plan.trials, plan.sweep.metric)
+        interrupted = interrupted or signals.received
     return Outcome(rows, board, interrupted)
 
 

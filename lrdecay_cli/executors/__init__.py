@@ -5,7 +5,6 @@ through callbacks, and the run directories they leave are the only record."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import shutil
 import signal
@@ -30,22 +29,33 @@ class SweepInterrupted(KeyboardInterrupt):
         self.signal = signal_name
 
 
-@contextlib.contextmanager
-def sigterm_interrupts():
-    """SIGTERM ends a sweep the way Ctrl-C does, between trials too (a trial in flight handles it
-    itself: it finishes its step, keeps its checkpoint and is resumed by --resume)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class SweepSignals:
+    """A sweep's SIGTERM: while trials run it raises SweepInterrupted, the way Ctrl-C raises
+    KeyboardInterrupt (a trial in flight handles both itself: it finishes its step, keeps its
+    checkpoint and is resumed by --resume); once `settled` it is only noted. `stopped_by` names what
+    stopped the sweep, also where a library turned the exception into a bare KeyboardInterrupt."""
 
-    def handler(signum, frame):
-        raise SweepInterrupted("SIGTERM", "SIGTERM")
+    def __init__(self):
+        self.received: str | None = None
+        self.settled = False
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def __enter__(self) -> "SweepSignals":
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+    def _handle(self, signum, frame) -> None:
+        self.received = "SIGTERM"
+        if not self.settled:
+            raise SweepInterrupted("SIGTERM", "SIGTERM")
+
+    def stopped_by(self, exc: KeyboardInterrupt) -> str:
+        return self.received or getattr(exc, "signal", "SIGINT")
 
 
 def resolve(name: Executor) -> Executor:
@@ -140,8 +150,3 @@ def run(name: Executor, trials: list[Trial], sweep_dir: Path, on_start: OnStart,
         from lrdecay_cli.executors.ray_cluster import run_ray
 
         run_ray(trials, sweep_dir, on_start, on_done, address, retries, node_ip)
-
-
-def run_trial(trial: Trial, sweep_dir: Path) -> dict:
-    """One trial as a stack of one (what a worker process or Ray task runs)."""
-    return run_stack([trial], sweep_dir)[0]
