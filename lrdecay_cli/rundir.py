@@ -227,6 +227,20 @@ class RunDir:
     def write_checkpoint(self, save: Callable[[BinaryIO], None]) -> None:
         write_atomic(self.checkpoint_path, save)
 
+    @property
+    def kept_checkpoint_path(self) -> Path:
+        """The checkpoint before the one being written, while a stack replaces its members' (train.py)."""
+        return self.path / "checkpoint.prev.pt"
+
+    def keep_checkpoint(self) -> None:
+        """Keep the current checkpoint as checkpoint.prev.pt (a hard link: no copy) until `drop_kept`."""
+        self.drop_kept()
+        if self.checkpoint_path.is_file():
+            os.link(self.checkpoint_path, self.kept_checkpoint_path)
+
+    def drop_kept(self) -> None:
+        self.kept_checkpoint_path.unlink(missing_ok=True)
+
 
 def read_summary(path: Path) -> dict | None:
     """A run directory's summary.json, or None where there is none (never started) or it does not parse."""

@@ -246,8 +246,7 @@ def train_runs(planned: list[Planned], observer: TrainObserver | None = None) ->
         else:
             records.append(RunRecord.reopen(p.path, p.state["epoch"], step, p.spec.train.tensorboard))
     if step == 0:
-        for record, state in zip(records, trainer.states(0, 0)):
-            save_checkpoint(record, state)
+        save_checkpoints(records, trainer.states(0, 0))
     first_epoch = planned[0].state["epoch"] + 1 if planned[0].state else 1
     summaries = _train_loop(trainer, records, observer or TrainObserver(), first_epoch, step)
     return [RunResult(record.path, summary) for record, summary in zip(records, summaries)]
@@ -292,6 +291,7 @@ def continuing(run_dir: Path, spec: Spec | None = None, force: bool = False) -> 
         spec.check_schedule(f"--resume {run_dir}")
         saved = spec
         write_atomic(config, spec.dump())
+    RunDir(run_dir).drop_kept()  # it continues from its current checkpoint: an older one kept by its stack is moot
     return Planned(saved, path=run_dir, state=load_checkpoint(checkpoint))
 
 
@@ -311,8 +311,17 @@ def run_bytes(spec: Spec) -> int:
     return 2 * 3 * 4 * weights + (40 + 120 * spec.train.tensorboard) * steps + (1 << 20)
 
 
-def save_checkpoint(record: RunRecord, state: dict) -> None:
-    record.run.write_checkpoint(lambda f: torch.save(state, f))
+def save_checkpoints(records: list[RunRecord], states: list[dict]) -> None:
+    """Each run's checkpoint. A stack's members replace theirs as one: every old one is kept (as
+    checkpoint.prev.pt) until all new ones are written, so after a kill -9 in between every member can
+    still start from the same step, and the stack resumes as it was (executors.settle_checkpoints)."""
+    stacked = len(records) > 1
+    for record in records if stacked else ():
+        record.run.keep_checkpoint()
+    for record, state in zip(records, states):
+        record.run.write_checkpoint(lambda f, state=state: torch.save(state, f))
+    for record in records if stacked else ():
+        record.run.drop_kept()
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -373,8 +382,7 @@ def _train_loop(trainer: Trainer, records: list[RunRecord], observer: TrainObser
                                                val_loss[k], val_acc[k])
                     observer.on_epoch_end(row)
                 states = trainer.states(epoch, step)
-                for k in alive:
-                    save_checkpoint(records[k], states[k])
+                save_checkpoints([records[k] for k in alive], [states[k] for k in alive])
                 if stop["signum"] is not None:
                     raise Interrupted(stop["signum"])
             test_loss, test_acc = trainer.evaluate(data.test_x, data.test_y)

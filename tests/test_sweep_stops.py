@@ -152,3 +152,44 @@ def test_a_stacked_trial_resumes_alone_with_lrdecay_train(cli, sweep_file, unint
     whole = uninterrupted("vectorized")
     assert (sweep_dir / "t001" / "lr.csv").read_bytes() == (whole / "t001" / "lr.csv").read_bytes()
     assert_member_equals_sequential(whole, sweep_dir, "t001")
+
+
+def test_a_stack_killed_while_replacing_its_checkpoints_resumes_as_it_was(sweep_file, uninterrupted, monkeypatch,
+                                                                         tmp_path):
+    """The moment a kill -9 of a vectorized sweep can leave members at different steps: after the first
+    member's new checkpoint and before the others'. --resume still trains the three as the one stack they
+    were, from epoch 1's checkpoints, and ends bit for bit equal to the uninterrupted sweep."""
+    from lrdecay_cli import executors
+    from lrdecay_cli import sweep as sweeps
+    from lrdecay_cli.rundir import RunDir
+
+    class Killed(BaseException):
+        pass
+
+    plan = sweeps.plan(sweep_file)
+    sweeps.create(plan, tmp_path / "runs")
+    writes = []
+    real = RunDir.write_checkpoint
+
+    def dies_at_the_second_member_of_epoch_2(run, save):
+        writes.append(run.path.name)
+        if len(writes) == 8:  # rounds of 3: before training, epoch 1, then t000 of epoch 2 is written
+            raise Killed
+        real(run, save)
+
+    monkeypatch.setattr(RunDir, "write_checkpoint", dies_at_the_second_member_of_epoch_2)
+    with pytest.raises(Killed):
+        executors.run("vectorized", plan.trials, plan.path, lambda t: None, lambda t, s: None)
+    monkeypatch.undo()
+    steps = {t: executors.start_step(plan.path, trial) for t, trial in zip(TRIALS, plan.trials)}
+    assert steps["t000"] == 2 * steps["t001"] == 2 * steps["t002"] > 0  # one member ahead of the others
+    assert all((plan.path / t / "checkpoint.prev.pt").is_file() for t in TRIALS)
+
+    done = []
+    executors.run("vectorized", plan.pending(), plan.path, lambda t: None, lambda t, s: done.append(s["status"]))
+    assert done == ["completed"] * 3
+    assert not any((plan.path / t / "checkpoint.prev.pt").exists() for t in TRIALS)
+    whole = uninterrupted("vectorized")
+    for trial in TRIALS:
+        assert without_seconds(plan.path / trial) == without_seconds(whole / trial)
+        assert (plan.path / trial / "lr.csv").read_bytes() == (whole / trial / "lr.csv").read_bytes()

@@ -6,6 +6,7 @@ through callbacks, and the run directories they leave are the only record."""
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import signal
 import threading
@@ -67,17 +68,37 @@ def resolve(name: Executor) -> Executor:
     return Executor.VECTORIZED if torch.cuda.is_available() else Executor.SEQUENTIAL
 
 
-def start_step(sweep_dir: Path, trial: Trial) -> int:
+def start_step(sweep_dir: Path, trial: Trial, name: str = "checkpoint.pt") -> int:
     """The step a trial starts from: its checkpoint's (read memory-mapped: no weights are loaded), or 0."""
     if not resumable(sweep_dir, trial):
         return 0
     import torch
 
     try:
-        return torch.load(sweep_dir / trial.dirname / "checkpoint.pt", map_location="cpu", mmap=True,
-                          weights_only=True)["step"]
+        return torch.load(sweep_dir / trial.dirname / name, map_location="cpu", mmap=True, weights_only=True)["step"]
     except Exception:  # an unreadable checkpoint fails its trial when the trial runs, not here
         return -1
+
+
+def settle_checkpoints(sweep_dir: Path, trials: list[Trial]) -> None:
+    """Where a kill -9 stopped a stack while it replaced its members' checkpoints (train.save_checkpoints),
+    some members have their new checkpoint and some the old one, and every one kept its old one: put
+    the new ones back to the old, so the stack resumes as one from the same step, exactly as it was.
+    Elsewhere the kept ones are dropped."""
+    from lrdecay_cli.stack import stack_key
+
+    kept = {t.index: start_step(sweep_dir, t, "checkpoint.prev.pt") for t in trials
+            if (sweep_dir / t.dirname / "checkpoint.prev.pt").is_file() and resumable(sweep_dir, t)}
+    current = {t.index: start_step(sweep_dir, t) for t in trials if t.index in kept}
+    waiting = {(stack_key(t.spec), kept[t.index]) for t in trials if t.index in kept and current[t.index] == kept[t.index]}
+    for trial in trials:
+        if trial.index not in kept:
+            continue
+        run = sweep_dir / trial.dirname
+        if current[trial.index] != kept[trial.index] and (stack_key(trial.spec), kept[trial.index]) in waiting:
+            os.replace(run / "checkpoint.prev.pt", run / "checkpoint.pt")
+        else:
+            (run / "checkpoint.prev.pt").unlink()
 
 
 def stacks(trials: list[Trial], sweep_dir: Path, parts: int = 1) -> list[list[Trial]]:
@@ -138,6 +159,7 @@ def run(name: Executor, trials: list[Trial], sweep_dir: Path, on_start: OnStart,
     """Run `trials` with the named executor: `sequential` (one at a time), `vectorized` (stacks here),
     `processes` (stacks in worker processes), `ray` (stacks as Ray tasks), `auto` (see `resolve`)."""
     name = resolve(name)
+    settle_checkpoints(sweep_dir, trials)
     if name == Executor.SEQUENTIAL:
         run_stacks_here([[trial] for trial in trials], sweep_dir, on_start, on_done)
     elif name == Executor.VECTORIZED:
