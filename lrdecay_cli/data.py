@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision
 
 from lrdecay_cli.errors import UserError
 
@@ -225,6 +224,8 @@ def _download_with_torchvision(staging: Path) -> None:
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            import torchvision  # only here: its import alone takes over a second
+
             torchvision.datasets.MNIST(str(staging), train=True, download=True)
     except Exception as error:  # network code fails in many ways; all of them mean "try the next path"
         reason = " ".join(str(error).split()) or type(error).__name__
@@ -298,13 +299,12 @@ def load_splits(
 ) -> Splits:
     """Hold out a seeded validation set from the first `limit` training images; the test set is kept for the end."""
     raw = ensure_mnist(root)
-    root_text = str(raw.parent.parent)
-    train = torchvision.datasets.MNIST(root_text, train=True, download=False)
-    test = torchvision.datasets.MNIST(root_text, train=False, download=False)
-    _check_decoded(train.data, train.targets, TRAIN_CLASS_COUNTS, raw)
-    _check_decoded(test.data, test.targets, TEST_CLASS_COUNTS, raw)
+    train_images, train_labels = _read_idx(raw / "train-images-idx3-ubyte"), _read_idx(raw / "train-labels-idx1-ubyte")
+    test_images, test_labels = _read_idx(raw / "t10k-images-idx3-ubyte"), _read_idx(raw / "t10k-labels-idx1-ubyte")
+    _check_decoded(train_images, train_labels, TRAIN_CLASS_COUNTS, raw)
+    _check_decoded(test_images, test_labels, TEST_CLASS_COUNTS, raw)
 
-    available = len(train.targets)
+    available = len(train_labels)
     if limit is not None and not 2 <= limit <= available:
         raise UserError(
             f"{limit} is out of range: MNIST has {available} training images and a split needs at least 2",
@@ -321,15 +321,24 @@ def load_splits(
     # The permutation is drawn on the CPU so the split is the same whatever the training device.
     order = torch.randperm(used, generator=torch.Generator().manual_seed(split_seed))
     val_index, train_index = order[:val_size], order[val_size:]
-    images, labels = train.data[:used], train.targets[:used]
+    images, labels = train_images[:used], train_labels[:used]
     return Splits(
         train_x=_normalise(images[train_index]).to(device),
         train_y=labels[train_index].long().to(device),
         val_x=_normalise(images[val_index]).to(device),
         val_y=labels[val_index].long().to(device),
-        test_x=_normalise(test.data).to(device),
-        test_y=test.targets.long().to(device),
+        test_x=_normalise(test_images).to(device),
+        test_y=test_labels.long().to(device),
     )
+
+
+def _read_idx(path: Path) -> torch.Tensor:
+    """An IDX file as a uint8 tensor: a big-endian magic whose last byte counts the dimensions, the
+    dimensions, then the data (read directly: importing torchvision for it costs over a second)."""
+    data = bytearray(path.read_bytes())
+    dims = data[3]
+    shape = struct.unpack(f">{dims}I", data[4:4 + 4 * dims])
+    return torch.frombuffer(data, dtype=torch.uint8, offset=4 + 4 * dims).view(*shape)
 
 
 def _check_decoded(images: torch.Tensor, labels: torch.Tensor, class_counts: tuple[int, ...], raw: Path) -> None:
