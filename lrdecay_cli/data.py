@@ -402,7 +402,10 @@ class Batches:
             order = torch.randperm(n, generator=self.generator, device=self.x.device)
         for start in range(0, n, size):
             index = order[..., start : start + size]
-            yield self.x[index], self.y[index]
+            # index_select on the flat index: a [K, B] index through x[index] gathers ~5x slower on a CPU
+            flat = index.flatten()
+            yield (self.x.index_select(0, flat).view(*index.shape, *self.x.shape[1:]),
+                   self.y.index_select(0, flat).view(index.shape))
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:

@@ -40,17 +40,21 @@ def build_optimizer(specs: list, members: list[list[torch.Tensor]]) -> torch.opt
     return cls(groups, **fused)
 
 
-def member_state(full: dict, k: int) -> dict:
-    """Member k's part of a stacked optimizer's `state_dict()` in the layout its single run would have."""
+def member_state(full: dict, k: int, relay: list | None = None) -> dict:
+    """Member k's part of a stacked optimizer's `state_dict()` in the layout its single run would have;
+    `relay[i]` (where not None) turns parameter i's state tensors from the stack's memory layout into
+    the model's (stack.StackedTrainer may keep a parameter in its gradient's layout)."""
     group = full["param_groups"][k]
     ids = group["params"]
-    return {"state": {i: full["state"][pid] for i, pid in enumerate(ids) if pid in full["state"]},
+    return {"state": {i: _relaid(full["state"][pid], relay and relay[i]) for i, pid in enumerate(ids)
+                      if pid in full["state"]},
             "param_groups": [{**group, "params": list(range(len(ids)))}]}
 
 
-def load_member_states(optimizer: torch.optim.Optimizer, states: list[dict | None]) -> None:
+def load_member_states(optimizer: torch.optim.Optimizer, states: list[dict | None], relay: list | None = None) -> None:
     """Load single-run optimizer `state_dict`s into the members of a stacked optimizer (None: a member
-    that starts afresh keeps its own group and empty state)."""
+    that starts afresh keeps its own group and empty state); `relay[i]` turns parameter i's state
+    tensors from the model's layout into the stack's."""
     current = optimizer.state_dict()
     full: dict = {"state": {}, "param_groups": []}
     for k, state in enumerate(states):
@@ -60,5 +64,12 @@ def load_member_states(optimizer: torch.optim.Optimizer, states: list[dict | Non
             continue
         (group,) = state["param_groups"]
         full["param_groups"].append({**group, "params": ids})
-        full["state"].update({ids[i]: value for i, value in state["state"].items()})
+        full["state"].update({ids[i]: _relaid(value, relay and relay[i]) for i, value in state["state"].items()})
     optimizer.load_state_dict(full)
+
+
+def _relaid(param_state: dict, relay) -> dict:
+    """One parameter's optimizer state with its parameter-shaped tensors (buffers, not `step`) relaid."""
+    if relay is None:
+        return param_state
+    return {name: relay(v) if isinstance(v, torch.Tensor) and v.dim() else v for name, v in param_state.items()}

@@ -43,8 +43,8 @@ class StackedTrainer(Trainer):
         for spec in self.specs:  # the same seed-derived initial weights as each run's single model
             torch.manual_seed(spec.seed)
             models.append(build_model(spec.model).to(self.device))
-        self.params, self.buffers = stack_module_state(models)
-        self.stacked = list(self.params.values())
+        params, self.buffers = stack_module_state(models)
+        self.names = list(params)
         self.skeleton = copy.deepcopy(models[0]).to("meta")
 
         def forward_one(params, buffers, x):
@@ -52,10 +52,41 @@ class StackedTrainer(Trainer):
 
         self.forward_train = vmap(forward_one, randomness="different")
         self.forward_eval = vmap(forward_one, in_dims=(0, 0, None), randomness="different")
+        self.stacked, self.orders_of_dims = self._in_gradient_layout(params)
         # member k's parameters: views into the stacked tensors, updated in place by the optimizer
         self.members = [[p.detach()[k] for p in self.stacked] for k in range(len(self.specs))]
         self.frozen: set[int] = set()
+        relays = [_relays(order) for order in self.orders_of_dims]
+        self.to_model_layout, self.to_stack_layout = [r[0] for r in relays], [r[1] for r in relays]
         return build_optimizer([spec.optimizer for spec in self.specs], self.members)
+
+    def _in_gradient_layout(self, params: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], list]:
+        """The stacked parameters, each stored in the memory order its gradient comes out in (a Linear's
+        weight gradient under vmap is its transpose in memory), so that no step copies a gradient into
+        its parameter's layout. One probe step on a real batch, RNG untouched, finds the orders."""
+        index = torch.arange(self.specs[0].train.batch_size, device=self.device).expand(len(self.specs), -1)
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            losses, _ = self._losses(params, self.data.train_x[index], self.data.train_y[index])
+            grads = torch.autograd.grad(losses.sum(), list(params.values()))
+        stacked, orders = [], []
+        for p, g in zip(params.values(), grads):
+            order = sorted(range(g.dim()), key=lambda d: (-g.stride(d), d))  # outermost dimension first
+            moved = order != list(range(g.dim())) and order[0] == 0 and g.permute(order).is_contiguous()
+            stacked.append(p.detach().permute(order).contiguous().requires_grad_() if moved else p)
+            orders.append(order if moved else None)
+        return stacked, orders
+
+    def module_params(self) -> dict[str, torch.Tensor]:
+        """The stacked parameters in the model's own layout (views), as functional_call takes them."""
+        return {name: p if order is None else p.permute(_inverse(order))
+                for name, p, order in zip(self.names, self.stacked, self.orders_of_dims)}
+
+    def _losses(self, params: dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor):
+        """Each member's mean cross-entropy on its batch, and the logits."""
+        with precision_context(self.device, self.specs[0].train.precision):
+            logits = self.forward_train(params, self.buffers, xb)
+            losses = F.cross_entropy(logits.flatten(0, 1).float(), yb.flatten(), reduction="none")
+        return losses.view(len(self.specs), -1).mean(1), logits
 
     def train_mode(self, on: bool) -> None:
         self.skeleton.train(on)
@@ -63,14 +94,11 @@ class StackedTrainer(Trainer):
     def step(self, xb: torch.Tensor, yb: torch.Tensor, lrs: list[float]) -> tuple[torch.Tensor, ...]:
         for group, lr in zip(self.optimizer.param_groups, lrs):
             group["lr"] = lr
-        count = len(self.specs)
-        with precision_context(self.device, self.specs[0].train.precision):
-            logits = self.forward_train(self.params, self.buffers, xb)
-            losses = F.cross_entropy(logits.flatten(0, 1).float(), yb.flatten(), reduction="none").view(count, -1).mean(1)
+        losses, logits = self._losses(self.module_params(), xb, yb)
         grads = torch.autograd.grad(losses.sum(), self.stacked)
-        healthy = torch.isfinite(losses.detach()) & gradients_finite(grads, count)
+        healthy = torch.isfinite(losses.detach()) & gradients_finite(grads, len(self.specs))
         # torch.optim's kernels expect a gradient laid out like its parameter (the layout autograd's own
-        # accumulation guarantees); a stacked weight's gradient can come out transposed
+        # accumulation guarantees); where a batch's gradient comes out otherwise than the probe's, copy it
         grads = [g if g.stride() == p.stride() else p.new_empty(p.shape).copy_(g) for p, g in zip(self.stacked, grads)]
         for k, member in enumerate(self.members):
             if k not in self.frozen:
@@ -92,19 +120,34 @@ class StackedTrainer(Trainer):
         correct = torch.zeros(count, dtype=torch.int64, device=x.device)
         for xb, yb in Batches(x, y, self.specs[0].train.eval_batch_size, shuffle=False):
             with precision_context(x.device, self.specs[0].train.precision):
-                logits = self.forward_eval(self.params, self.buffers, xb).float()
+                logits = self.forward_eval(self.module_params(), self.buffers, xb).float()
             loss_sum += F.cross_entropy(logits.flatten(0, 1), yb.repeat(count), reduction="none").view(count, -1).sum(1)
             correct += (logits.argmax(-1) == yb).sum(1)
         return (loss_sum / len(y)).tolist(), (correct.double() / len(y)).tolist()
 
     def model_states(self) -> list[dict]:
-        tensors = {**self.params, **self.buffers}
-        return [{name: t[k].detach().clone() for name, t in tensors.items()} for k in range(len(self.specs))]
+        tensors = {**self.module_params(), **self.buffers}
+        return [{name: t[k].detach().clone(memory_format=torch.contiguous_format) for name, t in tensors.items()}
+                for k in range(len(self.specs))]
 
     @torch.no_grad()
     def load_model_state(self, k: int, state: dict) -> None:
-        tensors = {**self.params, **self.buffers}
+        tensors = {**self.module_params(), **self.buffers}
         if set(state) != set(tensors):
             raise ValueError(f"the checkpoint's model has the tensors {sorted(state)}, this stack {sorted(tensors)}")
         for name, t in tensors.items():
             t[k].copy_(state[name])
+
+
+def _inverse(order: list[int]) -> list[int]:
+    return sorted(range(len(order)), key=order.__getitem__)
+
+
+def _relays(order: list[int] | None):
+    """For a parameter stored in the dimension `order` (None: as the model has it), functions that turn
+    one member's optimizer state tensor into the model's layout and back (None: nothing to turn)."""
+    if order is None:
+        return None, None
+    member = [d - 1 for d in order[1:]]  # the member's dimensions, without the stack's leading one
+    back = _inverse(member)
+    return (lambda t: t.permute(back).contiguous()), (lambda t: t.permute(member).contiguous())

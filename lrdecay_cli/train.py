@@ -127,6 +127,10 @@ class Trainer:
 
     # ---- the model part: one plain module here, a stack in stack.StackedTrainer
 
+    to_model_layout = to_stack_layout = None
+    """Per parameter, where a trainer keeps it in another memory layout than its model's: functions
+    that relay its optimizer state between the two (None: the same layout)."""
+
     def _build_models(self) -> torch.optim.Optimizer:
         spec = self.specs[0]
         torch.manual_seed(spec.seed)
@@ -186,7 +190,7 @@ class Trainer:
         rng = {"torch": torch.get_rng_state(),
                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None}
         return [{"epoch": epoch, "step": step, "spec": spec.model_dump(mode="json"), "model": model,
-                 "optimizer": member_state(full, k),
+                 "optimizer": member_state(full, k, self.to_model_layout),
                  "schedule": {"name": spec.schedule.name, "step": step, "state": schedule.state_dict()},
                  "rng": {**rng, "order": order.get_state()}}
                 for k, (spec, model, schedule, order)
@@ -199,7 +203,7 @@ class Trainer:
                 self.load_model_state(k, state["model"])
                 self.schedules[k].load_state_dict(state["schedule"]["state"])
                 self.orders[k].set_state(state["rng"]["order"])
-        load_member_states(self.optimizer, [state and state["optimizer"] for state in states])
+        load_member_states(self.optimizer, [state and state["optimizer"] for state in states], self.to_stack_layout)
         rng = next(state["rng"] for state in states if state is not None)  # one global RNG for the stack
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] is not None and self.device.type == "cuda":

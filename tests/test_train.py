@@ -227,16 +227,16 @@ def test_a_non_finite_gradient_with_a_finite_loss_is_divergence(cli, write_spec,
 def test_a_stacked_member_with_a_non_finite_gradient_diverges_alone(cli, tmp_path, monkeypatch):
     import yaml
 
-    from lrdecay_cli import stack
+    from lrdecay_cli.stack import StackedTrainer
 
-    real = stack.stack_module_state
+    real = StackedTrainer._in_gradient_layout
 
-    def poisoned(models):
-        params, buffers = real(models)
-        poison_gradient(next(iter(params.values())), at_call=13, member=1)
-        return params, buffers
+    def poisoned(self, params):
+        stacked, orders = real(self, params)
+        poison_gradient(stacked[0], at_call=13, member=1)
+        return stacked, orders
 
-    monkeypatch.setattr(stack, "stack_module_state", poisoned)
+    monkeypatch.setattr(StackedTrainer, "_in_gradient_layout", poisoned)
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump({"name": "g", "base": TINY, "seeds": 2}))
     result = cli("sweep", path, "--runs-dir", tmp_path / "runs", "--executor", "vectorized", "--quiet")
