@@ -193,3 +193,24 @@ def test_a_stack_killed_while_replacing_its_checkpoints_resumes_as_it_was(sweep_
     for trial in TRIALS:
         assert without_seconds(plan.path / trial) == without_seconds(whole / trial)
         assert (plan.path / trial / "lr.csv").read_bytes() == (whole / trial / "lr.csv").read_bytes()
+
+
+def test_trials_interrupted_alone_resume_as_one_stack(sweep_file, uninterrupted, tmp_path):
+    """Checkpoints written by single runs load into a stack (the stack keeps some parameters, and their
+    optimizer state, in another memory layout): a sequential sweep stopped after epoch 2 and resumed
+    vectorized ends as the uninterrupted sequential sweep, within the float noise of stacking."""
+    from lrdecay_cli import executors
+    from lrdecay_cli import sweep as sweeps
+    from lrdecay_cli.train import Planned, train_runs
+
+    plan = sweeps.plan(sweep_file)
+    sweeps.create(plan, tmp_path / "runs")
+    for trial in plan.trials:
+        train_runs([Planned(trial.spec, plan.path, trial.dirname)], SignalAfterEpoch(2))
+    assert len(executors.stacks(plan.pending(), plan.path)) == 1  # all three at epoch 2's step: one stack
+    done = []
+    executors.run("vectorized", plan.pending(), plan.path, lambda t: None, lambda t, s: done.append(s["status"]))
+    assert done == ["completed"] * 3
+    whole = uninterrupted("sequential")
+    for trial in TRIALS:
+        assert_member_equals_sequential(whole, plan.path, trial)
