@@ -7,7 +7,7 @@ the mlp, vectorized >= 2x sequential (SGD); on an H200 with the cnn, >= 10 model
 
     python bench/sweep_speed.py [--model mlp|cnn] [--trials 16] [--epochs 1] [--batch-size 64]
                                 [--optimizers sgd,adam,rmsprop] [--device auto] [--precision fp32|bf16]
-                                [--skip-sequential] [--record FILE]
+                                [--skip-sequential] [--repeat 1] [--record FILE]
 """
 
 from __future__ import annotations
@@ -52,11 +52,21 @@ def time_command(path: Path, executor: str, runs: Path) -> float:
     subprocess.run([sys.executable, "-m", "lrdecay_cli", "sweep", str(path), "--runs-dir", str(runs), "--quiet",
                     "--executor", executor], check=True)
     seconds = time.perf_counter() - start
-    (sweep_dir,) = (runs / "sweeps").iterdir()
+    sweep_dir = max((runs / "sweeps").iterdir())
     with (sweep_dir / "results.csv").open() as f:
         statuses = [row["status"] for row in csv.DictReader(f)]
     assert statuses == ["completed"] * len(statuses), statuses
     return seconds
+
+
+def fastest(path: Path, executors: list[str], runs: Path, repeat: int) -> dict[str, float]:
+    """Each executor's fastest of `repeat` runs, the runs interleaved, so that load on a shared machine
+    falls on both alike and the least disturbed run of each is compared."""
+    times: dict[str, list[float]] = {name: [] for name in executors}
+    for _ in range(repeat):
+        for name in executors:
+            times[name].append(time_command(path, name, runs / name))
+    return {name: min(values) for name, values in times.items()}
 
 
 def main() -> None:
@@ -69,6 +79,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--skip-sequential", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each command, interleaved; the fastest counts")
     parser.add_argument("--record", type=Path, help="append a tab-separated result row per optimizer to this file")
     args = parser.parse_args()
     ensure_mnist(default_data_root())
@@ -76,13 +87,14 @@ def main() -> None:
     trials = 8 * max(1, args.trials // 8)
     model_epochs = trials * args.epochs
     print(f"{trials} trials x {args.epochs} epoch(s) of the {args.model} on {device_name(device)}, batch "
-          f"{args.batch_size}, {args.precision}; wall time of the whole lrdecay sweep command")
+          f"{args.batch_size}, {args.precision}; wall time of the whole lrdecay sweep command, fastest of "
+          f"{args.repeat}")
     with tempfile.TemporaryDirectory() as tmp:
         for optimizer in args.optimizers.split(","):
             path = sweep_file(args, optimizer, Path(tmp))
-            vectorized = time_command(path, "vectorized", Path(tmp) / f"{optimizer}-vectorized")
-            sequential = None if args.skip_sequential else time_command(path, "sequential",
-                                                                       Path(tmp) / f"{optimizer}-sequential")
+            times = fastest(path, ["vectorized"] + ([] if args.skip_sequential else ["sequential"]),
+                            Path(tmp) / optimizer, args.repeat)
+            vectorized, sequential = times["vectorized"], times.get("sequential")
             ratio = None if sequential is None else sequential / vectorized
             line = f"  {optimizer:8s} vectorized {vectorized:6.2f} s ({model_epochs / vectorized:5.2f} model-epochs/s)"
             if sequential is not None:

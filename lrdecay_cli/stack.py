@@ -48,7 +48,7 @@ class StackedTrainer(Trainer):
         self.skeleton = copy.deepcopy(models[0]).to("meta")
 
         def forward_one(params, buffers, x):
-            return functional_call(self.skeleton, (params, buffers), (x,))
+            return functional_call(self.skeleton, (params, buffers), (x,), tie_weights=False)  # none are tied
 
         self.forward_train = vmap(forward_one, randomness="different")
         self.forward_eval = vmap(forward_one, in_dims=(0, 0, None), randomness="different")
@@ -100,10 +100,10 @@ class StackedTrainer(Trainer):
         # torch.optim's kernels expect a gradient laid out like its parameter (the layout autograd's own
         # accumulation guarantees); where a batch's gradient comes out otherwise than the probe's, copy it
         grads = [g if g.stride() == p.stride() else p.new_empty(p.shape).copy_(g) for p, g in zip(self.stacked, grads)]
-        for k, member in enumerate(self.members):
+        for k, (member, member_grads) in enumerate(zip(self.members, zip(*(g.unbind() for g in grads)))):
             if k not in self.frozen:
-                for param, grad in zip(member, grads):
-                    param.grad = grad[k]
+                for param, grad in zip(member, member_grads):
+                    param.grad = grad
         self.optimizer.step()
         return losses.detach(), healthy, (logits.argmax(-1) == yb).sum(1)
 
