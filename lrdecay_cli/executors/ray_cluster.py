@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from unittest import mock
 
 from lrdecay_cli.errors import UserError
 from lrdecay_cli.executors import OnDone, OnStart, run_stack, stacks
@@ -123,21 +124,6 @@ def probe(address: str, host: str, port: int) -> None:
 
 
 @contextlib.contextmanager
-def environ(changes: dict[str, str]):
-    """`changes` in os.environ for the block, then what was there before."""
-    before = {key: os.environ.get(key) for key in changes}
-    os.environ.update(changes)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-@contextlib.contextmanager
 def stderr_held():
     """Hold what is written to stderr (fd 2) in the block, and replay it where the block succeeds:
     Ray's C++ client logs each failed connection attempt there before ray.init raises, and a failure
@@ -218,7 +204,7 @@ def run_ray(trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_done: On
     host, port = gcs_address(address) if address else (None, 0)
     node_ip = driver_node_ip(host, node_ip)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no reports to the internet
-    with environ(CONNECT_ENV if address else {}):
+    with mock.patch.dict(os.environ, CONNECT_ENV if address else {}):
         try:
             import ray
         except ImportError:
