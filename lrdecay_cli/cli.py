@@ -6,12 +6,12 @@ torch is imported only inside the commands that train, so `lrdecay --help` start
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Callable, List, Optional
 
 import typer
-from typer._click import exceptions as click_errors  # typer vendors click; its usage errors live here
 from typer.core import TyperGroup
 
 from lrdecay_cli.choices import Band, CompareMetric, Executor, FigureFormat, PreviewFormat
@@ -19,25 +19,30 @@ from lrdecay_cli.errors import UserError
 
 class OneLineUsageErrors(TyperGroup):
     """Command-line mistakes (an unknown option, `--steps abc`) get the same one line and exit 2 as
-    every other user error, instead of click's usage block."""
+    every other user error, instead of click's usage block; a closed pipe (`lrdecay schedules | head`)
+    ends the command quietly. Only typer's public exceptions are named here."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click_errors.NoArgsIsHelpError as exc:
-            exc.show()
-            sys.exit(exc.exit_code)
-        except click_errors.UsageError as exc:
-            from lrdecay_cli import report
+        except typer.TyperException as exc:  # click's own: usage errors, and no command at all (the help)
+            ctx = getattr(exc, "ctx", None)
+            if ctx is not None and exc.format_message() == ctx.get_help():
+                sys.stderr.write(exc.format_message() + "\n")
+            else:
+                from lrdecay_cli import report
 
-            command = exc.ctx.command_path if exc.ctx else "lrdecay"
-            message = exc.format_message().rstrip(".").replace("Value error, ", "")  # typer's choice check says so
-            report.error(UserError(message, fix=f"see {command} --help").line())
+                command = ctx.command_path if ctx else "lrdecay"
+                message = exc.format_message().rstrip(".").replace("Value error, ", "")  # typer's choice check says so
+                report.error(UserError(message, fix=f"see {command} --help").line())
             sys.exit(2)
-        except click_errors.Abort:
+        except typer.Abort:
             sys.exit(130)
+        except BrokenPipeError:  # the reader went away: say nothing more (exit 1, as rich's console does)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -74,3 +74,28 @@ def test_console_script_reports_user_errors_with_exit_2(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"error: {tmp_path / 'missing.yaml'}: no such file; check the path"]
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
+    """`lrdecay schedules | head -3`: the reader goes away early; no traceback, no error line."""
+    for command in ("schedules", "schedules exponential"):
+        out = subprocess.run(f"{sys.executable} -m lrdecay_cli {command} | head -3", shell=True, capture_output=True,
+                             text=True, timeout=60, cwd=REPO)
+        assert len(out.stdout.splitlines()) == 3 and out.stderr == "", out.stderr
+
+
+def test_a_bug_is_its_own_traceback_not_a_chained_one(cli, monkeypatch):
+    """An unexpected exception (a bug) surfaces as itself: cli.py names only typer's public exceptions,
+    so handling it can never raise another (typer._click had no Abort, and every bug became an
+    AttributeError chained to it)."""
+    from lrdecay_cli import schedules
+
+    class Bug(RuntimeError):
+        pass
+
+    def broken(*args, **kwargs):
+        raise Bug("a bug")
+
+    monkeypatch.setattr(schedules, "METHODS", type("Broken", (), {"__contains__": broken, "__iter__": broken})())
+    result = cli("schedules", "exponential")
+    assert isinstance(result.exception, Bug) and result.exception.__context__ is None
