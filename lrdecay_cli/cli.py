@@ -27,6 +27,7 @@ class OneLineUsageErrors(TyperGroup):
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            sys.stdout.flush()  # a stdout that cannot take the output (> /dev/full) fails the command
         except typer.TyperException as exc:  # click's own: usage errors, and no command at all (the help)
             ctx = getattr(exc, "ctx", None)
             if ctx is not None and exc.format_message() == ctx.get_help():
@@ -42,6 +43,10 @@ class OneLineUsageErrors(TyperGroup):
             sys.exit(130)
         except BrokenPipeError:  # the reader went away: say nothing more (exit 1, as rich's console does)
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
+        except OSError as exc:  # writing to stdout failed (a full disk, > /dev/full)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.stderr.write(f"error: cannot write the output: {exc.strerror or exc}\n")
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
 
@@ -66,6 +71,14 @@ def command(fn: Callable) -> Callable:
 
             report.error(exc.line())
             raise typer.Exit(2) from None
+        except OSError as exc:  # the machine, not the input: a full disk, inodes used up, a read-only mount
+            from lrdecay_cli import report
+
+            where = str(exc.filename) if exc.filename else None
+            report.error(UserError(exc.strerror or type(exc).__name__, where=where,
+                                   fix="free space or fix the permissions, then run again (--resume continues "
+                                       "an interrupted run)").line())
+            raise typer.Exit(1) from None
 
     return app.command()(run)
 
@@ -97,7 +110,7 @@ def train(
         spec_path = resume_dir / "config.yaml"
     loaded = spec.load(spec_path, overrides or []) if spec_path is not None else None
     from lrdecay_cli.rundir import Status
-    from lrdecay_cli.train import TrainObserver, resume, train as run_training
+    from lrdecay_cli.train import Interrupted, TrainObserver, resume, train as run_training
 
     observer = TrainObserver() if quiet or json_out else report.TrainProgress()
     try:
@@ -105,6 +118,9 @@ def train(
             result = resume(resume_dir, loaded, force, observer)
         else:
             result = run_training(loaded, runs_dir, observer, source=str(spec_path))
+    except Interrupted as exc:  # before the run directory existed (loading torch or the data)
+        report.error(f"interrupted ({exc}) before training started; nothing was written")
+        raise typer.Exit(143 if str(exc) == "SIGTERM" else 130) from None
     finally:
         if isinstance(observer, report.TrainProgress):
             observer.stop()
@@ -118,8 +134,8 @@ def train(
     if status == Status.INTERRUPTED:
         report.error(result.summary["message"])
         raise typer.Exit(143 if result.summary.get("signal") == "SIGTERM" else 130)
-    if status != Status.COMPLETED and result.resumed:
-        report.error(f"run {status}: {result.summary['message']} ({result.path})")
+    if status != Status.COMPLETED:  # diverged or failed, now or when it ran
+        report.error(f"run {status}: {result.summary.get('message')} ({result.path})")
         raise typer.Exit(1)
 
 
@@ -135,14 +151,18 @@ def sweep(
     address: Optional[str] = typer.Option(None, "--address", metavar="HOST:PORT", help="A Ray cluster's head (--executor ray), as ray start --head prints it; this machine must be a node of the cluster. Default: a new local instance."),
     node_ip: Optional[str] = typer.Option(None, "--node-ip", metavar="IP", help="This machine's address as the Ray cluster sees it (--executor ray). Default: 127.0.0.1 for a new local instance or a loopback --address, else Ray's choice."),
     retries: int = typer.Option(0, "--retries", min=0, help="Run a trial again this often if its worker process dies (processes, ray)."),
+    force: bool = typer.Option(False, "--force", help="With --resume: continue trials under another CPU thread count than they ran with (their numbers then differ)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the trials and their resolved schedules; train nothing."),
     resume: Optional[Path] = typer.Option(None, "--resume", metavar="SWEEP_DIR", help="Run what a sweep has not completed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
     """Run many trials (variants x grid x random draws x seeds) and rank them; results.csv and leaderboard.csv."""
+    from collections import Counter
+
     from lrdecay_cli import report
     from lrdecay_cli import sweep as sweeps
     from lrdecay_cli.compare import METRICS, view
+    from lrdecay_cli.rundir import Status, locked
 
     if resume is not None:
         if sweep_path is not None or grid or seeds or overrides:
@@ -160,23 +180,27 @@ def sweep(
         return
     if plan.path is None:
         sweeps.create(plan, runs_dir)
-    todo = plan.pending()
-    progress = None if quiet else report.SweepProgress(len(todo), METRICS[plan.sweep.metric])
-    try:
-        outcome = sweeps.run(plan, todo, executor, on_start=progress.on_start if progress else (lambda trial: None),
-                             on_done=progress.on_done if progress else (lambda trial, summary: None),
-                             workers=workers, address=address, retries=retries, node_ip=node_ip)
-    finally:
-        if progress:
-            progress.stop()
+    with locked(plan.path):  # a second lrdecay working in this sweep is refused, not raced
+        todo = plan.pending()
+        progress = None if quiet else report.SweepProgress(len(todo), METRICS[plan.sweep.metric])
+        try:
+            outcome = sweeps.run(plan, todo, executor, on_start=progress.on_start if progress else (lambda trial: None),
+                                 on_done=progress.on_done if progress else (lambda trial, summary: None),
+                                 workers=workers, address=address, retries=retries, node_ip=node_ip, force=force)
+        finally:
+            if progress:
+                progress.stop()
     if outcome.interrupted:
         report.error(f"sweep interrupted ({outcome.interrupted}); continue with: lrdecay sweep --resume {plan.path}")
         raise typer.Exit(143 if outcome.interrupted == "SIGTERM" else 130)
     if not quiet and outcome.board:
         report.compare_table(view(outcome.board))
-    if outcome.incomplete:
-        report.error(f"{len(outcome.incomplete)} of {len(outcome.rows)} trials did not complete; see "
-                     f"{plan.path / 'results.csv'} and run lrdecay sweep --resume {plan.path}")
+    unfinished = [row for row in outcome.rows if row["status"] != Status.COMPLETED]
+    if unfinished:  # diverged ones too, as lrdecay train exits 1 for a diverged run
+        counts = Counter(row["status"] for row in unfinished)
+        report.error(f"{len(unfinished)} of {len(outcome.rows)} trials did not complete "
+                     f"({', '.join(f'{n} {status}' for status, n in counts.items())}); see {plan.path / 'results.csv'}"
+                     + (f" and run lrdecay sweep --resume {plan.path}" if outcome.incomplete else ""))
         raise typer.Exit(1)
 
 
@@ -214,8 +238,13 @@ def schedule(
 
     loaded = spec.load(spec_path, overrides or [])
     loaded.check_schedule(str(spec_path))
-    if png is not None and (png.is_dir() or not png.absolute().parent.is_dir()):
-        raise UserError("not a writable file path", where=f"--png {png}", fix="name a file in an existing directory")
+    if png is not None:
+        from lrdecay_cli.rundir import check_output_file
+
+        check_output_file(png, f"--png {png}")
+        if png.suffix and png.suffix.lstrip(".") not in tuple(FigureFormat):  # no suffix: png
+            raise UserError(f"'{png.suffix}' is not a figure format", where=f"--png {png}",
+                            fix=f"end the name in .{', .'.join(FigureFormat)}")
     lrs = preview(loaded, steps or loaded.train.epochs * loaded.steps_per_epoch())
     for line in notes(loaded):
         report.note(line)

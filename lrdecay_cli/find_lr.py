@@ -28,13 +28,17 @@ import torch
 from lrdecay_cli import spec as specs
 from lrdecay_cli.device import device_name, resolve_device
 from lrdecay_cli.errors import UserError
-from lrdecay_cli.rundir import RunDir, Status, check_writable, now_utc, provenance, to_csv, write_atomic
+from lrdecay_cli.rundir import (RunDir, Status, check_output_file, check_writable, now_utc, provenance, to_csv,
+                                write_atomic)
 from lrdecay_cli.train import Trainer
 
 SKIP_BEGIN, SKIP_END = 10, 1
 """Lightning's `suggestion(skip_begin=10, skip_end=1)`: the first rows are too naive, the last too optimistic."""
 MIN_STEPS = 20
 """Leaves at least 9 rows for the suggestion after the skipped ones."""
+MAX_STEPS = 100_000
+"""fastai and Lightning take 100 steps; 100,000 (over a hundred epochs of MNIST at batch 64) is hours of
+training for one LR sweep: more is a slip."""
 RULE = ("exponential LR from min_lr to max_lr; EMA smoothing with bias correction and divergence stop as fastai "
         "LRFinder / Lightning _LRCallback; suggestion = steepest slope of the smoothed loss against ln(lr) "
         f"skipping the first {SKIP_BEGIN} and last {SKIP_END} rows (Lightning), up to the min-loss row; "
@@ -60,6 +64,9 @@ class Settings:
         if self.steps < MIN_STEPS:
             raise UserError(f"{self.steps} steps are too few", where="--steps",
                             fix=f"use at least {MIN_STEPS} (the suggestion skips the first {SKIP_BEGIN} and the last {SKIP_END})")
+        if self.steps > MAX_STEPS:
+            raise UserError(f"{self.steps:,} steps are too many", where="--steps",
+                            fix=f"use at most {MAX_STEPS:,} (fastai and Lightning take 100)")
         if not 0 <= self.smoothing < 1:
             raise UserError(f"{self.smoothing} is outside [0, 1)", where="--smoothing",
                             fix="use e.g. 0.98 (0 turns smoothing off)")
@@ -117,6 +124,7 @@ def check_spec_out(path: Path, force: bool) -> None:
         raise UserError("the file exists", where=f"--write {path}", fix="choose another name, or pass --force to replace it")
     if not path.absolute().parent.is_dir():
         raise UserError("its directory does not exist", where=f"--write {path}", fix="name a file in an existing directory")
+    check_output_file(path, f"--write {path}")
 
 
 def spec_with_lr(spec: specs.Spec, lr: float) -> specs.Spec:
@@ -153,7 +161,7 @@ def find_lr(spec: specs.Spec, settings: Settings, runs_dir: Path, spec_out: Path
         "steps_requested": settings.steps, "steps_run": 0, "stopped_early": False, "stop_reason": None,
         "suggested_lr": None, "spec_written": None,
         "steps_per_epoch": trainer.steps_per_epoch, "train_size": trainer.sizes[0],
-        **provenance(str(trainer.device), device_name(trainer.device), torch.__version__),
+        **provenance(str(trainer.device), device_name(trainer.device), torch.__version__, torch.get_num_threads()),
     }
     run.write_config(spec.dump())
     run.write_summary(summary)
@@ -190,7 +198,7 @@ def _range_test(trainer: Trainer, settings: Settings, on_step: Callable[[int, fl
     """The loop: one optimizer step per LR, over as many epochs of batches as `settings.steps` needs."""
     beta, rows, avg, best = settings.smoothing, [], 0.0, math.inf
     trainer.train_mode(True)
-    while True:
+    for _ in range(math.ceil(settings.steps / trainer.steps_per_epoch)):  # bounded, whatever the batches do
         for xb, yb in trainer.batches:
             step = len(rows)
             lr = settings.lr_at(step)
@@ -208,3 +216,4 @@ def _range_test(trainer: Trainer, settings: Settings, on_step: Callable[[int, fl
                               f"{best:.4g} at step {step} (lr {lr:.4g})")
             if len(rows) == settings.steps:
                 return rows, None
+    return rows, None

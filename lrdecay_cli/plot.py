@@ -9,12 +9,13 @@ runs that differ only by seed becomes a mean line and a band, a group of one its
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lrdecay_cli.choices import Band, FigureFormat
 from lrdecay_cli.errors import UserError
-from lrdecay_cli.rundir import write_atomic
+from lrdecay_cli.rundir import check_output_file, write_atomic
 
 FORMATS = tuple(FigureFormat)
 BANDS = tuple(Band)
@@ -314,6 +315,9 @@ def check_out_dir(out_dir: Path) -> None:
         where = "is a file" if probe == out_dir.absolute() else f"lies below the file {probe}"
         raise UserError(f"the output directory {where}", where=f"--out {out_dir}",
                         fix="pass --out with a directory path (it is created if missing)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"'{probe}' is not writable", where=f"--out {out_dir}",
+                        fix="pass --out with a directory you can write to")
 
 
 def render(fig, fmt: str) -> bytes:
@@ -334,6 +338,8 @@ def save(plots: Plots, out_dir: Path, fmt: str = "png") -> list[Path]:
     rendered = {name: render(fig, fmt) for name, fig in plots.figures.items()}
     if not rendered:
         return []
+    for name in rendered if out_dir.is_dir() else ():  # a FIFO or link where a figure goes: refused, nothing written
+        check_output_file(out_dir / f"{name}.{fmt}", f"--out {out_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, data in rendered.items():

@@ -65,10 +65,11 @@ class TrainProgress:
             f"val_loss {row['val_loss']:.4f}  val_acc {_pct(row['val_acc'])}  lr {row['lr']:.4g}"))
 
     def on_finish(self, summary: dict) -> None:
-        self.progress.stop()
+        self.stop()
 
     def stop(self) -> None:
-        self.progress.stop()
+        if self.progress.live.is_started:  # a bar never started must not print (a blank line before an error)
+            self.progress.stop()
 
 
 def summary_table(run_dir: Path, summary: dict) -> None:

@@ -12,6 +12,7 @@ each file either at its previous complete version or at its new one, never torn.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -28,6 +29,11 @@ from typing import BinaryIO, Callable, Sequence
 
 import lrdecay_cli
 from lrdecay_cli.errors import UserError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX
+    fcntl = None
 
 METRICS_COLUMNS = ("epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 LR_COLUMNS = ("step", "lr")
@@ -59,8 +65,23 @@ def _file_mode() -> int:
 FILE_MODE = _file_mode()
 
 
+def check_output_file(path: Path, where: str) -> None:
+    """A path lrdecay may write a file to: a new name, or a regular file (replaced), in an existing
+    directory. A FIFO, a device, a directory or a symlink there is refused: replacing it would destroy
+    it (as root, `--png /dev/null` would replace the device)."""
+    if os.path.lexists(path) and (path.is_symlink() or not path.is_file()):
+        kind = "a symlink" if path.is_symlink() else "a directory" if path.is_dir() else "not a regular file"
+        raise UserError(f"'{path}' is {kind}; only a regular file or a new path is written", where=where,
+                        fix="name a new file, or a regular file to replace")
+    if not path.absolute().parent.is_dir():
+        raise UserError(f"'{path.absolute().parent}' is not a directory", where=where,
+                        fix="name a file in an existing directory")
+
+
 def write_atomic(path: Path, content: str | bytes | Callable[[BinaryIO], None]) -> None:
-    """Write `content` (text, bytes, or a function writing to a binary file) to `path` via temp + rename."""
+    """Write `content` (text, bytes, or a function writing to a binary file) to `path` via temp + rename;
+    only ever in place of a regular file (check_output_file)."""
+    check_output_file(path, "writing")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600; results are meant to be shared like any file
@@ -82,6 +103,9 @@ def check_writable(runs_dir: Path, needed_bytes: int = 1 << 20) -> None:
     less than `needed_bytes` free (nothing is created either way)."""
     probe = runs_dir.absolute()
     while not probe.exists():
+        if probe.is_symlink():  # exists() follows it: a link to nowhere, or a loop of links
+            raise UserError(f"'{probe}' is a symlink that leads nowhere", where=f"runs directory {runs_dir}",
+                            fix="fix or remove the link, or pass --runs-dir with another directory")
         probe = probe.parent
     if not probe.is_dir():
         raise UserError(f"'{probe}' is a file, not a directory", where=f"runs directory {runs_dir}",
@@ -148,6 +172,19 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, float | int
     return rows
 
 
+def check_contiguous(rows: list[dict], column: str, first: int, path: Path, expected: int | None = None) -> None:
+    """A run's rows count `column` up from `first` by one, with no gap or repeat (and, where given,
+    `expected` of them): a damaged or edited CSV is refused naming its file and line, never read as a
+    shorter or broken curve."""
+    for line, (row, value) in enumerate(zip(rows, range(first, first + len(rows))), start=2):
+        if row[column] != value:
+            raise UserError(f"{column} {row[column]} where {value} was due: rows are missing or repeated",
+                            where=f"{path}:{line}", fix="the file was damaged or edited; rerun the run")
+    if expected is not None and len(rows) != expected:
+        raise UserError(f"{len(rows)} rows where the checkpoint needs {expected}", where=str(path),
+                        fix="the file was damaged or edited; the run cannot resume exactly: rerun it")
+
+
 def _cell(name: str, text: str) -> float | int | None:
     if text == "":
         if name in ("epoch", "step"):
@@ -197,9 +234,13 @@ class RunDir:
     def reopen(cls, path: Path, epochs: int, steps: int) -> "RunDir":
         """An existing run cut back to its checkpoint: rows past `epochs` / `steps` (written after the
         checkpoint by a run killed between the two writes) are dropped, so a resumed run counts nothing twice."""
-        run = cls(path, [r for r in read_csv(path / "metrics.csv", METRICS_COLUMNS) if r["epoch"] <= epochs],
-                  [r for r in read_csv(path / "lr.csv", LR_COLUMNS) if r["step"] < steps])
+        metrics = [r for r in read_csv(path / "metrics.csv", METRICS_COLUMNS) if r["epoch"] <= epochs]
+        lr = [r for r in read_csv(path / "lr.csv", LR_COLUMNS) if r["step"] < steps]
+        check_contiguous(metrics, "epoch", 1, path / "metrics.csv", expected=epochs)
+        check_contiguous(lr, "step", 0, path / "lr.csv", expected=steps)
+        run = cls(path, metrics, lr)
         run._flush()
+        run.drop_kept()  # it continues from its current checkpoint: an older one its stack kept is moot
         return run
 
     @property
@@ -242,6 +283,39 @@ class RunDir:
         self.kept_checkpoint_path.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def locked(path: Path):
+    """Hold the run or sweep directory `path` for this process: another process that would work in it
+    meanwhile is refused (exit 2, naming this one's PID) instead of racing it. The kernel drops the
+    lock when the process ends, however it ends (kill -9 too); the lock file goes with a clean end."""
+    if fcntl is None:  # not POSIX: no lock
+        yield
+        return
+    lock = path / ".lock"
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise UserError(f"in use by PID {holder}", where=str(path),
+                            fix="wait for that process to finish, or stop it") from None
+        try:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break  # the file at the path is the one locked (not one a finishing holder just removed)
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
 def read_summary(path: Path) -> dict | None:
     """A run directory's summary.json, or None where there is none (never started) or it does not parse."""
     try:
@@ -277,10 +351,12 @@ def now_utc() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def provenance(device: str, device_name: str, torch_version: str) -> dict:
-    """The summary fields that say where and with what a run was made (train and find-lr alike)."""
-    return {"device": device, "device_name": device_name, "torch": torch_version, "lrdecay": lrdecay_cli.__version__,
-            "git_revision": git_revision(), "started_at": now_utc(), "finished_at": None}
+def provenance(device: str, device_name: str, torch_version: str, threads: int) -> dict:
+    """The summary fields that say where and with what a run was made (train and find-lr alike);
+    `threads`, torch's CPU threads, because a CPU run's numbers depend on them (summation order)."""
+    return {"device": device, "device_name": device_name, "threads": threads, "torch": torch_version,
+            "lrdecay": lrdecay_cli.__version__, "git_revision": git_revision(), "started_at": now_utc(),
+            "finished_at": None}
 
 
 class RunRecord:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lrdecay_cli.errors import UserError
-from lrdecay_cli.rundir import LR_COLUMNS, METRICS_COLUMNS, read_csv
+from lrdecay_cli.rundir import LR_COLUMNS, METRICS_COLUMNS, check_contiguous, read_csv
 from lrdecay_cli.spec import flatten, read_yaml_file
 
 NOT_LABELS = ("seed", "name", "data.root")
@@ -35,13 +35,17 @@ class Run:
 
     @cached_property
     def metrics(self) -> list[dict]:
-        """metrics.csv: one row per finished epoch."""
-        return read_csv(self.path / "metrics.csv", METRICS_COLUMNS)
+        """metrics.csv: one row per finished epoch, 1, 2, ... (a run with holes is refused)."""
+        rows = read_csv(self.path / "metrics.csv", METRICS_COLUMNS)
+        check_contiguous(rows, "epoch", 1, self.path / "metrics.csv")
+        return rows
 
     @cached_property
     def lr(self) -> list[dict]:
-        """lr.csv: the LR the optimizer held at each step."""
-        return read_csv(self.path / "lr.csv", LR_COLUMNS)
+        """lr.csv: the LR the optimizer held at each step, 0, 1, ... (a run with holes is refused)."""
+        rows = read_csv(self.path / "lr.csv", LR_COLUMNS)
+        check_contiguous(rows, "step", 0, self.path / "lr.csv")
+        return rows
 
     @property
     def seed(self) -> int:

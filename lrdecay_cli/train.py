@@ -29,7 +29,8 @@ from lrdecay_cli.device import device_name, resolve_device
 from lrdecay_cli.errors import UserError
 from lrdecay_cli.models import build_model
 from lrdecay_cli.optim import build_optimizer, load_member_states, member_state
-from lrdecay_cli.rundir import FINISHED, RunDir, RunRecord, Status, check_writable, provenance, read_summary, write_atomic
+from lrdecay_cli.rundir import (FINISHED, RunDir, RunRecord, Status, check_writable, locked, provenance, read_summary,
+                                write_atomic)
 from lrdecay_cli.schedules import lr_schedule
 from lrdecay_cli.spec import Spec
 from lrdecay_cli.tensorboard import require as require_tensorboard
@@ -213,13 +214,15 @@ class Trainer:
 @dataclass
 class Planned:
     """A run about to train: a new one (made as `runs_dir/dirname`, or `<UTC time>-<name>` without a
-    dirname), or one continuing in `path` from its checkpoint `state`."""
+    dirname), or one continuing in `path` from its checkpoint `state` (`new_config`: the changed spec
+    it continues with, written once the run is locked)."""
 
     spec: Spec
     runs_dir: Path | None = None
     dirname: str | None = None
     path: Path | None = None
     state: dict | None = None
+    new_config: bool = False
 
     @property
     def start_step(self) -> int:
@@ -236,23 +239,34 @@ def make_trainer(specs: list[Spec]) -> Trainer:
 
 
 def train_runs(planned: list[Planned], observer: TrainObserver | None = None) -> list[RunResult]:
-    """Train `planned` runs in lockstep (all at the same step) and return their results, in order."""
+    """Train `planned` runs in lockstep (all at the same step) and return their results, in order.
+
+    Ctrl-C and SIGTERM are handled from here to the last file: one that arrives before the runs
+    exist ends the command as interrupted, one that arrives later interrupts the runs."""
     (step,) = {p.start_step for p in planned}
-    trainer = make_trainer([p.spec for p in planned])
-    if any(p.state for p in planned):
-        trainer.load_states([p.state for p in planned])
-    origin = provenance(str(trainer.device), device_name(trainer.device), torch.__version__)
-    records = []
-    for p in planned:
-        if p.state is None:
-            run = RunDir.create(p.runs_dir, p.dirname, stamped=False) if p.dirname else RunDir.create(p.runs_dir, p.spec.name)
-            records.append(RunRecord.create(p.spec, run, trainer.steps_per_epoch, trainer.sizes, origin))
-        else:
-            records.append(RunRecord.reopen(p.path, p.state["epoch"], step, p.spec.train.tensorboard))
-    if step == 0:
-        save_checkpoints(records, trainer.states(0, 0))
-    first_epoch = planned[0].state["epoch"] + 1 if planned[0].state else 1
-    summaries = _train_loop(trainer, records, observer or TrainObserver(), first_epoch, step)
+    with stop_on_signals() as stop, contextlib.ExitStack() as held:
+        trainer = make_trainer([p.spec for p in planned])
+        if any(p.state for p in planned):
+            trainer.load_states([p.state for p in planned])
+        origin = provenance(str(trainer.device), device_name(trainer.device), torch.__version__,
+                            torch.get_num_threads())
+        if stop["signum"] is not None:
+            raise Interrupted(stop["signum"])
+        records = []
+        for p in planned:
+            if p.state is None:
+                run = RunDir.create(p.runs_dir, p.dirname, stamped=False) if p.dirname else RunDir.create(p.runs_dir, p.spec.name)
+                held.enter_context(locked(run.path))
+                records.append(RunRecord.create(p.spec, run, trainer.steps_per_epoch, trainer.sizes, origin))
+            else:
+                held.enter_context(locked(p.path))
+                if p.new_config:
+                    write_atomic(p.path / "config.yaml", p.spec.dump())
+                records.append(RunRecord.reopen(p.path, p.state["epoch"], step, p.spec.train.tensorboard))
+        if step == 0:
+            save_checkpoints(records, trainer.states(0, 0))
+        first_epoch = planned[0].state["epoch"] + 1 if planned[0].state else 1
+        summaries = _train_loop(trainer, records, observer or TrainObserver(), first_epoch, step, stop)
     return [RunResult(record.path, summary) for record, summary in zip(records, summaries)]
 
 
@@ -274,7 +288,9 @@ def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None, dir
 def continuing(run_dir: Path, spec: Spec | None = None, force: bool = False) -> Planned | RunResult:
     """An interrupted run ready to continue from its last checkpoint, or its result where it has finished.
 
-    `spec` (from the command line) must equal the run's config.yaml unless `force`."""
+    `spec` (from the command line) must equal the run's config.yaml unless `force`; even then it must
+    fit the checkpoint (the same model and optimizer). A run made with another count of CPU threads
+    would continue with other numbers: refused unless `force`. Nothing is written here."""
     config, checkpoint = run_dir / "config.yaml", run_dir / "checkpoint.pt"
     if not config.is_file() or not checkpoint.is_file():
         raise UserError("not a run directory with a checkpoint", where=str(run_dir),
@@ -282,21 +298,31 @@ def continuing(run_dir: Path, spec: Spec | None = None, force: bool = False) -> 
     from lrdecay_cli.spec import flatten, load
 
     saved = load(config)
-    summary = read_summary(run_dir) or {}
+    summary = read_summary(run_dir)
+    if summary is None:
+        raise UserError("summary.json is missing or not valid JSON", where=str(run_dir / "summary.json"),
+                        fix="restore it; without it the run cannot be resumed (train it again)")
     if summary.get("status") in FINISHED:
         return RunResult(run_dir, summary, resumed=False)
-    if spec is not None and spec != saved:
+    state = load_checkpoint(checkpoint)
+    changed = spec is not None and spec != saved
+    if changed:
         given, stored = flatten(spec.model_dump(mode="json")), flatten(saved.model_dump(mode="json"))
-        changed = sorted(k for k, v in given.items() if stored.get(k, object()) != v)
-        changed += sorted(set(stored) - set(given))
+        fields = sorted(k for k, v in given.items() if stored.get(k, object()) != v)
+        fields += sorted(set(stored) - set(given))
         if not force:
-            raise UserError(f"the spec differs from the run's config.yaml in {', '.join(changed)}",
+            raise UserError(f"the spec differs from the run's config.yaml in {', '.join(fields)}",
                             where=f"--resume {run_dir}", fix="resume without a spec, or pass --force")
         spec.check_schedule(f"--resume {run_dir}")
-        saved = spec
-        write_atomic(config, spec.dump())
-    RunDir(run_dir).drop_kept()  # it continues from its current checkpoint: an older one kept by its stack is moot
-    return Planned(saved, path=run_dir, state=load_checkpoint(checkpoint))
+    resumed = spec if changed else saved
+    check_fits(state, resumed, checkpoint)
+    threads = torch.get_num_threads()
+    if summary.get("threads") not in (None, threads) and resumed.train.device != "cuda" and not force:
+        raise UserError(f"the run trained with {summary['threads']} CPU threads and would continue with "
+                        f"{threads}, which sums in another order (its numbers would differ)",
+                        where=f"--resume {run_dir}", fix="resume it as it ran (the same executor and --workers), "
+                                                          "or pass --force")
+    return Planned(resumed, path=run_dir, state=state, new_config=changed)
 
 
 def resume(run_dir: Path, spec: Spec | None = None, force: bool = False,
@@ -328,14 +354,46 @@ def save_checkpoints(records: list[RunRecord], states: list[dict]) -> None:
         record.run.drop_kept()
 
 
+CHECKPOINT_KEYS = {"epoch": int, "step": int, "spec": dict, "model": dict, "optimizer": dict, "schedule": dict,
+                   "rng": dict}
+
+
 def load_checkpoint(path: Path) -> dict:
     """A checkpoint holds only tensors, numbers, strings and lists/dicts of them: loaded without
-    unpickling code. Tensors stay on the CPU; loading them into a model or optimizer moves them."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    unpickling code (weights_only), so a crafted file cannot run anything. Tensors stay on the CPU;
+    loading them into a model or optimizer moves them. A file that is not one is a user error."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, random, empty, or a pickle with code in it
+        why = (str(exc).splitlines() or [""])[0][:120]
+        raise UserError(f"not a readable lrdecay checkpoint ({type(exc).__name__}{': ' + why if why else ''})",
+                        where=str(path), fix="the run cannot be resumed from it; train it again") from None
+    wrong = [key for key, kind in CHECKPOINT_KEYS.items() if not isinstance(state, dict)
+             or not isinstance(state.get(key), kind)]
+    if wrong:
+        raise UserError(f"not an lrdecay checkpoint (no valid {', '.join(wrong)})", where=str(path),
+                        fix="the run cannot be resumed from it; train it again")
+    return state
+
+
+def check_fits(state: dict, spec: Spec, path: Path) -> None:
+    """The checkpoint can continue `spec`: the same model (every tensor's name and shape) and the
+    same optimizer (its state has that optimizer's buffers); what else a --force changes, it holds."""
+    with torch.device("meta"):
+        shapes = {name: tuple(t.shape) for name, t in build_model(spec.model).state_dict().items()}
+    held = {name: tuple(t.shape) for name, t in state["model"].items() if isinstance(t, torch.Tensor)}
+    if held != shapes:
+        raise UserError(f"the checkpoint holds another model than model.name={spec.model.name} "
+                        f"{getattr(spec.model, 'hidden', '')}".rstrip(), where=str(path),
+                        fix="resume with the run's own model; another model is a new run")
+    trained = state["spec"].get("optimizer", {}).get("name")
+    if trained != spec.optimizer.name:
+        raise UserError(f"the checkpoint holds {trained} state, not {spec.optimizer.name}", where=str(path),
+                        fix="resume with the run's own optimizer; another optimizer is a new run")
 
 
 def _train_loop(trainer: Trainer, records: list[RunRecord], observer: TrainObserver, first_epoch: int,
-                step: int) -> list[dict]:
+                step: int, stop: dict) -> list[dict]:
     """Epochs `first_epoch`.. of K runs whose models, optimizer, schedules and RNGs are at `step`.
 
     A member whose loss or gradient is not finite is marked diverged and frozen; the others go on.
@@ -347,67 +405,68 @@ def _train_loop(trainer: Trainer, records: list[RunRecord], observer: TrainObser
     finals: list[dict] = [{} for _ in records]
     for record in records:
         observer.on_start(record.path, record.summary)
-    with stop_on_signals() as stop:
-        try:
-            for epoch in range(first_epoch, epochs + 1):
-                trainer.train_mode(True)
-                observer.on_epoch_start(epoch, epochs, steps_per_epoch)
-                losses = torch.zeros(members, steps_per_epoch, device=device)
-                healthy = torch.ones(members, steps_per_epoch, dtype=torch.bool, device=device)
-                correct = torch.zeros(members, dtype=torch.int64, device=device)
-                lr_rows: list[list[tuple[int, float]]] = [[] for _ in records]
-                checked = 0
-                for i, (xb, yb) in enumerate(trainer.batches):
-                    lrs = [schedule(step) for schedule in trainer.schedules]
-                    losses[:, i], healthy[:, i], hits = trainer.step(xb, yb, lrs)
-                    correct += hits
-                    held = trainer.lrs_held()
-                    for k in alive:
-                        lr_rows[k].append((step, held[k]))
-                    step += 1
-                    if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
-                        for k, at, cause in first_faults(healthy, losses, checked, i + 1, alive):
-                            del lr_rows[k][at + 1:]
-                            records[k].diverged(lr_rows[k], losses[k].tolist(), epoch, float(losses[k, at]), cause)
-                            trainer.freeze(k)
-                            alive.remove(k)
-                        if not alive:
-                            raise _NoneLeft
-                        checked = i + 1
-                        observer.on_progress(i + 1, float(losses[alive[0], i]), lrs[alive[0]])
-                    if stop["signum"] is not None:
-                        raise Interrupted(stop["signum"])
-                val_loss, val_acc = trainer.evaluate(data.val_x, data.val_y)
-                train_loss = ((losses * weights).sum(1) / len(data.train_y)).tolist()
-                correct_counts, step_losses = correct.tolist(), losses.tolist()
+    try:
+        for epoch in range(first_epoch, epochs + 1):
+            trainer.train_mode(True)
+            observer.on_epoch_start(epoch, epochs, steps_per_epoch)
+            losses = torch.zeros(members, steps_per_epoch, device=device)
+            healthy = torch.ones(members, steps_per_epoch, dtype=torch.bool, device=device)
+            correct = torch.zeros(members, dtype=torch.int64, device=device)
+            lr_rows: list[list[tuple[int, float]]] = [[] for _ in records]
+            checked = 0
+            for i, (xb, yb) in enumerate(trainer.batches):
+                lrs = [schedule(step) for schedule in trainer.schedules]
+                losses[:, i], healthy[:, i], hits = trainer.step(xb, yb, lrs)
+                correct += hits
+                held = trainer.lrs_held()
                 for k in alive:
-                    trainer.schedules[k].observe(step, {"val_loss": val_loss[k], "val_acc": val_acc[k]})
-                    row = records[k].end_epoch(epoch, lr_rows[k], step_losses[k], train_loss[k], correct_counts[k],
-                                               val_loss[k], val_acc[k])
-                    observer.on_epoch_end(row)
-                states = trainer.states(epoch, step)
-                save_checkpoints([records[k] for k in alive], [states[k] for k in alive])
+                    lr_rows[k].append((step, held[k]))
+                step += 1
+                if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
+                    for k, at, cause in first_faults(healthy, losses, checked, i + 1, alive):
+                        del lr_rows[k][at + 1:]
+                        records[k].diverged(lr_rows[k], losses[k].tolist(), epoch, float(losses[k, at]), cause)
+                        trainer.freeze(k)
+                        alive.remove(k)
+                    if not alive:
+                        raise _NoneLeft
+                    checked = i + 1
+                    observer.on_progress(i + 1, float(losses[alive[0], i]), lrs[alive[0]])
                 if stop["signum"] is not None:
                     raise Interrupted(stop["signum"])
-            test_loss, test_acc = trainer.evaluate(data.test_x, data.test_y)
+            val_loss, val_acc = trainer.evaluate(data.val_x, data.val_y)
+            train_loss = ((losses * weights).sum(1) / len(data.train_y)).tolist()
+            correct_counts, step_losses = correct.tolist(), losses.tolist()
             for k in alive:
-                finals[k] = {"status": Status.COMPLETED, "test_loss": test_loss[k], "test_acc": test_acc[k]}
-        except _NoneLeft:
-            pass
-        except Interrupted as exc:
-            for k in alive:
-                done = records[k].summary["epochs_completed"]
-                finals[k] = {"status": Status.INTERRUPTED, "signal": str(exc),
-                             "message": f"{exc} after epoch {done} (+ part of the next, discarded); "
-                                        f"continue with: lrdecay train --resume {records[k].path}"}
-        except BaseException as exc:
-            interrupted = isinstance(exc, KeyboardInterrupt)
-            for k in alive:
-                finals[k] = ({"status": Status.INTERRUPTED, "message": "interrupted by the user"} if interrupted else
-                             {"status": Status.FAILED, "message": f"{type(exc).__name__}: {exc}"})
-            raise
-        finally:
-            summaries = [record.close(**final) for record, final in zip(records, finals)]
+                trainer.schedules[k].observe(step, {"val_loss": val_loss[k], "val_acc": val_acc[k]})
+                row = records[k].end_epoch(epoch, lr_rows[k], step_losses[k], train_loss[k], correct_counts[k],
+                                           val_loss[k], val_acc[k])
+                observer.on_epoch_end(row)
+            states = trainer.states(epoch, step)
+            save_checkpoints([records[k] for k in alive], [states[k] for k in alive])
+            if stop["signum"] is not None:
+                raise Interrupted(stop["signum"])
+        test_loss, test_acc = trainer.evaluate(data.test_x, data.test_y)
+        if stop["signum"] is not None:  # during the test evaluation: --resume evaluates again
+            raise Interrupted(stop["signum"])
+        for k in alive:
+            finals[k] = {"status": Status.COMPLETED, "test_loss": test_loss[k], "test_acc": test_acc[k]}
+    except _NoneLeft:
+        pass
+    except Interrupted as exc:
+        for k in alive:
+            done = records[k].summary["epochs_completed"]
+            finals[k] = {"status": Status.INTERRUPTED, "signal": str(exc),
+                         "message": f"{exc} after epoch {done} (+ part of the next, discarded); "
+                                    f"continue with: lrdecay train --resume {records[k].path}"}
+    except BaseException as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        for k in alive:
+            finals[k] = ({"status": Status.INTERRUPTED, "message": "interrupted by the user"} if interrupted else
+                         {"status": Status.FAILED, "message": f"{type(exc).__name__}: {exc}"})
+        raise
+    finally:
+        summaries = [record.close(**final) for record, final in zip(records, finals)]
     for summary in summaries:
         observer.on_finish(summary)
     return summaries

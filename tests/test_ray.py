@@ -130,8 +130,8 @@ def test_ray_tasks_bring_their_run_directories_back(cli, tmp_path, local_ray):
     path.write_text(yaml.safe_dump({"name": "r", "base": base, "seeds": 2, "variants": [
         {"schedule": {"name": "step", "step_size": 1, "gamma": 0.5}}, {"optimizer": {"name": "sgd", "lr": 1.0e6}}]}))
     out = cli("sweep", path, "--runs-dir", tmp_path / "ray", "--executor", "ray", "--quiet")
-    assert out.exit_code == 0, out.output
-    assert cli("sweep", path, "--runs-dir", tmp_path / "seq", "--quiet").exit_code == 0
+    assert out.exit_code == 1 and "2 diverged" in out.stderr, out.output  # the lr 1e6 trials, as train exits 1
+    assert cli("sweep", path, "--runs-dir", tmp_path / "seq", "--quiet").exit_code == 1
     ray_dir, seq_dir = only_sweep(tmp_path / "ray"), only_sweep(tmp_path / "seq")
     rows = read_csv(ray_dir / "results.csv")
     assert [r["status"] for r in rows] == ["completed", "completed", "diverged", "diverged"]

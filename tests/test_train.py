@@ -240,7 +240,7 @@ def test_a_stacked_member_with_a_non_finite_gradient_diverges_alone(cli, tmp_pat
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump({"name": "g", "base": TINY, "seeds": 2}))
     result = cli("sweep", path, "--runs-dir", tmp_path / "runs", "--executor", "vectorized", "--quiet")
-    assert result.exit_code == 0, result.output  # a diverged trial is an outcome, not a failure of the sweep
+    assert result.exit_code == 1 and "1 diverged" in result.stderr, result.output  # as train exits 1 for it
     (sweep_dir,) = (tmp_path / "runs" / "sweeps").iterdir()
     first, second = (json.loads((sweep_dir / t / "summary.json").read_text()) for t in ("t000", "t001"))
     assert first["status"] == "completed" and first["epochs_completed"] == 2

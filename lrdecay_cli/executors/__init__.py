@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 from lrdecay_cli.choices import Executor
-from lrdecay_cli.rundir import Status, mark_failed
+from lrdecay_cli.errors import UserError
+from lrdecay_cli.rundir import Status, mark_failed, read_summary
 from lrdecay_cli.sweep import Trial, resumable
 
 OnStart = Callable[[Trial], None]
@@ -117,23 +118,48 @@ def stacks(trials: list[Trial], sweep_dir: Path, parts: int = 1) -> list[list[Tr
     return out
 
 
-def run_stack(trials: list[Trial], sweep_dir: Path) -> list[dict]:
+def threads_of(name: Executor, workers: int) -> int:
+    """The torch CPU threads a trial trains with under the executor `name`."""
+    if name == Executor.PROCESSES:
+        from lrdecay_cli.executors.processes import worker_threads
+
+        return worker_threads(workers)
+    import torch
+
+    return torch.get_num_threads()
+
+
+def check_threads(sweep_dir: Path, trials: list[Trial], threads: int) -> None:
+    """Refuse, before anything runs, to continue CPU trials under another thread count than they ran
+    with: they would sum in another order and end with other numbers (train.continuing says so too)."""
+    counts = {summary.get("threads") for t in trials if resumable(sweep_dir, t) and t.spec.train.device != "cuda"
+              for summary in [read_summary(sweep_dir / t.dirname) or {}]} - {None, threads}
+    if counts:
+        raise UserError(f"trials ran with {', '.join(map(str, sorted(counts)))} CPU threads and would continue "
+                        f"with {threads}, which sums in another order (their numbers would differ)",
+                        where=f"--resume {sweep_dir}", fix="resume with the executor and --workers they ran with, "
+                                                           "or pass --force")
+
+
+def run_stack(trials: list[Trial], sweep_dir: Path, force: bool = False) -> list[dict]:
     """Train `trials` into `<sweep_dir>/<trial dir>` as one stack, each continuing from its checkpoint
     where it has one; a failure fails each of them (their checkpoints stay for --resume), never the
     sweep. A Ctrl-C or SIGTERM that interrupted them ends the sweep (SweepInterrupted)."""
-    from lrdecay_cli.train import Planned, continuing, train_runs
+    from lrdecay_cli.train import Interrupted, Planned, continuing, train_runs
 
     try:
         planned = []
         for trial in trials:
             if resumable(sweep_dir, trial):
-                planned.append(continuing(sweep_dir / trial.dirname))
+                planned.append(continuing(sweep_dir / trial.dirname, force=force))
             else:  # a fresh start: clear what a start killed before its first checkpoint left
                 shutil.rmtree(sweep_dir / trial.dirname, ignore_errors=True)
                 planned.append(Planned(trial.spec, sweep_dir, trial.dirname))
         summaries = [result.summary for result in train_runs(planned)]
     except KeyboardInterrupt:
         raise
+    except Interrupted as exc:  # before the runs existed: nothing to mark, the sweep ends
+        raise SweepInterrupted(str(exc), str(exc)) from None
     except Exception as exc:  # the stack failed; the sweep goes on
         message = f"{type(exc).__name__}: {exc}"
         for trial in trials:
@@ -145,30 +171,33 @@ def run_stack(trials: list[Trial], sweep_dir: Path) -> list[dict]:
     return summaries
 
 
-def run_stacks_here(stacked: list[list[Trial]], sweep_dir: Path, on_start: OnStart, on_done: OnDone) -> None:
+def run_stacks_here(stacked: list[list[Trial]], sweep_dir: Path, on_start: OnStart, on_done: OnDone,
+                    force: bool = False) -> None:
     """Stacks one after another in this process (the sequential and vectorized executors)."""
     for stack in stacked:
         for trial in stack:
             on_start(trial)
-        for trial, summary in zip(stack, run_stack(stack, sweep_dir)):
+        for trial, summary in zip(stack, run_stack(stack, sweep_dir, force)):
             on_done(trial, summary)
 
 
 def run(name: Executor, trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_done: OnDone, workers: int = 2,
-        address: str | None = None, retries: int = 0, node_ip: str | None = None) -> None:
+        address: str | None = None, retries: int = 0, node_ip: str | None = None, force: bool = False) -> None:
     """Run `trials` with the named executor: `sequential` (one at a time), `vectorized` (stacks here),
     `processes` (stacks in worker processes), `ray` (stacks as Ray tasks), `auto` (see `resolve`)."""
     name = resolve(name)
     settle_checkpoints(sweep_dir, trials)
+    if not force and name != Executor.RAY:  # a Ray task checks its trials on its node
+        check_threads(sweep_dir, trials, threads_of(name, workers))
     if name == Executor.SEQUENTIAL:
-        run_stacks_here([[trial] for trial in trials], sweep_dir, on_start, on_done)
+        run_stacks_here([[trial] for trial in trials], sweep_dir, on_start, on_done, force)
     elif name == Executor.VECTORIZED:
-        run_stacks_here(stacks(trials, sweep_dir), sweep_dir, on_start, on_done)
+        run_stacks_here(stacks(trials, sweep_dir), sweep_dir, on_start, on_done, force)
     elif name == Executor.PROCESSES:
         from lrdecay_cli.executors.processes import run_processes
 
-        run_processes(trials, sweep_dir, on_start, on_done, workers, retries)
+        run_processes(trials, sweep_dir, on_start, on_done, workers, retries, force)
     else:
         from lrdecay_cli.executors.ray_cluster import run_ray
 
-        run_ray(trials, sweep_dir, on_start, on_done, address, retries, node_ip)
+        run_ray(trials, sweep_dir, on_start, on_done, address, retries, node_ip, force)

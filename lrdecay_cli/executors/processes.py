@@ -52,7 +52,7 @@ def _interrupt(signum, frame) -> None:
 
 
 def _work(stack: list[Trial], sweep_dir: Path, results: Connection, gpu: int | None, threads: int,
-          parent: int) -> None:
+          parent: int, force: bool) -> None:
     """A worker: train one stack, send back ("done", summaries) or ("interrupted", message, signal)."""
     _die_with(parent)
     for sig in (signal.SIGINT, signal.SIGTERM):  # before training starts too: a clean stop, no traceback
@@ -63,7 +63,7 @@ def _work(stack: list[Trial], sweep_dir: Path, results: Connection, gpu: int | N
 
     torch.set_num_threads(threads)
     try:
-        results.send(("done", run_stack(stack, sweep_dir)))
+        results.send(("done", run_stack(stack, sweep_dir, force)))
     except SweepInterrupted as exc:
         results.send(("interrupted", str(exc), exc.signal))
 
@@ -82,13 +82,19 @@ def _gpu_count() -> int:
     return torch.cuda.device_count()
 
 
+def worker_threads(workers: int) -> int:
+    """Each worker's share of the CPU threads, so that the workers together use the cores once."""
+    gpus = _gpu_count()
+    return max(1, (os.cpu_count() or 1) // (min(workers, gpus) if gpus > 1 else workers))
+
+
 def run_processes(trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_done: OnDone, workers: int,
-                  retries: int = 0) -> None:
+                  retries: int = 0, force: bool = False) -> None:
     context = multiprocessing.get_context("spawn")
     gpus = _gpu_count()
     if gpus > 1:
         workers = min(workers, gpus)
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = worker_threads(workers)
     queue = deque(stacks(trials, sweep_dir, parts=workers))
     attempts: Counter[int] = Counter()
     running: dict[Connection, Worker] = {}
@@ -102,7 +108,7 @@ def run_processes(trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_do
         reader, writer = context.Pipe(duplex=False)
         slot = free.pop(0)
         process = context.Process(target=_work, args=(stack, sweep_dir, writer, slot if gpus > 1 else None,
-                                                      threads, os.getpid()), daemon=True)
+                                                      threads, os.getpid(), force), daemon=True)
         process.start()
         writer.close()  # the worker holds the only writer: its end closes when it exits or dies
         running[reader] = Worker(process, stack, reader, slot)

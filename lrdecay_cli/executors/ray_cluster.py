@@ -14,6 +14,7 @@ import contextlib
 import ipaddress
 import math
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -63,7 +64,7 @@ def unpack(sweep_dir: Path, trial: Trial, files: dict[str, bytes]) -> None:
         write_atomic(target, files[name])
 
 
-def train_stack(stack: list[Trial], shipped: dict[str, dict[str, bytes]], threads: int) -> list[dict]:
+def train_stack(stack: list[Trial], shipped: dict[str, dict[str, bytes]], threads: int, force: bool) -> list[dict]:
     """On a Ray worker: train `stack` in a scratch directory, a trial with `shipped` files continuing
     from its checkpoint; return each trial's summary and run-directory files."""
     import torch
@@ -74,7 +75,7 @@ def train_stack(stack: list[Trial], shipped: dict[str, dict[str, bytes]], thread
         for trial in stack:
             if trial.dirname in shipped:
                 unpack(scratch, trial, shipped[trial.dirname])
-        summaries = run_stack(stack, scratch)
+        summaries = run_stack(stack, scratch, force)
         return [{"summary": summary, "files": pack(scratch / trial.dirname)}
                 for trial, summary in zip(stack, summaries)]
 
@@ -200,7 +201,7 @@ def placed(ray, trials: list[Trial], sweep_dir: Path) -> list[tuple[list[Trial],
 
 
 def run_ray(trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_done: OnDone, address: str | None,
-            retries: int = 0, node_ip: str | None = None) -> None:
+            retries: int = 0, node_ip: str | None = None, force: bool = False) -> None:
     host, port = gcs_address(address) if address else (None, 0)
     node_ip = driver_node_ip(host, node_ip)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no reports to the internet
@@ -216,21 +217,25 @@ def run_ray(trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_done: On
                 probe(address, host, port)
             connect(ray, address, node_ip)
     try:
-        run_tasks(ray, trials, sweep_dir, on_start, on_done, retries)
+        run_tasks(ray, trials, sweep_dir, on_start, on_done, retries, force)
     finally:
         if started_here:
             ray.shutdown()
 
 
-def run_tasks(ray, trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_done: OnDone, retries: int) -> None:
+def run_tasks(ray, trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_done: OnDone, retries: int,
+              force: bool) -> None:
     """Submit every stack, then land each one's trials as its task comes back."""
     task = ray.remote(max_retries=retries)(train_stack)  # retried where its worker dies
     pending = {}
     for stack, resources in placed(ray, trials, sweep_dir):
         shipped = {t.dirname: pack(sweep_dir / t.dirname) for t in stack if resumable(sweep_dir, t)}
+        for trial in stack:  # a fresh start: clear what a failure or a start killed before its checkpoint left
+            if trial.dirname not in shipped:
+                shutil.rmtree(sweep_dir / trial.dirname, ignore_errors=True)
         for trial in stack:
             on_start(trial)
-        ref = task.options(scheduling_strategy="SPREAD", **resources).remote(stack, shipped, resources["num_cpus"])
+        ref = task.options(scheduling_strategy="SPREAD", **resources).remote(stack, shipped, resources["num_cpus"], force)
         pending[ref] = stack
     while pending:
         (done,), _ = ray.wait(list(pending), num_returns=1)
