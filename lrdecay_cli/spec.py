@@ -9,13 +9,16 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import os
+import re
+import stat
 import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from lrdecay_cli.errors import UserError
 from lrdecay_cli.schedules import METHODS
@@ -23,12 +26,16 @@ from lrdecay_cli.schedules.registry import check_run
 
 DATASET_TRAIN_SIZES = {"mnist": 60_000}
 """Training-set size of each data set, known without loading it (steps per epoch, validation)."""
+MAX_SEED = 2**63 - 1
+"""torch.manual_seed takes up to 2**64 - 1; a signed 64-bit integer also stays exact in every CSV and
+JSON reader that the runs' files meet."""
 
 
 class Section(BaseModel):
-    """Strict base: unknown keys, NaN and infinities are errors, never silently accepted."""
+    """Strict base: unknown keys, NaN and infinities are errors, never silently accepted, and so are
+    values of another type (`lr: true`, `epochs: 2.5`, `compile: "yes"`)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class DataSpec(Section):
@@ -36,7 +43,7 @@ class DataSpec(Section):
     root: str | None = Field(None, description="data directory; default $LRDECAY_DATA or ~/.cache/lrdecay")
     val_size: int = Field(5000, ge=1, description="training images held out for validation")
     limit: int | None = Field(None, ge=2, description="use only the first N training images (quick runs)")
-    split_seed: int = Field(0, ge=0, description="seed of the train/validation split")
+    split_seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the train/validation split")
 
     @model_validator(mode="after")
     def _val_fits(self):
@@ -83,7 +90,8 @@ class SgdSpec(Section):
 class AdamSpec(Section):
     name: Literal["adam"] = "adam"
     lr: float = Field(1e-3, gt=0, description="initial learning rate")
-    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
+    betas: tuple[Annotated[float, Strict(), Field(ge=0, lt=1)], Annotated[float, Strict(), Field(ge=0, lt=1)]] = Field(
+        (0.9, 0.999), strict=False)  # not strict itself: YAML writes a pair as a list
     eps: float = Field(1e-8, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     amsgrad: bool = False
@@ -133,7 +141,7 @@ class TrainSpec(Section):
 
 class Spec(Section):
     name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     data: DataSpec = DataSpec()
     model: ModelSpec = MlpSpec()
     optimizer: OptimizerSpec = SgdSpec()
@@ -162,8 +170,9 @@ class Spec(Section):
     def check_schedule(self, source: str) -> None:
         """Refuse a schedule whose parameters do not fit this run or whose LRs over it are not sane.
 
-        Not part of validation: it computes the LR of every step, so it runs once where a run is about
-        to start or be previewed, not at every construction of a Spec (sweep expansion, resume)."""
+        Not part of validation: it builds the schedule and looks at its LRs over the run (`check_run`),
+        so it runs once where a run is about to start or be previewed, not at every construction of a
+        Spec (sweep expansion, resume)."""
         try:
             check_run(self.schedule, self.optimizer.lr, self.steps_per_epoch(), self.train.epochs)
         except UserError as exc:  # a run-dependent parameter check of the method's builder
@@ -186,24 +195,69 @@ class Spec(Section):
 MAX_ALIASES = 32
 """A spec may reuse blocks with &anchor / *alias, but not so often that nested aliases could
 expand into gigabytes (the "billion laughs")."""
+MAX_DEPTH = 20
+"""Specs and sweeps nest a few levels (sweep > base > schedule > phases > phase > warmup); deeper is no
+spec, and PyYAML's recursive composer would end in a RecursionError."""
+MAX_FILE_BYTES = 1_000_000
+"""A spec is a few hundred bytes, a resolved sweep.yaml of the largest sweep some hundred KB; a larger
+file is no spec (PyYAML took 108 s and 3.8 GB on a 48 MB one)."""
+MAX_NODES = 100_000
+"""Values in one YAML document: a sweep of 10,000 variants has some 80,000. It bounds the parse (PyYAML
+takes some 25 us a value: a 1 MB flow list of 490,000 numbers took 12 s) to a few seconds."""
+
+_BOOL, _FLOAT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:float"
+_CORE_BOOL = (_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), "tTfF")
+_CORE_FLOAT = (_FLOAT, re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""", re.X), "-+0123456789.")
+
+
+def _resolvers(base: type, drop: tuple[str, ...], add: tuple) -> dict:
+    """`base`'s implicit scalar types without the tags in `drop`, with the (tag, regexp, first chars) in `add`."""
+    table = {first: [(tag, regexp) for tag, regexp in entries if tag not in drop]
+             for first, entries in base.yaml_implicit_resolvers.items()}
+    for tag, regexp, firsts in add:
+        for first in firsts:
+            table.setdefault(first, []).append((tag, regexp))
+    return table
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (instead of keeping the last one) and alias bombs."""
+    """SafeLoader that refuses duplicate keys (instead of keeping the last one), alias bombs, deep nesting
+    and complex keys, and reads booleans and floats as YAML 1.2 (and JSON) do: only true/false are
+    booleans (YAML 1.1's yes/no/on/off stay strings, which the schema refuses for a bool), and 1e-3
+    is a float (YAML 1.1 made it a string)."""
 
+    yaml_implicit_resolvers = _resolvers(yaml.SafeLoader, (_BOOL, _FLOAT), (_CORE_BOOL, _CORE_FLOAT))
     aliases = 0
+    depth = 0
+    nodes = 0
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             self.aliases += 1
             if self.aliases > MAX_ALIASES:
-                mark = self.peek_event().start_mark
-                raise UserError(f"more than {MAX_ALIASES} YAML aliases (line {mark.line + 1}, column {mark.column + 1})",
-                                where=str(self.name), fix="write the values out instead of &anchor / *alias")
-        return super().compose_node(parent, index)
+                raise self._refuse(f"more than {MAX_ALIASES} YAML aliases",
+                                   "write the values out instead of &anchor / *alias")
+        self.depth, self.nodes = self.depth + 1, self.nodes + 1
+        if self.nodes > MAX_NODES:
+            raise self._refuse(f"more than {MAX_NODES:,} values", "a spec holds a few dozen")
+        if self.depth > MAX_DEPTH:
+            raise self._refuse(f"nested more than {MAX_DEPTH} levels deep", "a spec nests a few sections; flatten it")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def _refuse(self, what: str, fix: str, mark=None) -> UserError:
+        mark = mark or self.peek_event().start_mark
+        return UserError(f"{what} (line {mark.line + 1}, column {mark.column + 1})", where=str(self.name), fix=fix)
 
 
 class _NoAliasDumper(yaml.SafeDumper):
+    """Quotes every string that either YAML 1.1 or our loader would read as another type ('yes', '1e5')."""
+
+    yaml_implicit_resolvers = _resolvers(yaml.SafeDumper, (), (_CORE_FLOAT,))
+
     def ignore_aliases(self, data):
         return True
 
@@ -216,6 +270,9 @@ def dump_yaml(data: Any) -> str:
 def _construct_unique_mapping(loader, node, deep=False):
     seen = set()
     for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise loader._refuse("a key is a list or a mapping", "keys are plain names, e.g. optimizer:",
+                                 key_node.start_mark)
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             mark = key_node.start_mark
@@ -249,15 +306,31 @@ def parse_yaml(text: str, source: str) -> Any:
 
 
 def read_yaml_file(path: Path) -> Any:
-    """The YAML document in `path`, or a one-line error for a missing, unreadable or undecodable file."""
-    if not path.exists():
-        raise UserError("no such file", where=str(path), fix="check the path")
-    if path.is_dir():
-        raise UserError("is a directory, not a YAML file", where=str(path), fix="name the spec file")
+    """The YAML document in `path`, or a one-line error for a missing, unreadable, undecodable or too
+    large file, or one that is no regular file (opening a FIFO would wait for a writer forever)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise UserError("no such file", where=str(path), fix="check the path") from None
+    except OSError as exc:
+        raise UserError(f"cannot read: {exc}", where=str(path), fix="check the path and its permissions") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise UserError("is a directory, not a YAML file", where=str(path), fix="name the spec file")
+    if not stat.S_ISREG(info.st_mode):
+        raise UserError("is not a regular file (a FIFO, socket or device)", where=str(path),
+                        fix="name a YAML file on disk")
+    too_large = UserError(f"is larger than {MAX_FILE_BYTES:,} bytes, the most a spec or sweep file may have",
+                          where=str(path), fix="name the spec file (a spec is a few hundred bytes)")
+    if info.st_size > MAX_FILE_BYTES:
+        raise too_large
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)  # it may have grown since the stat
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read: {exc}", where=str(path), fix="check the file's permissions and encoding") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise too_large
     return parse_yaml(text, str(path))
 
 
@@ -291,8 +364,8 @@ def apply_override(raw: dict, override: str) -> str:
     if not sep or not key or any(not part for part in key.split(".")):
         raise UserError(f"cannot parse --set '{override}'", fix="write it as --set key.path=value, e.g. --set train.epochs=3")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
+        value = parse_yaml(text, "--set") if text.strip() else None
+    except UserError:
         raise UserError(f"cannot parse the value of --set '{override}'",
                         fix="quote it or write plain YAML, e.g. 0.1, true, [1, 2]") from None
     set_field(raw, key, value, f"--set '{override}'")
@@ -438,4 +511,7 @@ def _user_error(exc: ValidationError, raw: dict, source: str, set_paths: set[str
     message = error["msg"].replace("Input should be", "must be").replace("Value error, ", "")
     value = error.get("input")
     shown = "" if isinstance(value, dict) or kind == "missing" else f", got {value!r}"
-    return UserError(f"{message}{shown}", where=where, fix=f"fix it in {source}" if not from_set else "fix the --set value")
+    fix = f"fix it in {source}" if not from_set else "fix the --set value"
+    if kind == "bool_type":
+        fix = f"write true or false ({fix})"
+    return UserError(f"{message}{shown}", where=where, fix=fix)

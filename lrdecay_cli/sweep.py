@@ -2,7 +2,8 @@
 results and the leaderboard are always rebuilt from the trials' run directories.
 
     <runs dir>/sweeps/<UTC time>-<name>/
-      sweep.yaml        the resolved sweep (base spec inlined, seeds listed): re-expands to the same trials
+      sweep.yaml        the resolved sweep (base spec inlined, seeds listed): re-expands to the same trials,
+                        which --resume checks against the trials' own config.yaml
       t000/ t001/ ...   one run directory per trial, in the train layout
       results.csv       one row per trial        leaderboard.csv   lrdecay compare's ranking, as CSV
 """
@@ -10,32 +11,55 @@ results and the leaderboard are always rebuilt from the trials' run directories.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, field_validator,
+                      model_validator)
 
 from lrdecay_cli.choices import CompareMetric
 from lrdecay_cli.errors import UserError
 from lrdecay_cli.rundir import (FINISHED, Status, check_writable, make_unique_dir, read_summary, to_csv, utc_stamp,
                                 write_atomic)
-from lrdecay_cli.spec import (Spec, apply_override, dump_yaml, flatten, from_data, merge_sections, read_yaml_file,
-                              set_field)
+from lrdecay_cli.runs import trial_dirs
+from lrdecay_cli.spec import (MAX_SEED, Spec, apply_override, dump_yaml, flatten, from_data, merge_sections,
+                              parse_yaml, read_yaml_file, set_field)
 
 LEGACY_METRICS = {"best_val_acc": CompareMetric.VAL_ACC}
 """Sweep files written before the leaderboard became `lrdecay compare`'s ranking named its metric so."""
+MAX_TRIALS = 10_000
+"""The most trials a sweep may have, counted from its sizes before any trial is built: each is a training
+run, so more is a slip (--seeds 100000000), not a plan, and would take hours to merely list."""
+
+
+def repeated(values: list) -> tuple[int, int] | None:
+    """The first (earlier, later) positions of one value listed twice: it would make two identical trials,
+    counted as two runs that agree (std 0). Lists and mappings compare by content; 1 and 1.0 are one
+    value, true and 1 are not."""
+    seen: dict[Any, int] = {}
+    for i, value in enumerate(values):
+        key = json.dumps(value, sort_keys=True, default=repr) if isinstance(value, (dict, list)) else (
+            isinstance(value, bool), value)
+        if key in seen:
+            return seen[key], i
+        seen[key] = i
+    return None
+
+
+def refuse_repeats(values: list, what: str) -> None:
+    if pair := repeated(values):
+        raise ValueError(f"{what} lists {values[pair[1]]!r} twice: they would be identical trials")
 
 
 class Range(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    uniform: tuple[float, float] | None = None
-    log_uniform: tuple[float, float] | None = None
+    uniform: tuple[StrictFloat, StrictFloat] | None = None
+    log_uniform: tuple[StrictFloat, StrictFloat] | None = None
 
     @model_validator(mode="after")
     def _one_range(self):
@@ -56,8 +80,8 @@ class Range(BaseModel):
 class RandomSearch(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    n: int = Field(..., ge=1, description="random draws")
-    seed: int = Field(0, ge=0, description="seed of the draws (not of training)")
+    n: StrictInt = Field(..., ge=1, le=MAX_TRIALS, description="random draws")
+    seed: StrictInt = Field(0, ge=0, le=MAX_SEED, description="seed of the draws (not of training)")
     fields: dict[str, Any] = Field(..., min_length=1, description="field -> a list of choices or a range")
 
     @field_validator("fields")
@@ -66,6 +90,7 @@ class RandomSearch(BaseModel):
         out = {}
         for key, value in fields.items():
             if isinstance(value, list) and value:
+                refuse_repeats(value, key)
                 out[key] = value
             elif isinstance(value, dict):
                 try:
@@ -86,7 +111,8 @@ class SweepSpec(BaseModel):
     variants: list[dict] = Field(default_factory=list, description="partial specs whose fields change together")
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="field -> values (cartesian product)")
     random: RandomSearch | None = None
-    seeds: int | list[int] = Field([0], description="a count (seeds 0..n-1) or a list of seeds")
+    seeds: StrictInt | list[StrictInt] | None = Field(
+        None, description="a count (seeds 0..n-1) or a list of seeds; unset: each trial keeps its spec's seed")
     metric: CompareMetric = Field(CompareMetric.VAL_ACC,
                                   description="what the leaderboard ranks by, as lrdecay compare --metric")
 
@@ -100,13 +126,41 @@ class SweepSpec(BaseModel):
         for key, values in self.grid.items():
             if not values:
                 raise ValueError(f"grid.{key} has no values")
-        if isinstance(self.seeds, int) and self.seeds < 1:
-            raise ValueError("seeds must be a positive count or a list")
+            refuse_repeats(values, f"grid.{key}")
+        if pair := repeated(self.variants):
+            raise ValueError(f"variants.{pair[0]} and variants.{pair[1]} are the same, {self.variants[pair[1]]!r}: "
+                             f"they would be identical trials")
+        if isinstance(self.seeds, int) and not 1 <= self.seeds <= MAX_TRIALS:
+            raise ValueError(f"seeds must be a positive count (at most {MAX_TRIALS:,}) or a list, got {self.seeds}")
         if isinstance(self.seeds, list) and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
             raise ValueError("seeds must be a non-empty list without repeats")
+        if isinstance(self.seeds, list) and not all(0 <= seed <= MAX_SEED for seed in self.seeds):
+            raise ValueError(f"seeds must be from 0 to 2**63 - 1, got {self.seeds}")
+        setters = self.seed_setters()
+        if setters and self.seeds is not None:
+            raise ValueError(f"both seeds and {setters[0]} set the trials' seeds: give them in one place "
+                             f"(drop seeds, or list the seeds there)")
+        if self.size() > MAX_TRIALS:
+            raise ValueError(f"the sweep has {self.size():,} trials (variants x grid x random.n x seeds), "
+                             f"more than {MAX_TRIALS:,}")
         return self
 
-    def seed_list(self) -> list[int]:
+    def seed_setters(self) -> list[str]:
+        """Where the sweep sets a trial's seed besides `seeds`: the grid, variants, random fields."""
+        found = ["grid.seed"] if "seed" in self.grid else []
+        found += [f"variants.{i}.seed" for i, variant in enumerate(self.variants) if "seed" in variant]
+        return found + (["random.fields.seed"] if self.random and "seed" in self.random.fields else [])
+
+    def size(self) -> int:
+        """The number of trials, from the sizes alone: nothing is expanded."""
+        seeds = len(self.seeds) if isinstance(self.seeds, list) else self.seeds or 1
+        draws = self.random.n if self.random else 1
+        return max(1, len(self.variants)) * math.prod(len(v) for v in self.grid.values()) * draws * seeds
+
+    def seed_list(self) -> list[int | None]:
+        """The seeds each trial is repeated with; [None] where `seeds` is unset: the trial's spec decides."""
+        if self.seeds is None:
+            return [None]
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
 
@@ -147,7 +201,11 @@ def parse_sweep(raw: Any, source: str, base_dir: Path) -> tuple[SweepSpec, dict]
 
 
 def expand(sweep: SweepSpec, base: dict, source: str) -> list[Trial]:
-    """Every trial of the sweep, validated; in a fixed order, so a resume finds the same trials."""
+    """Every trial of the sweep, validated; in a fixed order, so a resume finds the same trials.
+
+    A trial's seed is the one its spec ends with (the base's, or a variant's, grid point's or draw's);
+    where the sweep lists `seeds`, every trial is repeated with each of them instead. A sweep doing
+    both is refused (`SweepSpec`): which seeds were meant is not ours to guess."""
     draws: list[dict] = [{}]
     if sweep.random:
         rng = random.Random(sweep.random.seed)
@@ -161,8 +219,9 @@ def expand(sweep: SweepSpec, base: dict, source: str) -> list[Trial]:
         for key, value in {**point, **draw}.items():
             set_field(raw, key, value, f"{source}: field '{key}'")
             fields[key] = value
-        raw["seed"] = seed
-        fields["seed"] = seed
+        if seed is not None:
+            raw["seed"] = seed
+        fields["seed"] = raw.get("seed", Spec.model_fields["seed"].default)
         label = ", ".join(f"{k}={v}" for k, v in fields.items())
         where = f"{source} (trial {len(trials)}: {label})"
         trials.append(Trial(len(trials), fields, from_data(raw, where), where))
@@ -189,9 +248,11 @@ def load(path: Path, overrides: list[str] = ()) -> tuple[SweepSpec, dict]:
 
 
 def resolved_yaml(sweep: SweepSpec, base: dict) -> str:
-    """sweep.yaml: the sweep with its base inlined and seeds listed."""
+    """sweep.yaml: the sweep with its base inlined and seeds listed (where it has `seeds`)."""
     data = sweep.model_dump(mode="json", exclude_none=True)
-    data.update(base=base, seeds=sweep.seed_list())
+    data["base"] = base
+    if sweep.seeds is not None:
+        data["seeds"] = sweep.seed_list()
     return dump_yaml(data)
 
 
@@ -222,13 +283,35 @@ def plan(path: Path, grid: list[str] = (), seeds: str | None = None, overrides: 
 
 
 def reopen(sweep_dir: Path) -> Plan:
-    """An existing sweep directory's plan, for --resume."""
+    """An existing sweep directory's plan, for --resume. Its sweep.yaml must still expand to the trials
+    on disk: an edited one would resume, label and rank trials as what they are not."""
     path = sweep_dir / "sweep.yaml"
     if not path.is_file():
         raise UserError("not a sweep directory (no sweep.yaml)", where=str(sweep_dir),
                         fix="pass a directory under <runs>/sweeps/")
     sweep, base = parse_sweep(read_yaml_file(path), str(path), sweep_dir)
-    return Plan(sweep, base, expand(sweep, base, str(path)), sweep_dir)
+    trials = expand(sweep, base, str(path))
+    check_trials_on_disk(sweep_dir, trials, path)
+    return Plan(sweep, base, trials, sweep_dir)
+
+
+def check_trials_on_disk(sweep_dir: Path, trials: list[Trial], path: Path) -> None:
+    """Every started trial's config.yaml is the spec its trial expands to, field for field."""
+    expanded = {trial.dirname: trial for trial in trials}
+    fix = "restore sweep.yaml as the sweep wrote it, or start a new sweep"
+    for trial_dir in trial_dirs(sweep_dir):
+        config = trial_dir / "config.yaml"
+        if not config.is_file():
+            continue
+        if trial_dir.name not in expanded:
+            raise UserError(f"it expands to {len(trials)} trials, but {trial_dir.name} has run", where=str(path),
+                            fix=fix)
+        ran = flatten(from_data(read_yaml_file(config), str(config)).model_dump(mode="json"))
+        meant = flatten(expanded[trial_dir.name].spec.model_dump(mode="json"))
+        for key in dict.fromkeys([*meant, *ran]):
+            if meant.get(key, "(unset)") != ran.get(key, "(unset)"):
+                raise UserError(f"trial {trial_dir.name} would have {key}={meant.get(key, '(unset)')!r}, but its "
+                                f"config.yaml has {ran.get(key, '(unset)')!r}", where=str(path), fix=fix)
 
 
 def create(plan: Plan, runs_dir: Path) -> Path:
@@ -289,16 +372,9 @@ def resumable(sweep_dir: Path, trial: Trial) -> bool:
 
 
 def pending(sweep_dir: Path, trials: list[Trial]) -> list[Trial]:
-    """Trials without a kept outcome. Resumable ones keep their directories; the leftovers of the
-    others (a failure, a start killed before its first checkpoint) are cleared to start afresh."""
-    todo = []
-    for trial in trials:
-        summary = trial_status(sweep_dir, trial)
-        if summary is None or summary.get("status") not in FINISHED:
-            if not resumable(sweep_dir, trial):
-                shutil.rmtree(sweep_dir / trial.dirname, ignore_errors=True)
-            todo.append(trial)
-    return todo
+    """Trials without a kept outcome; nothing is changed (a dry run asks too). The leftovers of one
+    that cannot resume are cleared where it starts afresh (executors.run_stack)."""
+    return [trial for trial in trials if (trial_status(sweep_dir, trial) or {}).get("status") not in FINISHED]
 
 
 RESULT_COLUMNS = ("status", "best_val_acc", "final_val_acc", "test_acc", "final_val_loss", "final_train_loss",
@@ -312,12 +388,16 @@ def field_names(trials: list[Trial]) -> list[str]:
 
 
 def results(sweep_dir: Path, trials: list[Trial]) -> list[dict]:
-    """One row per trial, read from its run directory (`pending` where it has not run yet)."""
+    """One row per trial, read from its run directory (`pending` where it has not run yet). A started
+    trial's swept values are its own config.yaml's, what it trained, whatever sweep.yaml says now."""
     names = field_names(trials)
     rows = []
     for trial in trials:
         summary = trial_status(sweep_dir, trial) or {"status": Status.PENDING}
-        row = {"trial": trial.dirname, **{k: trial.fields.get(k, "") for k in names}}
+        config = sweep_dir / trial.dirname / "config.yaml"
+        ran = read_yaml_file(config) if config.is_file() else None
+        values = flatten(ran) if isinstance(ran, dict) else trial.fields
+        row = {"trial": trial.dirname, **{k: values.get(k, "") for k in names}}
         row.update({c: summary.get(c) for c in RESULT_COLUMNS})
         rows.append(row)
     return rows
@@ -347,15 +427,21 @@ def write_tables(sweep_dir: Path, trials: list[Trial], metric: CompareMetric):
 
 
 def with_command_line(sweep: SweepSpec, grid: list[str], seeds: str | None) -> SweepSpec:
-    """Add `--grid key=v1,v2` (values parsed as YAML) and `--seeds 3` / `--seeds 0,5,7` to a sweep."""
-    extra = dict(sweep.grid)
+    """Add `--grid key=v1,v2` (values parsed as YAML, each key once) and `--seeds 3` / `--seeds 0,5,7`
+    to a sweep."""
+    extra, given = dict(sweep.grid), set()
     for item in grid:
         key, sep, text = item.partition("=")
-        if not sep or not key.strip() or not text.strip():
+        key = key.strip()
+        if not sep or not key or not text.strip():
             raise UserError(f"cannot parse --grid '{item}'", fix="write it as --grid key.path=v1,v2,v3")
+        if key in given:
+            raise UserError(f"{key} is given twice", where="--grid",
+                            fix=f"give all its values at once: --grid {key}=v1,v2")
+        given.add(key)
         try:
-            extra[key.strip()] = [yaml.safe_load(v) for v in text.split(",")]
-        except yaml.YAMLError:
+            extra[key] = [parse_yaml(v, "--grid") for v in text.split(",")]
+        except UserError:
             raise UserError(f"cannot parse the values of --grid '{item}'", fix="plain YAML values, comma-separated") from None
     update: dict[str, Any] = {"grid": extra}
     if seeds is not None:

@@ -36,7 +36,7 @@ def test_overrides_are_typed_by_the_schema(tmp_path):
     path = write(tmp_path, "name: o\n")
     loaded = spec.load(path, ["train.epochs=3", "optimizer.lr=1e-3", "optimizer.nesterov=true",
                               "optimizer.momentum=0.9", "model.hidden=[64, 32]", "schedule.name=exponential",
-                              "schedule.staircase=yes", "data.limit=2000", "data.val_size=100"])
+                              "schedule.staircase=true", "data.limit=2000", "data.val_size=100"])
     assert loaded.train.epochs == 3 and loaded.optimizer.lr == 0.001 and loaded.optimizer.nesterov is True
     assert loaded.model.hidden == [64, 32] and loaded.schedule.staircase is True
     assert loaded.data.train_size() == 1900

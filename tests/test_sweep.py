@@ -155,7 +155,7 @@ def test_failed_and_diverged_trials_do_not_stop_the_sweep_and_resume_runs_only_t
                                            {"train": {"device": "cuda:7"}},
                                            {}])
     out = cli("sweep", path, "--runs-dir", tmp_path / "runs", "--quiet")
-    assert out.exit_code == 1 and "1 of 3 trials did not complete" in out.stderr
+    assert out.exit_code == 1 and "2 of 3 trials did not complete (1 diverged, 1 failed)" in out.stderr
     sweep_dir = only_sweep_dir(tmp_path / "runs")
     statuses = [r["status"] for r in read_csv(sweep_dir / "results.csv")]
     assert statuses == ["diverged", "failed", "completed"]

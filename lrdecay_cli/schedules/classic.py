@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from lrdecay_cli.schedules.registry import ScheduleParams, register
+from lrdecay_cli.schedules.registry import ScheduleParams, monotone, register
 
 
 class ConstantParams(ScheduleParams):
@@ -41,7 +41,7 @@ class InverseTimeParams(ScheduleParams):
 
 
 @register(ConstantParams, "lr; with factor or total_iters: lr * factor for t < total_iters, then lr",
-          "plain constant learning rate, or PyTorch ConstantLR")
+          "plain constant learning rate, or PyTorch ConstantLR", breaks=monotone)
 def constant(p: ConstantParams, lr: float, total: int):
     if p.factor is None and p.total_iters is None:
         return lambda t: lr
@@ -52,7 +52,7 @@ def constant(p: ConstantParams, lr: float, total: int):
     return lambda t: lr * constant_lr_factor(t, factor, total_iters)
 
 
-@register(StepParams, "lr * gamma ** floor(t / step_size)", "PyTorch StepLR")
+@register(StepParams, "lr * gamma ** floor(t / step_size)", "PyTorch StepLR", breaks=monotone)
 def step(p: StepParams, lr: float, total: int):
     return lambda t: lr * p.gamma ** (t // p.step_size)
 
@@ -63,11 +63,11 @@ def _decay_exponent(t: int, p: ExponentialParams | InverseTimeParams) -> float:
     return math.floor(ratio) if p.staircase else ratio
 
 
-@register(ExponentialParams, "lr * decay_rate ** (t / decay_steps)", "Keras ExponentialDecay")
+@register(ExponentialParams, "lr * decay_rate ** (t / decay_steps)", "Keras ExponentialDecay", breaks=monotone)
 def exponential(p: ExponentialParams, lr: float, total: int):
     return lambda t: lr * p.decay_rate ** _decay_exponent(t, p)
 
 
-@register(InverseTimeParams, "lr / (1 + decay_rate * t / decay_steps)", "Keras InverseTimeDecay")
+@register(InverseTimeParams, "lr / (1 + decay_rate * t / decay_steps)", "Keras InverseTimeDecay", breaks=monotone)
 def inverse_time(p: InverseTimeParams, lr: float, total: int):
     return lambda t: lr / (1 + p.decay_rate * _decay_exponent(t, p))

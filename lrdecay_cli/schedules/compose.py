@@ -47,12 +47,25 @@ class SequenceParams(ScheduleParams):
         return self
 
 
-@register(SequenceParams, "phase i for boundaries[i-1] <= t < boundaries[i], counting t - boundaries[i-1]",
-          "PyTorch SequentialLR / optax.join_schedules")
-def sequence(p: SequenceParams, lr: float, total: int):
+def _spans(p: SequenceParams, total: int) -> list[tuple[int, int]]:
+    """Each phase's first count and its length (the last phase's reaches the end of the run)."""
     starts = [0, *p.boundaries]
     ends = [*p.boundaries, max(total, p.boundaries[-1] + 1 if p.boundaries else total)]
-    phases = [METHODS[ph.name].build(ph, lr, end - start) for ph, start, end in zip(p.phases, starts, ends)]
+    return [(start, end - start) for start, end in zip(starts, ends)]
+
+
+def _sequence_breaks(p: SequenceParams, lr: float, total: int) -> list[int]:
+    """The boundaries, and each phase's own breaks moved to where the phase starts."""
+    return [*p.boundaries, *(start + count for ph, (start, length) in zip(p.phases, _spans(p, total))
+                            for count in METHODS[ph.name].breaks(ph, lr, length) if count < length)]
+
+
+@register(SequenceParams, "phase i for boundaries[i-1] <= t < boundaries[i], counting t - boundaries[i-1]",
+          "PyTorch SequentialLR / optax.join_schedules", breaks=_sequence_breaks)
+def sequence(p: SequenceParams, lr: float, total: int):
+    spans = _spans(p, total)
+    starts = [start for start, _ in spans]
+    phases = [METHODS[ph.name].build(ph, lr, length) for ph, (_, length) in zip(p.phases, spans)]
 
     def lr_at(t: int) -> float:
         i = bisect.bisect_right(p.boundaries, t)

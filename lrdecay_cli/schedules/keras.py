@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from lrdecay_cli.errors import UserError
-from lrdecay_cli.schedules.registry import ScheduleParams, register, strictly_increasing
+from lrdecay_cli.schedules.registry import ScheduleParams, period_breaks, register, strictly_increasing
 
 
 class PolynomialParams(ScheduleParams):
@@ -83,10 +83,16 @@ class CosineRestartsParams(ScheduleParams):
     alpha: float = Field(0.0, ge=0, le=1, description="the LR at the end of every period, as a fraction of lr")
 
 
+def _cycle_breaks(p: PolynomialParams, lr: float, total: int, decay_steps: int) -> set[int]:
+    """Each cycle decays from a lower LR than the one before (to the same end), so it is monotone in the cycle."""
+    return period_breaks(p, lr, total, lambda k: k * decay_steps, total // decay_steps)
+
+
 @register(PolynomialParams,
           "(lr - end_learning_rate) * (1 - min(t, D) / D) ** power + end_learning_rate, D = decay_steps; "
           "cycle: D * max(1, ceil(t / D)) and no min",
-          "Keras PolynomialDecay")
+          "Keras PolynomialDecay",
+          breaks=lambda p, lr, total: _cycle_breaks(p, lr, total, p.decay_steps or total) if p.cycle else ())
 def polynomial(p: PolynomialParams, lr: float, total: int):
     """Decay to end_learning_rate over decay_steps, then hold it (or, with cycle, decay again)."""
     decay_steps = p.decay_steps or total
@@ -104,7 +110,7 @@ def polynomial(p: PolynomialParams, lr: float, total: int):
 
 @register(PiecewiseConstantParams,
           "values[i] for boundaries[i-1] < t <= boundaries[i] (LRs from values, not optimizer.lr)",
-          "Keras PiecewiseConstantDecay")
+          "Keras PiecewiseConstantDecay", breaks=lambda p, lr, total: p.boundaries)
 def piecewise_constant(p: PiecewiseConstantParams, lr: float, total: int):
     """Fixed LRs between boundaries; a boundary itself still belongs to the piece before it."""
     return lambda t: p.values[bisect.bisect_left(p.boundaries, t)]
@@ -118,7 +124,7 @@ def _cosine_factor(fraction: float, alpha: float) -> float:
 @register(CosineParams,
           "lr + (peak - lr) * t / W for t < W = warmup_steps, then peak * ((1 - alpha) * (1 + cos(pi * "
           "min(t - W, decay_steps) / decay_steps)) / 2 + alpha), peak = warmup_target or lr",
-          "Keras CosineDecay")
+          "Keras CosineDecay", breaks=lambda p, lr, total: (p.warmup_steps,))
 def cosine(p: CosineParams, lr: float, total: int):
     """Optional linear warmup to warmup_target, then a half cosine down to alpha x the peak, held after."""
     warmup = p.warmup_steps
@@ -154,10 +160,29 @@ def _period(fraction: float, t_mul: float) -> tuple[int, float]:
     return i, (fraction - (1.0 - t_mul ** i) / (1.0 - t_mul)) / t_mul ** i
 
 
+MAX_RESTARTS = 10_000
+"""The most periods of `cosine_restarts` with t_mul > 1 that a run's check looks at one by one (a third
+of a second): t_mul = 2 makes 33 in the longest run allowed, only a t_mul within 1e-3 of 1 makes more."""
+
+
+def _restart_breaks(p: CosineRestartsParams, lr: float, total: int) -> list[int] | set[int]:
+    """Period starts. With t_mul = 1 the periods are alike but for m_mul ** i, so monotone in i. Else
+    period i starts at first_decay_steps * (1 - t_mul**i) / (1 - t_mul), between two counts, and the LR
+    at each period's last count is its own: all starts, a number that grows as log(run) / log(t_mul)."""
+    first = p.first_decay_steps
+    if p.t_mul == 1.0:
+        return period_breaks(p, lr, total, lambda i: i * first, total // first)
+    periods = _period(total / first, p.t_mul)[0] + 2
+    if periods > MAX_RESTARTS:
+        raise ValueError(f"t_mul {p.t_mul} makes {periods:,} restarts in this run, more than the {MAX_RESTARTS:,} "
+                         f"its check looks at; raise t_mul or first_decay_steps, or set t_mul: 1")
+    return [math.floor(first * (1.0 - p.t_mul ** i) / (1.0 - p.t_mul)) for i in range(periods)]
+
+
 @register(CosineRestartsParams,
           "lr * ((1 - alpha) * 0.5 * m_mul**i * (1 + cos(pi * f)) + alpha): period i lasts "
           "first_decay_steps * t_mul**i, f is its completed fraction",
-          "Keras CosineDecayRestarts (SGDR)")
+          "Keras CosineDecayRestarts (SGDR)", breaks=_restart_breaks)
 def cosine_restarts(p: CosineRestartsParams, lr: float, total: int):
     """SGDR: cosine periods growing by t_mul, each restarting at m_mul x the previous peak."""
 

@@ -55,7 +55,7 @@ class WsdParams(ScheduleParams):
 
 
 @register(InverseSqrtParams, "lr * t / warmup_steps for t < warmup_steps, then lr * sqrt(warmup_steps / t)",
-          "fairseq inverse_sqrt (Vaswani et al. 2017)")
+          "fairseq inverse_sqrt (Vaswani et al. 2017)", breaks=lambda p, lr, total: (p.warmup_steps,))
 def inverse_sqrt(p: InverseSqrtParams, lr: float, total: int):
     """The Transformer schedule, scaled to peak at lr: both pieces give lr at t = warmup_steps."""
     warmup = p.warmup_steps
@@ -70,14 +70,20 @@ _DECAY_SHAPES = {
 }
 
 
+def _wsd_phases(p: WsdParams, total: int) -> tuple[int, int]:
+    """The warmup's and the decay's lengths in a run of `total` steps (the builder's, and its breaks')."""
+    warmup = p.warmup_steps if p.warmup_steps is not None else round((p.warmup_fraction or 0) * total)
+    return warmup, max(1, round(p.decay_fraction * total))
+
+
 @register(WsdParams,
           "lr * t / W for t < W; lr; over the last D = decay_fraction * total steps "
           "lr * (m + (1 - m) * shape(p)), p = (t - total + D + 1) / D, m = min_lr_ratio",
-          "warmup-stable-decay (MiniCPM; Hägele et al. 2024)")
+          "warmup-stable-decay (MiniCPM; Hägele et al. 2024)",
+          breaks=lambda p, lr, total: (_wsd_phases(p, total)[0], total - _wsd_phases(p, total)[1]))
 def wsd(p: WsdParams, lr: float, total: int):
     """Constant LR for most of the run and a short cooldown at its end, reaching min_lr at the last step."""
-    warmup = p.warmup_steps if p.warmup_steps is not None else round((p.warmup_fraction or 0) * total)
-    decay = max(1, round(p.decay_fraction * total))
+    warmup, decay = _wsd_phases(p, total)
     if warmup + decay > total:
         raise UserError(f"warmup ({warmup}) and decay ({decay}) overlap in a run of {total}",
                         where="schedule.warmup_steps" if p.warmup_steps else "schedule.decay_fraction",

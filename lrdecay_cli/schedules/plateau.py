@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from lrdecay_cli.schedules.registry import ScheduleParams, register
+from lrdecay_cli.schedules.registry import ScheduleParams, monotone, register
 
 
 class PlateauParams(ScheduleParams):
@@ -71,6 +71,6 @@ class Plateau:
 
 
 @register(PlateauParams, "lr *= factor after patience epochs without improvement of monitor",
-          "PyTorch ReduceLROnPlateau")
+          "PyTorch ReduceLROnPlateau", breaks=monotone)  # it only falls, and only on a metric
 def plateau(p: PlateauParams, lr: float, total: int) -> Plateau:
     return Plateau(p, lr)

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from lrdecay_cli.errors import UserError
-from lrdecay_cli.schedules.registry import ScheduleParams, register, strictly_increasing
+from lrdecay_cli.schedules.registry import ScheduleParams, monotone, period_breaks, register, strictly_increasing
 
 
 class MultiStepParams(ScheduleParams):
@@ -126,7 +126,8 @@ def _check_eta_min(eta_min: float, lr: float) -> None:
                         where="schedule.eta_min", fix="lower eta_min or raise optimizer.lr")
 
 
-@register(MultiStepParams, "lr * gamma ** (number of milestones <= t)", "PyTorch MultiStepLR")
+@register(MultiStepParams, "lr * gamma ** (number of milestones <= t)", "PyTorch MultiStepLR",
+          breaks=monotone)
 def multistep(p: MultiStepParams, lr: float, total: int):
     """StepLR with hand-placed drops."""
     return lambda t: lr * p.gamma ** bisect.bisect_right(p.milestones, t)
@@ -134,7 +135,7 @@ def multistep(p: MultiStepParams, lr: float, total: int):
 
 @register(LinearParams,
           "lr * (start_factor + (end_factor - start_factor) * min(t, total_iters) / total_iters)",
-          "PyTorch LinearLR")
+          "PyTorch LinearLR", breaks=monotone)
 def linear(p: LinearParams, lr: float, total: int):
     """A straight line between two multiples of lr, held after total_iters."""
     total_iters = p.total_iters or total
@@ -147,9 +148,14 @@ def linear(p: LinearParams, lr: float, total: int):
     return lr_at
 
 
+def _annealing_breaks(p: CosineAnnealingParams, lr: float, total: int, T_max: int) -> set[int]:
+    """Periods of 2 * T_max, down to eta_min at T_max and back up: all the same."""
+    return period_breaks(p, lr, total, lambda k: 2 * k * T_max, total // (2 * T_max), turn=T_max)
+
+
 @register(CosineAnnealingParams,
           "eta_min + (lr - eta_min) * (1 + cos(pi * t / T_max)) / 2, rising again past T_max",
-          "PyTorch CosineAnnealingLR")
+          "PyTorch CosineAnnealingLR", breaks=lambda p, lr, total: _annealing_breaks(p, lr, total, p.T_max or total))
 def cosine_annealing(p: CosineAnnealingParams, lr: float, total: int):
     """Half a cosine from lr to eta_min; PyTorch's recursive form, stepped on, traces the full cosine."""
     _check_eta_min(p.eta_min, lr)
@@ -157,10 +163,21 @@ def cosine_annealing(p: CosineAnnealingParams, lr: float, total: int):
     return lambda t: p.eta_min + (lr - p.eta_min) * (1 + math.cos(math.pi * t / T_max)) / 2
 
 
+def _warm_restart_breaks(p: CosineWarmRestartsParams, lr: float, total: int) -> list[int] | set[int]:
+    """Every period's start: with T_mult > 1 the run holds only a logarithmic number of them."""
+    if p.T_mult == 1:
+        return period_breaks(p, lr, total, lambda k: k * p.T_0, total // p.T_0)
+    starts, length = [0], p.T_0
+    while starts[-1] <= total:
+        starts.append(starts[-1] + length)
+        length *= p.T_mult
+    return starts
+
+
 @register(CosineWarmRestartsParams,
           "eta_min + (lr - eta_min) * (1 + cos(pi * T_cur / T_i)) / 2: period i lasts T_i = T_0 * T_mult**i, "
           "T_cur counts from its start",
-          "PyTorch CosineAnnealingWarmRestarts (SGDR)")
+          "PyTorch CosineAnnealingWarmRestarts (SGDR)", breaks=_warm_restart_breaks)
 def cosine_warm_restarts(p: CosineWarmRestartsParams, lr: float, total: int):
     """SGDR: cosine periods growing by T_mult, each restarting at lr."""
     _check_eta_min(p.eta_min, lr)
@@ -190,7 +207,9 @@ def _anneal_linear(start: float, end: float, pct: float) -> float:
           "from max_lr / div_factor up to max_lr (default: lr) over pct_start * total_steps, then down to "
           "max_lr / div_factor / final_div_factor (cos or linear); three_phase: down to max_lr / div_factor "
           "as it rose, then to the final LR",
-          "PyTorch OneCycleLR (Smith & Topin, super-convergence)")
+          "PyTorch OneCycleLR (Smith & Topin, super-convergence)",
+          breaks=lambda p, lr, total: [math.floor(p.pct_start * (p.total_steps or total)),
+                                       math.floor(2 * p.pct_start * (p.total_steps or total)), p.total_steps or total])
 def one_cycle(p: OneCycleParams, lr: float, total: int):
     """Super-convergence: one rise to a large peak and a long anneal far below the start."""
     steps = p.total_steps or total
@@ -232,11 +251,19 @@ _CYCLIC_SCALE = {
 }
 
 
+def _cycle_length(p: CyclicParams) -> int:
+    return p.step_size_up + (p.step_size_down or p.step_size_up)
+
+
 @register(CyclicParams,
           "base_lr + (max_lr - base_lr) * triangle(t) * scale, triangle 0 -> 1 over step_size_up and back over "
           "step_size_down; scale 1 (triangular), 1 / 2 ** (cycle - 1) with cycle = 1, 2, ... (triangular2), "
           "gamma ** t (exp_range); base_lr defaults to lr",
-          "PyTorch CyclicLR (Smith, cyclical learning rates)")
+          "PyTorch CyclicLR (Smith, cyclical learning rates)",
+          # Its LR stays between base_lr and max_lr (exp_range's damped triangle need not be monotone
+          # in a half cycle): the first and last cycles are looked at as for any periodic method.
+          breaks=lambda p, lr, total: period_breaks(p, lr, total, lambda k: k * _cycle_length(p),
+                                                    total // _cycle_length(p), turn=p.step_size_up))
 def cyclic(p: CyclicParams, lr: float, total: int):
     """Cyclical learning rates: a triangle wave between base_lr and max_lr, optionally damped."""
     base = lr if p.base_lr is None else p.base_lr
@@ -258,7 +285,8 @@ def cyclic(p: CyclicParams, lr: float, total: int):
     return lr_at
 
 
-@register(PolynomialTorchParams, "lr * (1 - min(t, total_iters) / total_iters) ** power", "PyTorch PolynomialLR")
+@register(PolynomialTorchParams, "lr * (1 - min(t, total_iters) / total_iters) ** power", "PyTorch PolynomialLR",
+          breaks=monotone)
 def polynomial_torch(p: PolynomialTorchParams, lr: float, total: int):
     """Polynomial decay to 0 at total_iters, held after (Keras' polynomial ends at end_learning_rate)."""
     total_iters = p.total_iters or total

@@ -4,24 +4,29 @@ A method's builder returns a pure function `t -> lr` of its own count (steps or 
 `lr_schedule` turns that into a `Schedule` over optimizer steps: it puts the warmup in front,
 maps steps to epochs for `interval: epoch`, and forwards metrics to metric-driven methods
 (plateau), whose builder returns a callable that also has `observe(metrics)`.
+
+Each method also declares its `breaks`: the counts between which its LR is monotone. That lets
+`check_run` judge a whole run from a few LRs, in a time that does not grow with the run.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 LrAt = Callable[[int], float]
 """A schedule: the learning rate (float64) for a count of steps or epochs, counted from 0."""
+Breaks = Callable[[Any, float, int], Iterable[int]]
+"""`(params, initial_lr, total) -> counts` where a method's LR may turn (see `Method.breaks`)."""
 
 
 class Warmup(BaseModel):
     """A ramp in front of any method, from start_factor x the method's first LR up to that LR."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
     steps: int | None = Field(None, ge=1, description="warmup length in optimizer steps")
     epochs: int | None = Field(None, ge=1, description="warmup length in epochs")
@@ -47,9 +52,10 @@ class Warmup(BaseModel):
 
 
 class ScheduleParams(BaseModel):
-    """Base of every method's parameters: `name` picks the method, `interval` what it counts."""
+    """Base of every method's parameters: `name` picks the method, `interval` what it counts.
+    Strict: a YAML `true` is no number and `yes` no boolean."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
     name: str
     interval: Literal["step", "epoch"] = Field("step", description="what t counts: optimizer steps or epochs")
@@ -63,6 +69,9 @@ class Method:
     build: Callable[[ScheduleParams, float, int], LrAt]
     formula: str
     origin: str
+    breaks: Breaks
+    """The counts, for the builder's arguments, where the LR may turn (piece, phase or period starts);
+    between two of them it is monotone. A short list, however long the run (see `period_breaks`)."""
 
     def parameters(self) -> dict[str, Any]:
         """The method's own parameters and their defaults (not name, interval, warmup)."""
@@ -80,17 +89,52 @@ def strictly_increasing(values: list[int], what: str) -> list[int]:
     return values
 
 
-def register(params: type[ScheduleParams], formula: str, origin: str):
+def monotone(p: ScheduleParams, initial_lr: float, total: int) -> tuple[int, ...]:
+    """`breaks` of a method whose LR only falls, or only rises, over any run."""
+    return ()
+
+
+def period_breaks(p: ScheduleParams, initial_lr: float, total: int, start: Callable[[int], int], last: int,
+                  turn: int = 0) -> set[int]:
+    """`breaks` of a method that repeats, period k starting at count `start(k)` (k = 0..`last` in the run)
+    and turning `turn` counts into it, where the LR at a given place of a period is monotone in k (the
+    same periods, or a growing or shrinking amplitude). The first two and the last two periods then
+    bound all others, but for underflow: the period where the LR at some place first falls below
+    TINIEST_LR is found by bisection over k."""
+    lr_at = METHODS[p.name].build(p, initial_lr, total)
+    periods = {0, 1, 2, last - 1, last, last + 1}
+    if last > 2:
+        for place in (offset + d for offset in {0, turn} for d in (-1, 0, 1, 2)):
+            def tiny(k: int) -> bool:
+                return lr_at(max(start(k) + place, 0)) < TINIEST_LR
+
+            if tiny(1) != tiny(last):
+                k = first_change(tiny, 1, last)
+                periods.update((k - 1, k))
+    return {start(k) + offset for k in periods if k >= 0 for offset in {0, turn}}
+
+
+def first_change(predicate: Callable[[int], bool], low: int, high: int) -> int:
+    """The least k in (low, high] with predicate(k) != predicate(low), for a predicate that changes once."""
+    before = predicate(low)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if predicate(middle) == before else (low, middle)
+    return high
+
+
+def register(params: type[ScheduleParams], formula: str, origin: str, breaks: Breaks):
     """Decorator: add a builder `(params, initial_lr, total) -> lr_at` to the catalogue.
 
     `total` is the length of the run in the method's own unit (steps, or epochs with
     `interval: epoch`), for methods whose horizon defaults to the run (one_cycle, wsd, ...).
+    `breaks(params, initial_lr, total)` lists the counts where its LR may turn (`monotone`: never).
     """
 
     name = params.model_fields["name"].default
 
     def add(build: Callable[[ScheduleParams, float, int], LrAt]):
-        METHODS[name] = Method(name, params, build, formula, origin)
+        METHODS[name] = Method(name, params, build, formula, origin, breaks)
         return build
 
     return add
@@ -100,17 +144,22 @@ class Schedule:
     """The LR for every optimizer step of one run; `observe` feeds metric-driven methods."""
 
     def __init__(self, params: ScheduleParams, initial_lr: float, steps_per_epoch: int, epochs: int):
-        self.params = params
+        self.params, self.initial_lr = params, initial_lr
         self.warmup_steps = params.warmup.length(steps_per_epoch) if params.warmup else 0
         self.unit = steps_per_epoch if params.interval == "epoch" else 1
-        total = max(epochs * steps_per_epoch - self.warmup_steps, 0) // self.unit
-        self.method = METHODS[params.name].build(params, initial_lr, max(total, 1))
+        self.total = max(max(epochs * steps_per_epoch - self.warmup_steps, 0) // self.unit, 1)
+        self.method = METHODS[params.name].build(params, initial_lr, self.total)
         self.metric_driven = hasattr(self.method, "observe")
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
             return self.method(0) * self.params.warmup.factor(step, self.warmup_steps)
         return self.method((step - self.warmup_steps) // self.unit)
+
+    def breaks(self) -> list[int]:
+        """Optimizer steps where the LR may turn: the warmup's end and the method's own breaks."""
+        counts = METHODS[self.params.name].breaks(self.params, self.initial_lr, self.total)
+        return [self.warmup_steps, *(self.warmup_steps + count * self.unit for count in counts)]
 
     def observe(self, steps_done: int, metrics: dict[str, float]) -> None:
         """After an evaluation: plateau-style methods update; warmup steps are not theirs to judge."""
@@ -132,15 +181,39 @@ def lr_schedule(params: ScheduleParams, initial_lr: float, steps_per_epoch: int,
 
 TINIEST_LR = 1e-300
 """Below this a positive LR is float underflow in progress, not a rate anyone meant."""
+LARGEST_LR = 3.4028234663852886e38
+"""float32's largest value (bf16 has the same range): above it the LR is infinite in the parameters'
+precision, where the optimizer applies it."""
 
 
 def check_run(params: ScheduleParams, initial_lr: float, steps_per_epoch: int, epochs: int) -> None:
-    """Refuse, before training, a schedule whose LRs over the run are NaN, infinite, negative, or
-    underflowing (positive but below TINIEST_LR): bad parameters, not a decay to study."""
+    """Refuse, before training, a schedule whose LRs over the run are NaN, infinite (beyond float32),
+    negative, or underflowing (positive but below TINIEST_LR): bad parameters, not a decay to study.
+
+    The LR is monotone between the schedule's breaks, so each piece is judged by its two ends and, where
+    it reaches 0, by its last positive LR (found by bisection): a few LRs per break, however long the run
+    (an every-step scan of 100,000 epochs at batch 1 took over half an hour)."""
     schedule = lr_schedule(params, initial_lr, steps_per_epoch, epochs)
-    stride = steps_per_epoch if params.interval == "epoch" and not params.warmup else 1
-    for step in range(0, epochs * steps_per_epoch, stride):
+    last = epochs * steps_per_epoch - 1
+    # Each break and its neighbours start a piece, so a turn that a break's rounding puts a step off is caught.
+    starts = sorted({0, *(step for b in schedule.breaks() for step in range(b - 1, b + 3) if 0 < step <= last)})
+    for start, end in zip(starts, [step - 1 for step in starts[1:]] + [last]):
+        if (_sane_lr(schedule, start) == 0) != (_sane_lr(schedule, end) == 0):
+            # It reaches 0 inside: bisect to the edge of its zeros, where its smallest positive LR is.
+            first_change(lambda step: _sane_lr(schedule, step) == 0, start, end)
+
+
+def _sane_lr(schedule: Schedule, step: int) -> float:
+    """The LR at `step`, or a ValueError saying what is wrong with it there."""
+    try:
         lr = schedule(step)
-        if not math.isfinite(lr) or lr < 0 or 0 < lr < TINIEST_LR:
-            what = "underflows to" if 0 < lr < TINIEST_LR else "is"
-            raise ValueError(f"the LR {what} {lr!r} at step {step} of this run; check the schedule's parameters")
+    except OverflowError:
+        raise ValueError(f"the LR overflows at step {step} of this run; check the schedule's parameters") from None
+    except (ArithmeticError, ValueError) as exc:
+        raise ValueError(f"the LR cannot be computed at step {step} of this run ({exc}); "
+                         f"check the schedule's parameters") from None
+    if not math.isfinite(lr) or lr < 0 or 0 < lr < TINIEST_LR or lr > LARGEST_LR:
+        what = "underflows to" if 0 < lr < TINIEST_LR else "is"
+        beyond = f", more than float32 holds ({LARGEST_LR:.3g})" if math.isfinite(lr) and lr > LARGEST_LR else ""
+        raise ValueError(f"the LR {what} {lr!r} at step {step} of this run{beyond}; check the schedule's parameters")
+    return lr
