@@ -86,6 +86,18 @@ class Interrupted(Exception):
 
 
 @contextlib.contextmanager
+def denormals_flushed():
+    """While training, the CPU flushes denormal floats (below ~1e-38) to zero: each costs it a hundred
+    times a normal one, and RMSprop's square averages of tiny gradients made a CPU run ~20x slower.
+    Switched off again after, since the setting holds for all float arithmetic of the process."""
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
+@contextlib.contextmanager
 def stop_on_signals():
     """While training, Ctrl-C and SIGTERM only raise a flag that the loop checks after each step."""
     flag = {"signum": None}
@@ -244,7 +256,7 @@ def train_runs(planned: list[Planned], observer: TrainObserver | None = None) ->
     Ctrl-C and SIGTERM are handled from here to the last file: one that arrives before the runs
     exist ends the command as interrupted, one that arrives later interrupts the runs."""
     (step,) = {p.start_step for p in planned}
-    with stop_on_signals() as stop, contextlib.ExitStack() as held:
+    with stop_on_signals() as stop, denormals_flushed(), contextlib.ExitStack() as held:
         trainer = make_trainer([p.spec for p in planned])
         if any(p.state for p in planned):
             trainer.load_states([p.state for p in planned])

@@ -159,7 +159,8 @@ def test_a_sweep_resumed_on_ray_continues_its_interrupted_trial_from_the_checkpo
     kept = (cut.path / "metrics.csv").read_bytes()
     assert len(read_csv(cut.path / "metrics.csv")) == 1
 
-    run = lrdecay("sweep", "--resume", sweep_dir, "--executor", "ray", "--quiet", env=without_ray_settings())
+    # --force: the trial ran here with all the cores' threads, and its Ray task gets a share of the node's
+    run = lrdecay("sweep", "--resume", sweep_dir, "--executor", "ray", "--quiet", "--force", env=without_ray_settings())
     assert run.returncode == 0, run.stderr  # on a new local instance: its tasks train in scratch directories
     assert [r["status"] for r in read_csv(sweep_dir / "results.csv")] == ["completed", "completed"]
     metrics = (cut.path / "metrics.csv").read_bytes()
