@@ -348,3 +348,22 @@ def test_resuming_a_diverged_run_exits_1_like_train(cli, write_spec, tmp_path):
     (run,) = run_dirs(tmp_path / "runs")
     again = cli("train", "--resume", run, "--quiet")
     assert again.exit_code == 1 and "run diverged" in again.stderr
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.ENOSPC, errno.EDQUOT])
+def test_resume_on_a_disk_that_takes_no_writes_is_one_line(cli, interrupted, monkeypatch, code):
+    """A read-only mount, a full disk, a quota: the resume stops at its first write with one line naming
+    the file (exit 1: the machine, not the input), and the run stays resumable as it was."""
+    from lrdecay_cli import rundir
+
+    run, _ = interrupted()
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+
+    def refuse(path, content):
+        raise OSError(code, os.strerror(code), str(path))
+
+    monkeypatch.setattr(rundir, "write_atomic", refuse)
+    one_line(cli("train", "--resume", run, "--quiet"), 1, os.strerror(code))
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    assert cli("train", "--resume", run, "--quiet").exit_code == 0
