@@ -53,9 +53,23 @@ class OneLineUsageErrors(TyperGroup):
 
 app = typer.Typer(
     help="Learning-rate decay experiments on MNIST: exact schedules, fast training, run directories you can trust.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
-    cls=OneLineUsageErrors,
+    no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+    cls=OneLineUsageErrors, context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        import lrdecay_cli
+
+        typer.echo(f"lrdecay {lrdecay_cli.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                          help="Print lrdecay's version and exit.")) -> None:
+    """Learning-rate decay experiments on MNIST: exact schedules, fast training, run directories you can trust."""
 
 
 

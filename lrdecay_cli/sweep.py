@@ -182,7 +182,7 @@ def parse_sweep(raw: Any, source: str, base_dir: Path) -> tuple[SweepSpec, dict]
     """Validate sweep data; return it with the base spec loaded as raw data."""
     if not isinstance(raw, dict):
         raise UserError(f"a sweep spec must be a mapping, got {type(raw).__name__}", where=source,
-                        fix="see configs/sweep_decay.yaml for an example")
+                        fix="see configs/sweeps/decay_methods.yaml for an example")
     try:
         sweep = SweepSpec.model_validate(raw)
     except ValidationError as exc:

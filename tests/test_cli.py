@@ -99,3 +99,26 @@ def test_a_bug_is_its_own_traceback_not_a_chained_one(cli, monkeypatch):
     monkeypatch.setattr(schedules, "METHODS", type("Broken", (), {"__contains__": broken, "__iter__": broken})())
     result = cli("schedules", "exponential")
     assert isinstance(result.exception, Bug) and result.exception.__context__ is None
+
+
+def test_every_file_a_hint_names_exists():
+    """Error messages point users at example files: each one named must be in the repository."""
+    import re
+
+    named = set()
+    for source in (REPO / "lrdecay_cli").rglob("*.py"):
+        named |= set(re.findall(r"configs/[\w./-]+\.yaml", source.read_text()))
+    assert named and all((REPO / name).is_file() for name in named), sorted(n for n in named if not (REPO / n).is_file())
+
+
+def test_version_short_help_and_shell_completion(cli):
+    import lrdecay_cli
+
+    version = cli("--version")
+    assert version.exit_code == 0 and version.stdout == f"lrdecay {lrdecay_cli.__version__}\n"
+    for args in (["-h"], ["train", "-h"], ["sweep", "-h"]):
+        shown = cli(*args)
+        assert shown.exit_code == 0 and shown.stdout.startswith("Usage: lrdecay"), args
+    script = subprocess.run([sys.executable, "-m", "lrdecay_cli", "--show-completion", "bash"], capture_output=True,
+                            text=True, timeout=60, cwd=REPO)
+    assert script.returncode == 0 and "complete" in script.stdout, script.stderr
