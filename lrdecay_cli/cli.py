@@ -123,6 +123,12 @@ def train(
     if spec_path is None and overrides:
         spec_path = resume_dir / "config.yaml"
     loaded = spec.load(spec_path, overrides or []) if spec_path is not None else None
+    if loaded is not None and resume_dir is None and not quiet:
+        from lrdecay_cli.preview import flat_run_warning
+
+        loaded.check_schedule(str(spec_path))
+        if warning := flat_run_warning(loaded):
+            report.warning(warning)
     from lrdecay_cli.rundir import Status
     from lrdecay_cli.train import Interrupted, TrainObserver, resume, train as run_training
 
@@ -188,9 +194,14 @@ def sweep(
     else:
         plan = sweeps.plan(sweep_path, grid or [], seeds, overrides or [])
     if dry_run:
+        from lrdecay_cli.preview import flat_run_warning
+
         todo = plan.pending()
         where = f" still to run in {plan.path}" if plan.path else f" of {plan.sweep.name}"
         report.trials_table(todo, sweeps.field_names(plan.trials), f"{len(todo)} of {len(plan.trials)} trials{where}")
+        for trial in todo:
+            if warning := flat_run_warning(trial.spec):
+                report.warning(f"{trial.dirname}: {warning}")
         return
     if plan.path is None:
         sweeps.create(plan, runs_dir)
@@ -248,7 +259,7 @@ def schedule(
 ) -> None:
     """Preview the LR of steps 0..N-1 without training (exactly what `train` would use)."""
     from lrdecay_cli import report, spec
-    from lrdecay_cli.preview import notes, preview
+    from lrdecay_cli.preview import flat_run_warning, notes, preview
 
     loaded = spec.load(spec_path, overrides or [])
     loaded.check_schedule(str(spec_path))
@@ -262,6 +273,8 @@ def schedule(
     lrs = preview(loaded, steps or loaded.train.epochs * loaded.steps_per_epoch())
     for line in notes(loaded):
         report.note(line)
+    if warning := flat_run_warning(loaded):
+        report.warning(warning)
     {PreviewFormat.CSV: report.lr_csv, PreviewFormat.JSON: report.lr_json,
      PreviewFormat.PLOT: report.lr_terminal_plot}[output_format](lrs)
     if png is not None:

@@ -36,6 +36,33 @@ def preview(spec: Spec, steps: int) -> list[float]:
     return lrs
 
 
+HORIZONS = {"step": "step_size", "multistep": "milestones", "exponential": "decay_steps",
+            "inverse_time": "decay_steps", "piecewise_constant": "boundaries", "cosine_restarts": "first_decay_steps",
+            "cosine_warm_restarts": "T_0", "cyclic": "step_size_up", "sequence": "boundaries"}
+"""The parameter that sets when each method's LR first changes: what a warning of a flat run names."""
+UNCHANGING = ("constant", "plateau")
+"""Methods whose LR stays put by design (constant) or follows the metric, not the step count (plateau)."""
+
+
+def flat_run_warning(spec: Spec) -> str | None:
+    """A warning where the schedule never changes the LR within the run (`step` with its default
+    step_size of 10 on a 3-epoch run; `decay_steps: 860` after `data.limit` made an epoch 70 steps),
+    naming the LR and the parameter to change; None where the LR moves. The LR is monotone between the
+    schedule's breaks, so it is flat exactly where it is equal at every break and at both ends."""
+    if spec.schedule.name in UNCHANGING:
+        return None
+    steps = spec.train.epochs * spec.steps_per_epoch()
+    schedule = lr_schedule(spec.schedule, spec.optimizer.lr, spec.steps_per_epoch(), spec.train.epochs)
+    points = {0, steps - 1, *(s for b in schedule.breaks() for s in (b - 1, b) if 0 <= s < steps)}
+    lrs = {schedule(step) for step in points}
+    if len(lrs) > 1:
+        return None
+    field = HORIZONS.get(spec.schedule.name)
+    change = f"change schedule.{field}" if field else "check the schedule's parameters"
+    return (f"the schedule never changes the LR in this run: {lrs.pop():g} from step 0 to step {steps - 1} "
+            f"({spec.train.epochs} epochs of {spec.steps_per_epoch()} steps); {change}, or train longer")
+
+
 def notes(spec: Spec) -> list[str]:
     """What a reader of the preview must know to read it right."""
     lines = [f"{spec.steps_per_epoch()} steps per epoch ({spec.data.train_size()} training images, "

@@ -103,6 +103,11 @@ def note(line: str) -> None:
     sys.stderr.write(f"note: {line}\n")
 
 
+def warning(line: str) -> None:
+    """Something that will happen as written but is likely not what was meant, on stderr."""
+    sys.stderr.write(f"warning: {line}\n")
+
+
 def schedules_table(methods) -> None:
     """`lrdecay schedules`: every method of the registry."""
     table = Table(title="Decay methods (t counts steps or epochs from 0; lr is optimizer.lr)", title_justify="left")

@@ -110,3 +110,22 @@ def test_schedules_name_shows_one_methods_parameters(cli):
     assert "> 0" in out.stdout and "Keras ExponentialDecay" in out.stdout
     bad = cli("schedules", "exponentail")
     assert bad.exit_code == 2 and "did you mean 'exponential'" in bad.stderr
+
+
+def test_a_schedule_that_never_changes_the_lr_is_warned_of_everywhere(cli, write_spec, tmp_path):
+    """step's default step_size of 10 epochs on a 2-epoch run: the LR never moves. train, schedule and
+    sweep --dry-run all say so, with the LR and the parameter to change; a moving schedule, constant
+    and plateau get no warning."""
+    flat = write_spec({"schedule": {"name": "step"}}, "flat.yaml")
+    expected = ("warning: the schedule never changes the LR in this run: 0.1 from step 0 to step 79 "
+                "(2 epochs of 40 steps); change schedule.step_size, or train longer")
+    shown = cli("schedule", flat, "--steps", "3")
+    assert shown.exit_code == 0 and expected in shown.stderr.splitlines()
+    trained = cli("train", flat, "--runs-dir", tmp_path / "runs")
+    assert trained.exit_code == 0 and trained.stderr.startswith(expected + "\n")
+    planned = cli("sweep", flat, "--grid", "schedule.name=step,exponential", "--dry-run")
+    assert planned.exit_code == 0 and planned.stderr == f"warning: t000: {expected[len('warning: '):]}\n"
+    for moving in ({}, {"schedule": {"name": "constant"}}, {"schedule": {"name": "plateau"}},
+                   {"schedule": {"name": "step", "step_size": 1, "interval": "epoch"}}):
+        out = cli("schedule", write_spec(moving, "moving.yaml"), "--steps", "3")
+        assert out.exit_code == 0 and "warning" not in out.stderr, (moving, out.stderr)
