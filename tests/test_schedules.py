@@ -257,3 +257,19 @@ def test_lrs_that_reach_zero_by_design_are_allowed():
     for kw in ({"name": "wsd", "min_lr_ratio": 0.0}, {"name": "inverse_sqrt", "warmup_steps": 10},
                {"name": "linear", "end_factor": 0.0, "total_iters": 2}):
         assert checked_params(**kw).name == kw["name"]
+
+
+def test_plateau_cuts_after_patience_plus_one_epochs_as_its_text_says(cli):
+    """The described convention is the implemented one: patience p tolerates p epochs without
+    improvement and cuts at the (p + 1)-th (PyTorch; Keras' patience=p is ours p - 1)."""
+    from lrdecay_cli.schedules.plateau import Plateau, PlateauParams
+
+    plateau = Plateau(PlateauParams(patience=2, factor=0.5), 0.1)
+    plateau.observe({"val_loss": 1.0})  # the first value is an improvement (on inf)
+    seen = []
+    for _ in range(4):
+        plateau.observe({"val_loss": 1.0})  # no improvement
+        seen.append(plateau(0))
+    assert seen == [0.1, 0.1, 0.05, 0.05]
+    shown = cli("schedules", "plateau").stdout
+    assert "patience + 1" in " ".join(shown.split())

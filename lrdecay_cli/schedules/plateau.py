@@ -16,7 +16,8 @@ class PlateauParams(ScheduleParams):
     monitor: Literal["val_loss", "val_acc"] = Field("val_loss", description="the metric to watch")
     mode: Literal["min", "max"] | None = Field(None, description="default: min for val_loss, max for val_acc")
     factor: float = Field(0.1, gt=0, lt=1, description="LR multiplier on a plateau")
-    patience: int = Field(10, ge=0, description="epochs without improvement before decaying")
+    patience: int = Field(10, ge=0, description="epochs without improvement that are tolerated: the LR is cut "
+                                                 "at the next one, patience + 1 (PyTorch; Keras' patience is ours + 1)")
     threshold: float = Field(1e-4, ge=0, description="minimal change that counts as improvement")
     threshold_mode: Literal["rel", "abs"] = "rel"
     cooldown: int = Field(0, ge=0, description="epochs to wait after a decay before counting again")
@@ -70,7 +71,7 @@ class Plateau:
         self.num_bad_epochs, self.cooldown_counter = state["num_bad_epochs"], state["cooldown_counter"]
 
 
-@register(PlateauParams, "lr *= factor after patience epochs without improvement of monitor",
+@register(PlateauParams, "lr *= factor once patience + 1 epochs in a row bring no improvement of monitor",
           "PyTorch ReduceLROnPlateau", breaks=monotone)  # it only falls, and only on a metric
 def plateau(p: PlateauParams, lr: float, total: int) -> Plateau:
     return Plateau(p, lr)
