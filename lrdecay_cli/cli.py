@@ -166,6 +166,7 @@ def sweep(
     seeds: Optional[str] = typer.Option(None, "--seeds", help="A count (3 = seeds 0,1,2) or a list (0,5,7)."),
     overrides: Optional[List[str]] = SetOption,
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="The sweep goes to <runs-dir>/sweeps/<UTC time>-<name>/."),
+    name: Optional[str] = typer.Option(None, "--name", help="The sweep's name (its directory's and its figures'); default: the sweep file's name, or the spec's."),
     executor: Executor = typer.Option(Executor.AUTO, "--executor", help="auto: vectorized on CUDA, else sequential; vectorized trains each group of compatible trials as one stacked model; processes and ray run stacks in worker processes or on a Ray cluster."),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (--executor processes)."),
     address: Optional[str] = typer.Option(None, "--address", metavar="HOST:PORT", help="A Ray cluster's head (--executor ray), as ray start --head prints it; this machine must be a node of the cluster. Default: a new local instance."),
@@ -185,14 +186,14 @@ def sweep(
     from lrdecay_cli.rundir import Status, locked
 
     if resume is not None:
-        if sweep_path is not None or grid or seeds or overrides:
+        if sweep_path is not None or grid or seeds or overrides or name:
             raise UserError("--resume takes only the sweep directory", where="--resume",
-                            fix="drop SWEEP, --grid, --seeds and --set: the sweep directory holds them")
+                            fix="drop SWEEP, --grid, --seeds, --set and --name: the sweep directory holds them")
         plan = sweeps.reopen(resume)
     elif sweep_path is None:
         raise UserError("missing SWEEP", fix="name a sweep spec or a spec, e.g. lrdecay sweep configs/sweeps/decay_methods.yaml")
     else:
-        plan = sweeps.plan(sweep_path, grid or [], seeds, overrides or [])
+        plan = sweeps.plan(sweep_path, grid or [], seeds, overrides or [], name)
     if dry_run:
         from lrdecay_cli.preview import flat_run_warning
 

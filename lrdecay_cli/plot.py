@@ -206,7 +206,8 @@ def _legends(fig, panels: list, groups, colors) -> None:
 
 
 def _subject(runs, groups) -> str:
-    names = list(dict.fromkeys(str(run.summary.get("name") or run.path.name) for run in runs))
+    """What the figures show, for their titles: a sweep by its name, runs by their specs' names."""
+    names = list(dict.fromkeys(run.sweep or str(run.summary.get("name") or run.path.name) for run in runs))
     head = names[0] if len(names) == 1 else f"{len(names)} specs"
     if len(runs) == 1:
         return head

@@ -32,6 +32,8 @@ class Run:
     path: Path
     config: dict[str, Any]
     summary: dict[str, Any]
+    sweep: str | None = None
+    """The name of the sweep it was read as a trial of (None: read as a run of its own)."""
 
     @cached_property
     def metrics(self) -> list[dict]:
@@ -98,18 +100,22 @@ def collect(targets: list[Path]) -> list[Run]:
         raise UserError("no run or sweep directory given", fix="name one or more, e.g. runs/20261129-050602-quickstart")
     seen: dict[Path, Run] = {}
     for target in targets:
+        sweep = None
         if is_sweep_dir(target):
             trials = [p for p in trial_dirs(target) if (p / "summary.json").is_file()]
             if not trials:
                 raise UserError("the sweep has no started trials yet", where=str(target),
                                 fix=f"run it first: lrdecay sweep --resume {target}")
             paths = trials
+            resolved = read_yaml_file(target / "sweep.yaml")
+            sweep = str(resolved.get("name") or target.name) if isinstance(resolved, dict) else target.name
         else:
             paths = [target]
         for path in paths:
             key = path.resolve()
             if key not in seen:
                 seen[key] = load_run(path)
+                seen[key].sweep = sweep
     return list(seen.values())
 
 

@@ -270,10 +270,17 @@ class Plan:
         return pending(self.path, self.trials) if self.path else list(self.trials)
 
 
-def plan(path: Path, grid: list[str] = (), seeds: str | None = None, overrides: list[str] = ()) -> Plan:
-    """A new sweep from a sweep file (or a plain spec) and the command line's --grid, --seeds and --set:
-    every trial validated and its schedule checked over its run, before anything is written."""
+def plan(path: Path, grid: list[str] = (), seeds: str | None = None, overrides: list[str] = (),
+         name: str | None = None) -> Plan:
+    """A new sweep from a sweep file (or a plain spec) and the command line's --grid, --seeds, --set and
+    --name: every trial validated and its schedule checked over its run, before anything is written."""
     sweep, base = load(path)
+    if name is not None:
+        try:
+            sweep = SweepSpec.model_validate({**sweep.model_dump(), "name": name})
+        except ValidationError:
+            raise UserError(f"'{name}' is not a sweep name", where="--name",
+                            fix="letters, digits, . _ - (starting with a letter or digit), at most 100") from None
     for item in overrides:
         apply_override(base, item)
     sweep = with_command_line(sweep, list(grid), seeds)

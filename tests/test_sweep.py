@@ -191,3 +191,18 @@ def test_shipped_sweep_specs_expand():
         sweep, base = sweeps.load(path)
         trials = sweeps.expand(sweep, base, str(path))
         assert len(trials) == max(1, len(sweep.variants)) * len(sweep.seed_list())
+
+
+def test_a_sweep_takes_the_name_given_and_its_figures_show_it(cli, tmp_path):
+    from lrdecay_cli import plot
+    from lrdecay_cli.runs import collect
+
+    path = write_sweep(tmp_path, grid={"optimizer.lr": [0.1, 0.05]})
+    out = cli("sweep", path, "--name", "lr-study", "--runs-dir", tmp_path / "runs", "--quiet")
+    assert out.exit_code == 0, out.output
+    sweep_dir = only_sweep_dir(tmp_path / "runs")
+    assert sweep_dir.name.endswith("-lr-study") and sweeps.reopen(sweep_dir).sweep.name == "lr-study"
+    figure = plot.figures(collect([sweep_dir])).figures["lr"]
+    assert any("lr-study" in text.get_text() for text in [*figure.texts, *(ax.title for ax in figure.axes)])
+    bad = cli("sweep", path, "--name", "../up", "--dry-run")
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: --name: '../up' is not a sweep name")
