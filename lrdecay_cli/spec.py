@@ -50,7 +50,8 @@ class DataSpec(Section):
         available = self.train_images_available()
         if self.val_size >= available:
             source = f"data.limit ({self.limit})" if self.limit else f"the {available} {self.dataset} training images"
-            raise ValueError(f"val_size ({self.val_size}) must be smaller than {source}")
+            raise ValueError(f"val_size ({self.val_size}) must be smaller than {source} "
+                             f"(try data.val_size={max(1, available // 10)})")
         return self
 
     def train_images_available(self) -> int:
@@ -343,18 +344,20 @@ def load(path: str | Path, overrides: list[str] = ()) -> Spec:
     return from_data(raw, str(path), overrides)
 
 
-def from_data(raw: Any, source: str, overrides: list[str] = ()) -> Spec:
-    """Validate spec data (already parsed) after applying overrides; errors name `source`."""
+def from_data(raw: Any, source: str, overrides: list[str] = (), given: dict[str, str] | None = None) -> Spec:
+    """Validate spec data (already parsed) after applying overrides. An error names what caused it: the
+    `--set` that set the field (or a field of the section at fault), a value in `given` (dotted field
+    -> the option or sweep value that set it), else `source`."""
     if not isinstance(raw, dict):
         raise UserError(f"the spec must be a mapping of sections, got {type(raw).__name__}", where=source,
                         fix="see configs/quickstart.yaml for an example")
-    set_paths = set()
+    causes = dict(given or {})
     for override in overrides:
-        set_paths.add(apply_override(raw, override))
+        causes[apply_override(raw, override)] = f"--set {override}"
     try:
         return Spec.model_validate(raw)
     except ValidationError as exc:
-        raise _user_error(exc, raw, source, set_paths) from None
+        raise _user_error(exc, raw, source, causes) from None
 
 
 def apply_override(raw: dict, override: str) -> str:
@@ -490,12 +493,14 @@ _TAGS = {m.model_fields["name"].default for spec in (ModelSpec, OptimizerSpec, S
 _SECTION_KIND = {"model": "model", "optimizer": "optimizer", "schedule": "schedule method"}
 
 
-def _user_error(exc: ValidationError, raw: dict, source: str, set_paths: set[str]) -> UserError:
+def _user_error(exc: ValidationError, raw: dict, source: str, causes: dict[str, str]) -> UserError:
     error = exc.errors()[0]
     parts = _display_path(error["loc"], raw)
     field = ".".join(parts)
-    from_set = " (from --set)" if field in set_paths else ""
-    where = f"{source}: {field}{from_set}" if field else source
+    # the value that caused it: one set on the field itself, or in the section whose check failed
+    cause = next((text for key, text in causes.items() if field and (key == field or key.startswith(f"{field}."))),
+                 None)
+    where = (f"{cause}: {field}" if cause else f"{source}: {field}") if field else source
     kind = error["type"]
     ctx = error.get("ctx") or {}
     if kind == "extra_forbidden":
@@ -511,7 +516,12 @@ def _user_error(exc: ValidationError, raw: dict, source: str, set_paths: set[str
     message = error["msg"].replace("Input should be", "must be").replace("Value error, ", "")
     value = error.get("input")
     shown = "" if isinstance(value, dict) or kind == "missing" else f", got {value!r}"
-    fix = f"fix it in {source}" if not from_set else "fix the --set value"
+    fix = f"change {cause}" if cause else f"fix it in {source}"
+    if tried := re.search(r" \(try ([\w.]+)=(\S+)\)$", message):  # a check's suggestion of what else to set
+        message = message[:tried.start()]
+        key, suggested = tried.groups()
+        fix = (f"also --set {key}={suggested}" if cause and cause.startswith("--set") else
+               f"change {cause}, or set {key}: {suggested}" if cause else f"set {key}: {suggested} in {source}")
     if kind == "bool_type":
         fix = f"write true or false ({fix})"
     return UserError(f"{message}{shown}", where=where, fix=fix)

@@ -200,8 +200,10 @@ def parse_sweep(raw: Any, source: str, base_dir: Path) -> tuple[SweepSpec, dict]
     return sweep, base
 
 
-def expand(sweep: SweepSpec, base: dict, source: str) -> list[Trial]:
-    """Every trial of the sweep, validated; in a fixed order, so a resume finds the same trials.
+def expand(sweep: SweepSpec, base: dict, source: str, command_line: frozenset[str] = frozenset()) -> list[Trial]:
+    """Every trial of the sweep, validated; in a fixed order, so a resume finds the same trials. An
+    invalid trial's error names the value that made it so: `--grid key=value` for the `command_line`
+    grid keys, else the sweep file's grid, random field or variant.
 
     A trial's seed is the one its spec ends with (the base's, or a variant's, grid point's or draw's);
     where the sweep lists `seeds`, every trial is repeated with each of them instead. A sweep doing
@@ -213,9 +215,14 @@ def expand(sweep: SweepSpec, base: dict, source: str) -> list[Trial]:
                  for _ in range(sweep.random.n)]
     grid = [dict(zip(sweep.grid, combo)) for combo in itertools.product(*sweep.grid.values())]
     trials = []
-    for variant, point, draw, seed in itertools.product(sweep.variants or [{}], grid, draws, sweep.seed_list()):
+    variants = list(enumerate(sweep.variants)) or [(None, {})]
+    for (number, variant), point, draw, seed in itertools.product(variants, grid, draws, sweep.seed_list()):
         raw = merge_sections(base, variant)
         fields = flatten(variant)
+        causes = {key: f"{source}: variants.{number}" for key in fields}
+        for key, value in point.items():
+            causes[key] = f"--grid {key}={value}" if key in command_line else f"{source}: grid {key}={value}"
+        causes.update({key: f"{source}: random draw {key}={value}" for key, value in draw.items()})
         for key, value in {**point, **draw}.items():
             set_field(raw, key, value, f"{source}: field '{key}'")
             fields[key] = value
@@ -224,7 +231,7 @@ def expand(sweep: SweepSpec, base: dict, source: str) -> list[Trial]:
         fields["seed"] = raw.get("seed", Spec.model_fields["seed"].default)
         label = ", ".join(f"{k}={v}" for k, v in fields.items())
         where = f"{source} (trial {len(trials)}: {label})"
-        trials.append(Trial(len(trials), fields, from_data(raw, where), where))
+        trials.append(Trial(len(trials), fields, from_data(raw, where, given=causes), where))
     return trials
 
 
@@ -284,7 +291,7 @@ def plan(path: Path, grid: list[str] = (), seeds: str | None = None, overrides: 
     for item in overrides:
         apply_override(base, item)
     sweep = with_command_line(sweep, list(grid), seeds)
-    trials = expand(sweep, base, str(path))
+    trials = expand(sweep, base, str(path), frozenset(item.partition("=")[0].strip() for item in grid))
     check_schedules(trials)
     return Plan(sweep, base, trials)
 

@@ -92,7 +92,15 @@ CATALOGUE: dict[str, Bad] = {
     "set unknown path": Bad(["train", "{spec}", "--set", "train.epoch=2"], "no field 'train.epoch'; did you mean 'epochs'?", {}),
     "set bad yaml": Bad(["train", "{spec}", "--set", "optimizer.lr={"], "cannot parse the value of --set", {}),
     "set wrong type": Bad(["train", "{spec}", "--set", "train.epochs=many"],
-                          "train.epochs (from --set): must be a valid integer", {}),
+                          "--set train.epochs=many: train.epochs: must be a valid integer", {}),
+    "set limit below the validation split": Bad(["train", "{spec}", "--set", "data.limit=400"],
+                                                "--set data.limit=400: data: val_size (500) must be smaller than "
+                                                "data.limit (400); also --set data.val_size=40", {}),
+    "grid value that makes a trial invalid": Bad(["sweep", "{sweep}", "--runs-dir", "{runs}", "--grid",
+                                                  "data.limit=3000,400"],
+                                                 "--grid data.limit=400: data: val_size (500) must be smaller than "
+                                                 "data.limit (400); change --grid data.limit=400, or set data.val_size: 40",
+                                                 sweep={}),
     "set into a scalar": Bad(["train", "{spec}", "--set", "name.x=1"], "'name' is not a section", {}),
     "runs dir is a file": Bad(["train", "{spec}", "--runs-dir", "{file}"], "is a file, not a directory", {}),
     "runs dir under a file": Bad(["train", "{spec}", "--runs-dir", "{file}/sub"], "is a file, not a directory", {}),

@@ -117,7 +117,7 @@ BAD_OVERRIDES = [
     ("optimizer.lr", "cannot parse --set 'optimizer.lr'"),
     ("=3", "cannot parse"),
     ("optimizer.lr=[1", "cannot parse the value"),
-    ("optimizer.lr=-1", "optimizer.lr (from --set): must be greater than 0"),
+    ("optimizer.lr=-1", "--set optimizer.lr=-1: optimizer.lr: must be greater than 0"),
     ("name.x=1", "'name' is not a section"),
 ]
 
