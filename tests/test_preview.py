@@ -129,3 +129,23 @@ def test_a_schedule_that_never_changes_the_lr_is_warned_of_everywhere(cli, write
                    {"schedule": {"name": "step", "step_size": 1, "interval": "epoch"}}):
         out = cli("schedule", write_spec(moving, "moving.yaml"), "--steps", "3")
         assert out.exit_code == 0 and "warning" not in out.stderr, (moving, out.stderr)
+
+
+def test_schedule_png_says_where_it_wrote_and_titles_once(cli, write_spec, tmp_path, monkeypatch):
+    import matplotlib.figure
+    from PIL import Image
+
+    titles = []
+    real = matplotlib.figure.Figure.savefig
+
+    def record(fig, *args, **kwargs):
+        titles.extend(ax.get_title() for ax in fig.axes)
+        return real(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
+    spec = write_spec({"name": "plateau", "schedule": {"name": "plateau"}})
+    target = tmp_path / "curve.png"
+    out = cli("schedule", spec, "--png", target, "--steps", "5")
+    assert out.exit_code == 0 and f"note: wrote {target}" in out.stderr.splitlines()
+    assert out.stdout.splitlines()[0] == "step,lr" and Image.open(target).size == (800, 400)
+    assert titles == ["plateau"]  # the method alone where the spec is named after it, not "plateau: plateau"
