@@ -130,9 +130,11 @@ def train(
         if warning := flat_run_warning(loaded):
             report.warning(warning)
     from lrdecay_cli.rundir import Status
+
+    progress = None if quiet or json_out else report.TrainProgress()  # says what loads, before torch does
     from lrdecay_cli.train import Interrupted, TrainObserver, resume, train as run_training
 
-    observer = TrainObserver() if quiet or json_out else report.TrainProgress()
+    observer = progress or TrainObserver()
     try:
         if resume_dir is not None:
             result = resume(resume_dir, loaded, force, observer)
@@ -142,8 +144,8 @@ def train(
         report.error(f"interrupted ({exc}) before training started; nothing was written")
         raise typer.Exit(143 if str(exc) == "SIGTERM" else 130) from None
     finally:
-        if isinstance(observer, report.TrainProgress):
-            observer.stop()
+        if progress:
+            progress.stop()
     if not result.resumed:
         report.note(f"{resume_dir} is already {result.summary['status']}; nothing to resume")
     if json_out:

@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic_core import PydanticUndefined
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from lrdecay_cli.rundir import FINISHED
@@ -37,37 +37,62 @@ def _pct(value: float | None) -> str:
 
 
 class TrainProgress:
-    """A rich progress bar per epoch with live loss and LR; the epoch's validation result when it ends."""
+    """Progress a person can plan by: what is loading, at once (torch and the data take seconds); then a
+    bar for the whole run with its time remaining, and one per epoch with live loss and LR."""
 
     def __init__(self, console: Console = stderr):
         self.console = console
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
+            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            console=console,
         )
-        self.task = None
+        self.task = self.run = None
+        self.loading = console.status("loading torch, MNIST and the model", spinner="dots") if console.is_terminal else None
+        if self.loading:
+            self.loading.start()
 
     def on_start(self, run_dir: Path, summary: dict) -> None:
-        self.console.print(f"run [bold]{run_dir}[/] on {summary['device_name']}: "
+        self._loaded()
+        self.console.print(f"run [bold]{escape(str(run_dir))}[/] on {summary['device_name']}: "
                            f"{summary['train_size']} train / {summary['val_size']} val images, "
-                           f"{summary['steps_per_epoch']} steps per epoch")
-        self.progress.start()
+                           f"{summary['steps_per_epoch']} steps per epoch", soft_wrap=True)
+        steps = summary["epochs"] * summary["steps_per_epoch"]
+        self.run = self.progress.add_task("run", total=steps, completed=summary["steps"], status="")
+        self.first_epoch = summary["epochs_completed"]
+        if self.console.is_terminal:  # elsewhere (a log file) one plain line per epoch: no bar to cut short
+            self.progress.start()
 
     def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         self.task = self.progress.add_task(f"epoch {epoch}/{epochs}", total=steps, status="")
+        self.epoch_start = self.progress.tasks[self.run].completed
 
     def on_progress(self, steps_done: int, loss: float, lr: float) -> None:
         self.progress.update(self.task, completed=steps_done, status=f"loss {loss:.4f}  lr {lr:.4g}")
+        self.progress.update(self.run, completed=self.epoch_start + steps_done)
 
     def on_epoch_end(self, row: dict) -> None:
-        self.progress.update(self.task, status=(
-            f"loss {row['train_loss']:.4f}  acc {_pct(row['train_acc'])}  "
-            f"val_loss {row['val_loss']:.4f}  val_acc {_pct(row['val_acc'])}  lr {row['lr']:.4g}"))
+        status = (f"loss {row['train_loss']:.4f}  acc {_pct(row['train_acc'])}  "
+                  f"val_loss {row['val_loss']:.4f}  val_acc {_pct(row['val_acc'])}  lr {row['lr']:.4g}")
+        self.progress.update(self.task, status=status)
+        if not self.console.is_terminal:
+            run = self.progress.tasks[self.run]
+            done = row["epoch"] - self.first_epoch
+            epochs = round(run.total / self.progress.tasks[self.task].total)
+            eta = (run.elapsed or 0) / max(done, 1) * (epochs - row["epoch"])
+            self.console.print(f"epoch {row['epoch']}/{epochs}: {status}  ({row['seconds']:.1f} s, eta {eta:.0f} s)",
+                               soft_wrap=True, markup=False)
 
     def on_finish(self, summary: dict) -> None:
         self.stop()
 
+    def _loaded(self) -> None:
+        if self.loading:
+            self.loading.stop()
+            self.loading = None
+
     def stop(self) -> None:
+        self._loaded()
         if self.progress.live.is_started:  # a bar never started must not print (a blank line before an error)
             self.progress.stop()
 

@@ -122,3 +122,28 @@ def test_version_short_help_and_shell_completion(cli):
     script = subprocess.run([sys.executable, "-m", "lrdecay_cli", "--show-completion", "bash"], capture_output=True,
                             text=True, timeout=60, cwd=REPO)
     assert script.returncode == 0 and "complete" in script.stdout, script.stderr
+
+
+def test_training_progress_says_what_loads_and_shows_the_runs_eta():
+    """In a terminal: a status line at once (torch and the data take seconds), then a run bar with the
+    time remaining besides each epoch's."""
+    import io
+
+    from rich.console import Console
+
+    from lrdecay_cli.report import TrainProgress
+
+    out = io.StringIO()
+    progress = TrainProgress(Console(file=out, force_terminal=True, width=160))
+    assert progress.loading is not None  # started before anything is loaded
+    progress.on_start(Path("runs/x"), {"device_name": "cpu", "train_size": 100, "val_size": 10,
+                                       "steps_per_epoch": 10, "epochs": 3, "steps": 0,
+                                       "epochs_completed": 0})
+    assert progress.loading is None
+    progress.on_epoch_start(1, 3, 10)
+    progress.on_progress(5, 0.5, 0.1)
+    run = progress.progress.tasks[progress.run]
+    assert (run.completed, run.total) == (5, 30)
+    progress.stop()
+    text = out.getvalue()
+    assert "loading torch, MNIST and the model" in text and "eta" in text and "run" in text
