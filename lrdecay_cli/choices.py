@@ -46,3 +46,21 @@ class CompareMetric(StrEnum):
     VAL_ACC = "val_acc"
     VAL_LOSS = "val_loss"
     TEST_ACC = "test_acc"
+
+
+class SelectionMetric(StrEnum):
+    """What picks a method's initial LR in a study's tuning stage: a validation field of summary.json."""
+
+    BEST_VAL_ACC = "best_val_acc"
+    FINAL_VAL_ACC = "final_val_acc"
+    BEST_VAL_LOSS = "best_val_loss"
+    FINAL_VAL_LOSS = "final_val_loss"
+
+    @property
+    def larger_is_better(self) -> bool:
+        return self.endswith("_acc")
+
+    @property
+    def compare_metric(self) -> CompareMetric:
+        """The tuning sweep's leaderboard ranks by the same quantity."""
+        return CompareMetric.VAL_ACC if self.larger_is_better else CompareMetric.VAL_LOSS

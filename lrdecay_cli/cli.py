@@ -99,6 +99,12 @@ def command(fn: Callable) -> Callable:
 
 SetOption = typer.Option(None, "--set", metavar="KEY.PATH=VALUE",
                          help="Override a spec field, typed by the schema (repeatable), e.g. --set train.epochs=3.")
+# The executors' options, shared by the commands that run trials (sweep, study)
+WorkersOption = typer.Option(2, "--workers", min=1, metavar="N", help="Worker processes (--executor processes).")
+AddressOption = typer.Option(None, "--address", metavar="HOST:PORT", help="A Ray cluster's head (--executor ray), as ray start --head prints it; this machine must be a node of the cluster. Default: a new local instance.")
+NodeIpOption = typer.Option(None, "--node-ip", metavar="IP", help="This machine's address as the Ray cluster sees it (--executor ray). Default: 127.0.0.1 for a new local instance or a loopback --address, else Ray's choice.")
+RetriesOption = typer.Option(0, "--retries", min=0, metavar="N", help="Run a trial again this often if its worker process dies (processes, ray).")
+ForceOption = typer.Option(False, "--force", help="With --resume: continue trials under another CPU thread count than they ran with (their numbers then differ).")
 
 
 @command
@@ -170,11 +176,11 @@ def sweep(
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", metavar="DIR", help="The sweep goes to <runs-dir>/sweeps/<UTC time>-<name>/."),
     name: Optional[str] = typer.Option(None, "--name", metavar="NAME", help="The sweep's name (its directory's and its figures'); default: the sweep file's name, or the spec's."),
     executor: Executor = typer.Option(Executor.AUTO, "--executor", help="auto: vectorized on CUDA, else sequential; vectorized trains each group of compatible trials as one stacked model; processes and ray run stacks in worker processes or on a Ray cluster."),
-    workers: int = typer.Option(2, "--workers", min=1, metavar="N", help="Worker processes (--executor processes)."),
-    address: Optional[str] = typer.Option(None, "--address", metavar="HOST:PORT", help="A Ray cluster's head (--executor ray), as ray start --head prints it; this machine must be a node of the cluster. Default: a new local instance."),
-    node_ip: Optional[str] = typer.Option(None, "--node-ip", metavar="IP", help="This machine's address as the Ray cluster sees it (--executor ray). Default: 127.0.0.1 for a new local instance or a loopback --address, else Ray's choice."),
-    retries: int = typer.Option(0, "--retries", min=0, metavar="N", help="Run a trial again this often if its worker process dies (processes, ray)."),
-    force: bool = typer.Option(False, "--force", help="With --resume: continue trials under another CPU thread count than they ran with (their numbers then differ)."),
+    workers: int = WorkersOption,
+    address: Optional[str] = AddressOption,
+    node_ip: Optional[str] = NodeIpOption,
+    retries: int = RetriesOption,
+    force: bool = ForceOption,
     dry_run: bool = typer.Option(False, "--dry-run", help="List the trials and their resolved schedules; train nothing."),
     resume: Optional[Path] = typer.Option(None, "--resume", metavar="SWEEP_DIR", help="Run what a sweep has not completed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
@@ -230,6 +236,57 @@ def sweep(
                      f"({', '.join(f'{n} {status}' for status, n in counts.items())}); see {plan.path / 'results.csv'}"
                      + (f" and run lrdecay sweep --resume {plan.path}" if outcome.incomplete else ""))
         raise typer.Exit(1)
+
+
+@command
+def study(
+    study_path: Optional[Path] = typer.Argument(None, metavar="STUDY", help="A study file, e.g. configs/studies/decay_methods.yaml."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", metavar="DIR", help="The study goes to <runs-dir>/studies/<UTC time>-<name>/."),
+    executor: Executor = typer.Option(Executor.VECTORIZED, "--executor", help="How each stage's trials run, as for lrdecay sweep; vectorized (the default) trains all methods x LRs of one budget as one stacked model."),
+    workers: int = WorkersOption,
+    address: Optional[str] = AddressOption,
+    node_ip: Optional[str] = NodeIpOption,
+    retries: int = RetriesOption,
+    force: bool = ForceOption,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show every method's LR curve at every budget and the trials to run; train nothing."),
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="STUDY_DIR", help="Go on with a study: run what its stages have not finished."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+) -> None:
+    """Which decay method wins, fairly, at each budget: tune each method's initial LR on validation, then
+    rerun the chosen ones on fresh seeds against the test set; study.csv, report.md and figures.
+
+    Example: lrdecay study configs/studies/decay_methods.yaml --dry-run
+    """
+    from lrdecay_cli import report
+    from lrdecay_cli import study as studies
+    from lrdecay_cli.rundir import locked
+
+    if resume is not None:
+        if study_path is not None:
+            raise UserError("--resume takes only the study directory", where="--resume", fix="drop STUDY")
+        plan = studies.reopen(resume)
+    elif study_path is None:
+        raise UserError("missing STUDY", fix="name a study file, e.g. lrdecay study configs/studies/decay_methods.yaml")
+    else:
+        plan = studies.load(study_path)
+    if dry_run:
+        report.study_preview(plan, studies.preview(plan))
+        return
+    if plan.path is None:
+        studies.create(plan, runs_dir)
+    with locked(plan.path):
+        outcome = studies.run(plan, executor, progress=None if quiet else report.stage_progress(plan.spec.metric),
+                              workers=workers, address=address, retries=retries, node_ip=node_ip, force=force)
+    if outcome.interrupted:
+        report.error(f"study interrupted ({outcome.interrupted}) in its {outcome.waiting} stage; "
+                     f"continue with: lrdecay study --resume {plan.path}")
+        raise typer.Exit(143 if outcome.interrupted == "SIGTERM" else 130)
+    if outcome.waiting:
+        report.error(f"trials of the {outcome.waiting} stage did not finish (see {plan.path / outcome.waiting / 'results.csv'}); "
+                     f"run them with: lrdecay study --resume {plan.path}")
+        raise typer.Exit(1)
+    if not quiet:
+        report.study_table(plan, outcome.rows, outcome.report)
 
 
 @command

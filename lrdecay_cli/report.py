@@ -234,21 +234,27 @@ def resolved_schedule(params) -> str:
 
 
 class SweepProgress:
-    """Live sweep display: trials done / running / failed and the best so far."""
+    """Live sweep display: trials done / running / failed, the best so far and the time remaining; where
+    stderr is no terminal (a log file), one plain line per finished trial instead of a bar."""
 
-    def __init__(self, total: int, metric, console: Console = stderr):
-        self.metric = metric  # a compare.Metric: its summary field holds a trial's best value
+    def __init__(self, total: int, metric, console: Console = stderr, title: str = "trials"):
+        self.metric, self.console, self.title, self.total = metric, console, title, total
         self.done = self.failed = self.running = 0
         self.best: tuple[float, str] | None = None
-        self.progress = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)
+        self.progress = Progress(TextColumn(escape(title)), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("eta"),
+                                 TimeRemainingColumn(), console=console)
         self.task = self.progress.add_task("sweep", total=total, status="")
-        self.progress.start()
+        if console.is_terminal:
+            self.progress.start()
+
+    def _best_text(self) -> str:
+        return f"best {self.metric.name} {self.best[0]:.4f} ({self.best[1]})" if self.best else ""
 
     def _refresh(self) -> None:
-        best = f"  best {self.metric.name} {self.best[0]:.4f} ({self.best[1]})" if self.best else ""
         self.progress.update(self.task, completed=self.done + self.failed,
-                             status=f"running {self.running}, failed {self.failed}{best}")
+                             status=", ".join(filter(None, [f"running {self.running}", f"failed {self.failed}",
+                                                            self._best_text()])))
 
     def on_start(self, trial) -> None:
         self.running += 1
@@ -264,9 +270,81 @@ class SweepProgress:
         if value is not None and (self.best is None or self.metric.best([value, self.best[0]]) != self.best[0]):
             self.best = (value, trial.dirname)
         self._refresh()
+        if not self.console.is_terminal:
+            task = self.progress.tasks[self.task]
+            finished = self.done + self.failed
+            eta = (task.elapsed or 0) / finished * (self.total - finished)
+            shown = "-" if value is None else f"{value:.4f}"
+            label = ", ".join(f"{k}={v}" for k, v in trial.fields.items())
+            self.console.print(f"{self.title} {finished}/{self.total}: {trial.dirname} {summary.get('status')} "
+                               f"{self.metric.summary_field} {shown} ({label}); {self._best_text()}; "
+                               f"eta {eta:.0f} s", soft_wrap=True, markup=False, highlight=False)
 
     def stop(self) -> None:
-        self.progress.stop()
+        if self.progress.live.is_started:
+            self.progress.stop()
+
+
+def stage_progress(selection_metric):
+    """A study's display: one SweepProgress per stage (`stage`, its pending trials)."""
+    from lrdecay_cli.compare import METRICS, Metric
+
+    def start(stage: str, todo: list) -> SweepProgress:
+        if stage == "tune":
+            metric = METRICS[selection_metric.compare_metric]
+            metric = Metric(metric.name, metric.larger_is_better, metric.per_epoch, metric.best_means,
+                            selection_metric.value)
+        else:
+            metric = METRICS["test_acc"]
+        return SweepProgress(len(todo), metric, title=f"{stage} stage")
+
+    return start
+
+
+def study_preview(study, rows) -> None:
+    """`lrdecay study --dry-run`: each method's LR at points of each budget's run, as multiples of the
+    initial LR, and the work of both stages."""
+    from lrdecay_cli.study import SHOWN_AT
+
+    spec = study.spec
+    table = Table(title=f"study {spec.name}: the LR / initial LR at points of each run",
+                  title_justify="left")
+    for header in ("method", "budget", "steps", *(f"{100 * at:.0f}%" for at in SHOWN_AT)):
+        table.add_column(header, justify="left" if header == "method" else "right")
+    for row in rows:
+        table.add_row(escape(row.label + (" *" if row.metric_driven else "")), f"{row.budget} ep", str(row.steps),
+                      *(f"{f:.4g}" for f in row.factors))
+    wide = _wide()
+    wide.print(table)
+    if any(row.metric_driven for row in rows):
+        wide.print("* metric-driven: shown as it starts; it cuts the LR as the validation metric stalls", markup=False)
+    lrs, budgets = spec.lr_list(), spec.budgets
+    tune_trials = len(spec.methods) * len(budgets) * len(lrs) * spec.tune_seeds
+    final_trials = len(spec.methods) * len(budgets) * spec.seeds
+    epochs = sum(budgets) * len(spec.methods)
+    wide.print(f"tuning: {tune_trials} trials ({len(spec.methods)} methods x {len(budgets)} budgets x {len(lrs)} LRs "
+               f"[{', '.join(f'{lr:g}' for lr in lrs)}] x {spec.tune_seeds} seed{'s' * (spec.tune_seeds > 1)}), "
+               f"{epochs * len(lrs) * spec.tune_seeds} model-epochs; chosen by validation {spec.metric.value}", markup=False)
+    wide.print(f"final: {final_trials} trials (each method x budget at its chosen LR x {spec.seeds} seeds "
+               f"{spec.final_seed_list()}), {epochs * spec.seeds} model-epochs, evaluated on the test set", markup=False)
+    for row in rows:
+        if all(f == row.factors[0] for f in row.factors) and not row.metric_driven and row.label != "constant":
+            warning(f"{row.label} keeps the LR at {row.factors[0]:g} x lr over the whole {row.budget}-epoch run; "
+                    f"check its parameters (e.g. interval: step)")
+
+
+def study_table(study, rows: list[dict], report_path) -> None:
+    """The study's result: per budget, the methods by rank, and where the report is."""
+    table = Table(title=f"study {study.spec.name}: test accuracy at the chosen initial LR", title_justify="left")
+    for header in ("budget", "rank", "method", "lr", "test acc", "95% CI", "n"):
+        table.add_column(header, justify="left" if header == "method" else "right")
+    for row in sorted(rows, key=lambda r: (r["budget_epochs"], r["rank"] or 1e9)):
+        ci = "-" if row["ci_low"] is None else f"{100 * row['ci_low']:.2f}..{100 * row['ci_high']:.2f}%"
+        table.add_row(f"{row['budget_epochs']} ep", str(row["rank"] or "-"), escape(row["method"]),
+                      "-" if row["lr"] is None else f"{row['lr']:g}", _pct(row["test_acc_mean"]), ci, str(row["n"]))
+    _wide().print(table)
+    if report_path:
+        _wide().print(f"report: {report_path}", markup=False)
 
 
 def files_written(paths: list[Path]) -> None:

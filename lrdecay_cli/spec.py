@@ -138,6 +138,8 @@ class TrainSpec(Section):
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = Field(False, description="torch.compile the model")
     tensorboard: bool = Field(False, description="also write TensorBoard event files to <run>/tensorboard")
+    test_eval: bool = Field(True, description="evaluate on the test set at the end; a study's tuning runs do "
+                                              "not, so that the test set plays no part in choosing")
 
 
 class Spec(Section):

@@ -291,7 +291,12 @@ def plan(path: Path, grid: list[str] = (), seeds: str | None = None, overrides: 
     for item in overrides:
         apply_override(base, item)
     sweep = with_command_line(sweep, list(grid), seeds)
-    trials = expand(sweep, base, str(path), frozenset(item.partition("=")[0].strip() for item in grid))
+    return plan_of(sweep, base, str(path), frozenset(item.partition("=")[0].strip() for item in grid))
+
+
+def plan_of(sweep: SweepSpec, base: dict, source: str, command_line: frozenset[str] = frozenset()) -> Plan:
+    """The plan of a sweep given as data (a study's stages are): trials expanded and their schedules checked."""
+    trials = expand(sweep, base, source, command_line)
     check_schedules(trials)
     return Plan(sweep, base, trials)
 
@@ -328,13 +333,17 @@ def check_trials_on_disk(sweep_dir: Path, trials: list[Trial], path: Path) -> No
                                 f"config.yaml has {ran.get(key, '(unset)')!r}", where=str(path), fix=fix)
 
 
-def create(plan: Plan, runs_dir: Path) -> Path:
-    """Make `<runs_dir>/sweeps/<UTC time>-<name>/` with its sweep.yaml, exclusively, where its disk has
-    room for every trial."""
+def create(plan: Plan, runs_dir: Path, at: Path | None = None) -> Path:
+    """Make `<runs_dir>/sweeps/<UTC time>-<name>/` (or the new directory `at`: a study's stage) with its
+    sweep.yaml, exclusively, where its disk has room for every trial."""
     from lrdecay_cli.train import run_bytes
 
-    check_writable(runs_dir, sum(run_bytes(t.spec) for t in plan.trials))
-    plan.path = make_unique_dir(runs_dir / "sweeps", f"{utc_stamp()}-{plan.sweep.name}")
+    check_writable(runs_dir if at is None else at.parent, sum(run_bytes(t.spec) for t in plan.trials))
+    if at is None:
+        plan.path = make_unique_dir(runs_dir / "sweeps", f"{utc_stamp()}-{plan.sweep.name}")
+    else:
+        at.mkdir()
+        plan.path = at
     write_atomic(plan.path / "sweep.yaml", resolved_yaml(plan.sweep, plan.base))
     return plan.path
 

@@ -458,7 +458,8 @@ def _train_loop(trainer: Trainer, records: list[RunRecord], observer: TrainObser
             save_checkpoints([records[k] for k in alive], [states[k] for k in alive])
             if stop["signum"] is not None:
                 raise Interrupted(stop["signum"])
-        test_loss, test_acc = trainer.evaluate(data.test_x, data.test_y)
+        test_loss, test_acc = (trainer.evaluate(data.test_x, data.test_y) if spec.train.test_eval
+                               else ([None] * members, [None] * members))  # one train section per stack
         if stop["signum"] is not None:  # during the test evaluation: --resume evaluates again
             raise Interrupted(stop["signum"])
         for k in alive:

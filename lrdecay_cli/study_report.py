@@ -1,0 +1,261 @@
+"""A study's figures and report.md (matplotlib, no torch import), from study.csv's rows, the tuning rows
+and the final runs' test accuracies by seed.
+
+The verdict says only what the statistics show: per budget, the method with the highest mean test
+accuracy and which others Welch's t-test cannot tell from it (p >= 0.05, uncorrected); an LR chosen at
+the edge of the grid is flagged, since the grid may then not hold that method's best LR.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from lrdecay_cli.compare import ALPHA
+from lrdecay_cli.plot import DPI, _colors, render
+from lrdecay_cli.rundir import write_atomic
+from lrdecay_cli.stats import welch
+
+FIGURES = ("test_acc_vs_budget", "average_rank", "lr_sensitivity")
+SIZE = (8.0, 4.5)
+
+
+def significance(rows: list[dict], by_seed: dict, cells: dict) -> dict[tuple[str, int], float | None]:
+    """(method, budget) -> Welch's p against that budget's best method (None: the best itself, or too few
+    seeds to test)."""
+    out = {}
+    for budget in {r["budget_epochs"] for r in rows}:
+        ranked = [r for r in rows if r["budget_epochs"] == budget and r["rank"] is not None]
+        best = min(ranked, key=lambda r: r["rank"], default=None)
+        for row in ranked:
+            a, b = list(by_seed[cells[best["method"], budget]].values()), list(by_seed[cells[row["method"], budget]].values())
+            out[row["method"], budget] = (None if row is best or len(a) < 2 or len(b) < 2 else welch(a, b).p)
+    return out
+
+
+def average_ranks(rows: list[dict], by_seed: dict, cells: dict) -> dict[tuple[str, int], float]:
+    """REX's measure: per budget and final seed, the methods ranked by test accuracy (1 = best, ties share
+    the mean rank), averaged over the seeds every method completed."""
+    out = {}
+    for budget in sorted({r["budget_epochs"] for r in rows}):
+        methods = [r["method"] for r in rows if r["budget_epochs"] == budget and r["n"]]
+        seeds = set.intersection(*(set(by_seed[cells[m, budget]]) for m in methods)) if methods else set()
+        ranks: dict[str, list[float]] = {m: [] for m in methods}
+        for seed in sorted(seeds):
+            values = {m: by_seed[cells[m, budget]][seed] for m in methods}
+            for m, value in values.items():
+                above = sum(v > value for v in values.values())
+                equal = sum(v == value for v in values.values())
+                ranks[m].append(above + (equal + 1) / 2)
+        out.update({(m, budget): statistics.fmean(r) for m, r in ranks.items() if r})
+    return out
+
+
+def _figure():
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=SIZE, dpi=DPI, layout="constrained")
+
+
+def _budget_axis(ax, budgets: list[int]) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(budgets, [str(b) for b in budgets])
+    ax.minorticks_off()
+    ax.set_xlabel("budget (epochs)")
+
+
+def figures(study, tuning: list[dict], rows: list[dict], by_seed: dict, cells: dict) -> dict:
+    """The three figures, by name (not yet written)."""
+    methods, budgets = [m.name for m in study.spec.methods], study.spec.budgets
+    colors = dict(zip(methods, _colors(len(methods))))
+    out = {}
+
+    fig = _figure()
+    ax = fig.add_subplot()
+    for method in methods:
+        mine = [r for r in rows if r["method"] == method and r["test_acc_mean"] is not None]
+        ax.plot([r["budget_epochs"] for r in mine], [100 * r["test_acc_mean"] for r in mine], "o-",
+                color=colors[method], label=method)
+        banded = [r for r in mine if r["ci_low"] is not None]
+        if banded:
+            ax.fill_between([r["budget_epochs"] for r in banded], [100 * r["ci_low"] for r in banded],
+                            [100 * r["ci_high"] for r in banded], color=colors[method], alpha=0.15, linewidth=0)
+    _budget_axis(ax, budgets)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{study.spec.name}: test accuracy at each budget (mean over {study.spec.seeds} seeds, 95% CI band)")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
+    out["test_acc_vs_budget"] = fig
+
+    ranks, p = average_ranks(rows, by_seed, cells), significance(rows, by_seed, cells)
+    fig = _figure()
+    ax = fig.add_subplot()
+    for method in methods:
+        points = [(b, ranks[method, b], p.get((method, b))) for b in budgets if (method, b) in ranks]
+        ax.plot([b for b, _, _ in points], [r for _, r, _ in points], "-", color=colors[method], label=method)
+        for b, r, pv in points:  # filled: not significantly below the budget's best
+            below = pv is not None and pv < ALPHA
+            ax.plot([b], [r], "o", color=colors[method], markerfacecolor="white" if below else colors[method])
+    _budget_axis(ax, budgets)
+    ax.invert_yaxis()
+    ax.set_ylabel("average rank (1 = best)")
+    ax.set_title(f"average rank over seeds; hollow: significantly below the best (Welch p < {ALPHA})", fontsize="medium")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
+    out["average_rank"] = fig
+
+    fig = _figure()
+    fig.set_size_inches(max(SIZE[0], 2.6 * len(budgets) + 1.5), SIZE[1])
+    axes = fig.subplots(1, len(budgets), sharey=True, squeeze=False)[0]
+    metric = study.spec.metric
+    scale = 100 if metric.larger_is_better else 1
+    for ax, budget in zip(axes, budgets):
+        for method in methods:
+            mine = sorted((r for r in tuning if r["method"] == method and r["budget_epochs"] == budget
+                           and r["value"] is not None), key=lambda r: r["lr"])
+            ax.plot([r["lr"] for r in mine], [scale * r["value"] for r in mine], ".-", color=colors[method],
+                    label=method)
+            ax.plot([r["lr"] for r in mine if r.get("chosen")], [scale * r["value"] for r in mine if r.get("chosen")],
+                    "*", color=colors[method], markersize=11)
+        ax.set_xscale("log")
+        ax.set_xticks(study.spec.lr_list(), [f"{lr:g}" for lr in study.spec.lr_list()], rotation=45)
+        ax.minorticks_off()
+        ax.set_xlabel("initial LR")
+        ax.set_title(f"{budget} epoch{'s' * (budget != 1)}")
+    axes[0].set_ylabel(f"{metric.value}{' (%)' if scale == 100 else ''} (validation)")
+    axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="small")
+    fig.suptitle(f"LR sensitivity (tuning seed{'s' * (study.spec.tune_seeds > 1)}; star: the chosen LR; "
+                 f"a flat curve is robust to the LR)")
+    out["lr_sensitivity"] = fig
+    return out
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def verdict(study, rows: list[dict], p: dict) -> list[str]:
+    """Plain sentences, one per budget and one overall, that claim no more than the tests show."""
+    lines, never_worse = [], None
+    for budget in study.spec.budgets:
+        ranked = sorted((r for r in rows if r["budget_epochs"] == budget and r["rank"] is not None),
+                        key=lambda r: r["rank"])
+        if not ranked:
+            lines.append(f"At {budget} epoch{'s' * (budget != 1)}: no method completed its final runs.")
+            continue
+        best = ranked[0]
+        tied = [r["method"] for r in ranked[1:] if p.get((r["method"], budget)) is None
+                or p[r["method"], budget] >= ALPHA]
+        lower = [r["method"] for r in ranked[1:] if r["method"] not in tied]
+        text = (f"At {budget} epoch{'s' * (budget != 1)}, **{best['method']}** has the highest mean test accuracy "
+                f"({_pct(best['test_acc_mean'])}%, n = {best['n']})")
+        if tied:
+            text += (f"; {', '.join(tied)} {'is' if len(tied) == 1 else 'are'} not significantly different from it "
+                     f"(Welch p >= {ALPHA}), so these seeds do not single out a winner")
+        if lower:
+            text += f"; {'every other method is' if not tied else ', '.join(lower) + (' is' if len(lower) == 1 else ' are')} significantly lower"
+        lines.append(text + ".")
+        group = {best["method"], *tied}
+        never_worse = group if never_worse is None else never_worse & group
+    tops = [min((r for r in rows if r["budget_epochs"] == b and r["rank"]), key=lambda r: r["rank"], default=None)
+            for b in study.spec.budgets]
+    top_names = [t["method"] for t in tops if t]
+    if top_names and len(set(top_names)) == 1:
+        lines.append(f"Overall: {top_names[0]} has the highest mean at every budget.")
+    elif top_names:
+        lines.append("Overall: the method with the highest mean changes with the budget ("
+                     + ", ".join(f"{b}: {t['method']}" for b, t in zip(study.spec.budgets, tops) if t) + ").")
+    if never_worse:
+        lines.append(f"Never significantly below the best at any budget: {', '.join(sorted(never_worse))}.")
+    lines.append(f"Each mean is over {study.spec.seeds} seed{'s' * (study.spec.seeds != 1)} at the LR the tuning stage "
+                 f"chose; the p-values are not corrected for multiple comparisons, so read a single p near "
+                 f"{ALPHA} as a hint, not a finding.")
+    return lines
+
+
+def edge_choices(study, rows: list[dict]) -> list[str]:
+    """Methods whose chosen LR is the grid's smallest or largest: their best LR may lie outside the grid."""
+    lrs = study.spec.lr_list()
+    return [f"{r['method']} at {r['budget_epochs']} epoch{'s' * (r['budget_epochs'] != 1)} chose {r['lr']:g}, the grid's "
+            f"{'largest' if r['lr'] == lrs[-1] else 'smallest'}" for r in rows if r["lr"] in (lrs[0], lrs[-1])]
+
+
+def markdown(study, tuning: list[dict], rows: list[dict], p: dict, ranks: dict) -> str:
+    spec, budgets = study.spec, study.spec.budgets
+    methods = [m.name for m in spec.methods]
+    at = {(r["method"], r["budget_epochs"]): r for r in rows}
+
+    def table(header: list[str], body: list[list[str]]) -> str:
+        rule = "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"
+        return "\n".join(["| " + " | ".join(header) + " |", rule, *("| " + " | ".join(r) + " |" for r in body)])
+
+    def cell(m: str, b: int) -> str:
+        r = at.get((m, b))
+        if not r or r["test_acc_mean"] is None:
+            return "-"
+        spread = f" ± {_pct(r['test_acc_std'])}" if r["test_acc_std"] is not None else ""
+        return f"{_pct(r['test_acc_mean'])}{spread} (#{r['rank']})"
+
+    epochs = [f"{b} epoch{'s' * (b != 1)}" for b in budgets]
+    base = f"the base spec's {study.base.get('model', {}).get('name', 'mlp')} model" if isinstance(study.base, dict) else "the base"
+    parts = [
+        f"# Study {spec.name}: which decay method wins at each budget",
+        "",
+        f"{len(methods)} methods on {base}, budgets {', '.join(map(str, budgets))} epochs. **Tuning:** every "
+        f"method x budget x initial LR ({', '.join(f'{lr:g}' for lr in spec.lr_list())}) on tuning seed"
+        f"{'s' * (spec.tune_seeds > 1)} {', '.join(map(str, spec.tune_seed_list()))}; per method and budget the LR "
+        f"with the best `{spec.metric.value}` on the validation set is chosen (the tuning runs never evaluate on "
+        f"the test set). **Final:** each method x budget at its chosen LR on seeds "
+        f"{', '.join(map(str, spec.final_seed_list()))}, evaluated on the test set.",
+        "",
+        "## Verdict",
+        "",
+        *(f"- {line}" for line in verdict(study, rows, p)),
+        "",
+        "## Test accuracy (%), mean ± std over the final seeds (rank at that budget)",
+        "",
+        table(["method", *epochs], [[m, *(cell(m, b) for b in budgets)] for m in methods]),
+        "",
+        "## Average rank over seeds (1 = best; REX's measure)",
+        "",
+        table(["method", *epochs], [[m, *(f"{ranks[m, b]:.2f}" if (m, b) in ranks else "-" for b in budgets)]
+                                    for m in methods]),
+        "",
+        f"## Welch's t-test against each budget's best (p; * below {ALPHA})",
+        "",
+        table(["method", *epochs], [[m, *(("best" if at.get((m, b), {}).get("rank") == 1 else "-") if p.get((m, b)) is None
+                                          else f"{p[m, b]:.3f}{'*' if p[m, b] < ALPHA else ''}" for b in budgets)]
+                                    for m in methods]),
+        "",
+        f"## Chosen initial LRs (by validation {spec.metric.value})",
+        "",
+        table(["method", *epochs], [[m, *(f"{at[m, b]['lr']:g}" if at.get((m, b)) and at[m, b]["lr"] is not None
+                                          else "none completed" for b in budgets)] for m in methods]),
+        "",
+    ]
+    if edges := edge_choices(study, rows):
+        parts += ["At the edge of the LR grid (widen `lrs` to be sure the best LR is inside it): "
+                  + "; ".join(edges) + ".", ""]
+    parts += [
+        "## Figures",
+        "",
+        "![test accuracy against budget](test_acc_vs_budget.png)",
+        "",
+        "![average rank against budget](average_rank.png)",
+        "",
+        "![LR sensitivity](lr_sensitivity.png)",
+        "",
+        "Files: `study.csv` (this table, accuracies as fractions), `tuning.csv` (every method x budget x LR), "
+        "`tune/` and `final/` (sweep directories: `lrdecay plot`, `lrdecay compare` work on them).",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def write_report(study, tuning: list[dict], rows: list[dict], by_seed: dict) -> Path:
+    """Render the figures and report.md, then write them (each atomically); the report's path."""
+    cells = {(study.label(c), c.budget): c for c in by_seed}
+    rendered = {f"{name}.png": render(fig, "png") for name, fig in figures(study, tuning, rows, by_seed, cells).items()}
+    text = markdown(study, tuning, rows, significance(rows, by_seed, cells), average_ranks(rows, by_seed, cells))
+    for name, data in rendered.items():
+        write_atomic(study.path / name, data)
+    write_atomic(study.path / "report.md", text)
+    return study.path / "report.md"
