@@ -18,6 +18,7 @@ run (cosine, linear, rex, one_cycle, wsd, multistep's milestone_fractions, ...) 
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,9 +218,15 @@ def parse(raw: Any, source: str, base_dir: Path) -> Study:
         spec = StudySpec.model_validate(raw)
     except ValidationError as exc:
         error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"] if not str(p).startswith(("list[", "LogRange", "function-")))
+        where = ".".join(str(p) for p in error["loc"])
         message = error["msg"].replace("Input should be", "must be").replace("Value error, ", "")
-        raise UserError(message, where=f"{source}: {where}" if where else source, fix=f"fix it in {source}") from None
+        fix = f"fix it in {source}"
+        if error["type"] == "extra_forbidden":
+            model = MethodEntry if len(error["loc"]) == 3 and error["loc"][0] == "methods" else StudySpec
+            close = difflib.get_close_matches(str(error["loc"][-1]), list(model.model_fields), n=1)
+            message = f"unknown key '{error['loc'][-1]}'"
+            fix = f"{f'did you mean {close[0]!r}? ' if close else ''}valid keys: {', '.join(model.model_fields)}"
+        raise UserError(message, where=f"{source}: {where}" if where else source, fix=fix) from None
     if isinstance(spec.base, str):
         path = Path(spec.base) if Path(spec.base).is_absolute() else base_dir / spec.base
         base = read_yaml_file(path)
@@ -230,7 +237,7 @@ def parse(raw: Any, source: str, base_dir: Path) -> Study:
     study = Study(spec, base, source)
     for i, method in enumerate(spec.methods):  # each method once, with the error naming it
         raw_spec = merge_sections(base, {"schedule": method.schedule})
-        from_data(raw_spec, source, given={"schedule": f"{source}: methods.{i}"})
+        from_data(raw_spec, f"{source}: methods.{i}")
     return study
 
 

@@ -30,6 +30,12 @@ class Bad:
     sweep: dict | None = None
     """sweep.yaml: a sweep over the tiny spec with these keys."""
     files: dict[str, str] = field(default_factory=dict)
+    study: dict | None = None
+    """study.yaml: a valid study of the tiny spec with these keys changed."""
+
+
+STUDY = {"name": "bad", "base": TINY, "methods": [{"schedule": {"name": "constant"}}, {"schedule": {"name": "cosine"}}],
+         "lrs": [0.01, 0.1], "budgets": [1, 2]}
 
 
 CATALOGUE: dict[str, Bad] = {
@@ -159,6 +165,41 @@ CATALOGUE: dict[str, Bad] = {
     "compare bad metric": Bad(["compare", "{run}", "--metric", "accuracy"], "Invalid value for '--metric': 'accuracy' is not one of 'val_acc'"),
     "compare target above 1": Bad(["compare", "{run}", "--target", "1.5"], "--target"),
     "compare csv and markdown": Bad(["compare", "{run}", "--csv", "--markdown"], "--csv"),
+    # --- study
+    "study unknown key": Bad(["study", "{study}", "--runs-dir", "{runs}"],
+                             "study.yaml: budget: unknown key 'budget'; did you mean 'budgets'?", study={"budget": [1]}),
+    "study no methods": Bad(["study", "{study}", "--runs-dir", "{runs}"], "methods: List should have at least 1 item",
+                            study={"methods": []}),
+    "study unknown method": Bad(["study", "{study}", "--runs-dir", "{runs}"],
+                                "methods.1: schedule.name: unknown schedule method 'cosin'; did you mean 'cosine'?",
+                                study={"methods": [{"schedule": {"name": "constant"}}, {"schedule": {"name": "cosin"}}]}),
+    "study bad method parameter": Bad(["study", "{study}", "--runs-dir", "{runs}"], "methods.0: schedule.alpha",
+                                      study={"methods": [{"schedule": {"name": "cosine", "alpha": -1.0}}]}),
+    "study same method twice": Bad(["study", "{study}", "--runs-dir", "{runs}"],
+                                   "methods.0 and methods.1 are both called 'cosine': give each a distinct label",
+                                   study={"methods": [{"schedule": {"name": "cosine"}},
+                                                      {"schedule": {"name": "cosine", "alpha": 0.1}}]}),
+    "study lrs empty": Bad(["study", "{study}", "--runs-dir", "{runs}"], "lrs: give a list of initial LRs",
+                           study={"lrs": []}),
+    "study lr negative": Bad(["study", "{study}", "--runs-dir", "{runs}"], "initial LRs must be positive",
+                             study={"lrs": [-0.1, 0.1]}),
+    "study log range reversed": Bad(["study", "{study}", "--runs-dir", "{runs}"], "log_range needs 0 < low < high",
+                                    study={"lrs": {"log_range": [1.0, 0.01], "count": 3}}),
+    "study log range one lr": Bad(["study", "{study}", "--runs-dir", "{runs}"], "lrs: count: must be greater than or equal to 2",
+                                  study={"lrs": {"log_range": [0.01, 1.0], "count": 1}}),
+    "study budgets out of order": Bad(["study", "{study}", "--runs-dir", "{runs}"], "budgets must be epochs >= 1 in increasing order",
+                                      study={"budgets": [4, 2]}),
+    "study budget a word": Bad(["study", "{study}", "--runs-dir", "{runs}"], "budgets.0: must be a valid integer",
+                               study={"budgets": ["one"]}),
+    "study unknown metric": Bad(["study", "{study}", "--runs-dir", "{runs}"], "metric: must be 'best_val_acc'",
+                                study={"metric": "test_acc"}),
+    "study base missing": Bad(["study", "{study}", "--runs-dir", "{runs}"], "nope.yaml: no such file",
+                              study={"base": "nope.yaml"}),
+    "study schedule that does not fit a budget": Bad(
+        ["study", "{study}", "--runs-dir", "{runs}"], "total_steps (50) is shorter than the run (80 steps)",
+        study={"methods": [{"schedule": {"name": "one_cycle", "total_steps": 50}}]}),
+    "study resume not a study": Bad(["study", "--resume", "{tmp}"], "not a study directory (no study.yaml)"),
+    "study not a mapping": Bad(["study", "{spec}", "--runs-dir", "{runs}"], "a study must be a mapping", "- 1\n"),
     # --- find-lr
     "find-lr max below min": Bad(["find-lr", "{spec}", "--min-lr", "1", "--max-lr", "0.1", "--runs-dir", "{runs}"],
                                  "--max-lr", {}),
@@ -205,7 +246,7 @@ def interrupted_run(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("case", list(CATALOGUE.values()), ids=list(CATALOGUE))
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(cli, tmp_path, interrupted_run, case):
     paths = {"tmp": tmp_path, "runs": tmp_path / "runs", "spec": tmp_path / "spec.yaml",
-             "sweep": tmp_path / "sweep.yaml", "file": tmp_path / "a-file", "run": interrupted_run}
+             "sweep": tmp_path / "sweep.yaml", "study": tmp_path / "study.yaml", "file": tmp_path / "a-file", "run": interrupted_run}
     paths["file"].write_text("not a directory")
     if isinstance(case.spec, str):
         paths["spec"].write_text(case.spec)
@@ -213,6 +254,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(cli, tmp_path, interrup
         paths["spec"].write_text(yaml.safe_dump(merge_sections(TINY, case.spec)))
     if case.sweep is not None:
         paths["sweep"].write_text(yaml.safe_dump({"name": "bad", "base": TINY, **case.sweep}))
+    if case.study is not None:
+        paths["study"].write_text(yaml.safe_dump({**STUDY, **case.study}))
     for name, text in case.files.items():
         (tmp_path / name).write_text(text)
     before, run_before = snapshot(tmp_path), snapshot(interrupted_run)

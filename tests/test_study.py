@@ -1,0 +1,156 @@
+"""`lrdecay study`: the LR of each method x budget is chosen on validation alone, the final runs are
+fresh seeds evaluated on the test set, and a resumed study re-trains nothing that finished."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import TINY, read_csv
+from lrdecay_cli.spec import merge_sections
+
+BASE = merge_sections(TINY, {"data": {"limit": 1200, "val_size": 200}, "train": {"eval_batch_size": 200}})
+"""1,000 training images, 16 steps per epoch."""
+STUDY = {
+    "name": "mini",
+    "base": BASE,
+    "methods": [{"schedule": {"name": "constant"}}, {"schedule": {"name": "cosine", "interval": "step"}}],
+    "lrs": [0.02, 0.3],
+    "budgets": [1, 2],
+    "seeds": 2,
+}
+
+
+def write_study(tmp_path: Path, changes: dict | None = None) -> Path:
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({**STUDY, **(changes or {})}))
+    return path
+
+
+def study_dir(runs: Path) -> Path:
+    (found,) = list((runs / "studies").iterdir())
+    return found
+
+
+def trial_records(stage: Path) -> list[tuple[dict, dict]]:
+    """(config.yaml, summary.json) of every trial of a stage, read straight from disk."""
+    return [(yaml.safe_load((t / "config.yaml").read_text()), json.loads((t / "summary.json").read_text()))
+            for t in sorted(stage.glob("t[0-9][0-9][0-9]"))]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A whole study, run once by the CLI with the default (vectorized) executor."""
+    from typer.testing import CliRunner
+
+    from lrdecay_cli.cli import app
+
+    tmp = tmp_path_factory.mktemp("study")
+    result = CliRunner().invoke(app, ["study", str(write_study(tmp)), "--runs-dir", str(tmp / "runs"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return study_dir(tmp / "runs")
+
+
+def test_each_chosen_lr_is_the_argmax_of_validation_over_the_tuning_runs(finished):
+    tuned = trial_records(finished / "tune")
+    assert len(tuned) == 2 * 2 * 2  # methods x budgets x LRs, one tuning seed
+    best: dict[tuple, tuple[float, float]] = {}
+    for config, summary in tuned:
+        assert summary["status"] == "completed"
+        key = (config["schedule"]["name"], config["train"]["epochs"])
+        value = summary["best_val_acc"]
+        lr = config["optimizer"]["lr"]
+        if key not in best or value > best[key][1] or (value == best[key][1] and lr < best[key][0]):
+            best[key] = (lr, value)
+    chosen = {(r["method"], int(r["budget_epochs"])): float(r["lr"]) for r in read_csv(finished / "study.csv")}
+    assert chosen == {key: lr for key, (lr, _) in best.items()}
+    final = trial_records(finished / "final")
+    assert len(final) == 2 * 2 * 2  # methods x budgets x final seeds
+    for config, summary in final:
+        assert config["optimizer"]["lr"] == chosen[config["schedule"]["name"], config["train"]["epochs"]]
+
+
+def test_no_test_metric_exists_before_the_final_stage(finished):
+    """The tuning runs never evaluate on the test set, so nothing there could leak into the choice."""
+    for config, summary in trial_records(finished / "tune"):
+        assert config["train"]["test_eval"] is False
+        assert summary["test_acc"] is None and summary["test_loss"] is None
+    tuning = read_csv(finished / "tuning.csv")
+    assert not any("test" in column for column in tuning[0])
+    final_seeds = {config["seed"] for config, _ in trial_records(finished / "final")}
+    assert final_seeds == {1, 2} and not final_seeds & {c["seed"] for c, _ in trial_records(finished / "tune")}
+    assert all(summary["test_acc"] is not None for _, summary in trial_records(finished / "final"))
+
+
+def test_study_csv_summarizes_the_final_runs_and_ranks_each_budget(finished):
+    rows = read_csv(finished / "study.csv")
+    assert list(rows[0]) == ["method", "budget_epochs", "lr", "tune_metric", "test_acc_mean", "test_acc_std", "n",
+                             "ci_low", "ci_high", "rank"]
+    final = trial_records(finished / "final")
+    for row in rows:
+        accs = [s["test_acc"] for c, s in final
+                if c["schedule"]["name"] == row["method"] and c["train"]["epochs"] == int(row["budget_epochs"])]
+        assert int(row["n"]) == len(accs) == 2
+        assert math.isclose(float(row["test_acc_mean"]), sum(accs) / 2, rel_tol=1e-12)
+        assert float(row["ci_low"]) <= float(row["test_acc_mean"]) <= float(row["ci_high"])
+        assert 0 < float(row["test_acc_mean"]) <= 1  # a fraction in this file
+    for budget in ("1", "2"):
+        at = sorted((r for r in rows if r["budget_epochs"] == budget), key=lambda r: -float(r["test_acc_mean"]))
+        assert [int(r["rank"]) for r in at] == [1, 2] or at[0]["test_acc_mean"] == at[1]["test_acc_mean"]
+    report = (finished / "report.md").read_text()
+    assert "## Verdict" in report and "not corrected for multiple comparisons" in report
+    for name in ("test_acc_vs_budget", "average_rank", "lr_sensitivity"):
+        assert (finished / f"{name}.png").stat().st_size > 10_000
+
+
+def test_the_stages_are_sweeps_that_compare_and_plot_read(finished, cli, tmp_path):
+    assert cli("compare", finished / "final", "--metric", "test_acc").exit_code == 0
+    result = cli("plot", finished / "tune", "--out", tmp_path / "figs")
+    assert result.exit_code == 0, result.output
+
+
+def test_a_resumed_study_retrains_nothing_that_finished(tmp_path, monkeypatch, cli):
+    """The final stage stops after two of its trials (as Ctrl-C would); --resume trains only the rest,
+    sequentially this time, and leaves the finished trials' files as they were."""
+    from lrdecay_cli import executors
+
+    real_run, trained, stopped = executors.run, [], []
+
+    def stop_after_two_final_trials(name, trials, sweep_dir, *args, **kwargs):
+        trained.extend((sweep_dir.name, t.dirname) for t in trials)
+        if sweep_dir.name == "final" and not stopped:
+            stopped.append(True)
+            real_run(name, trials[:2], sweep_dir, *args, **kwargs)
+            raise KeyboardInterrupt
+        return real_run(name, trials, sweep_dir, *args, **kwargs)
+
+    monkeypatch.setattr(executors, "run", stop_after_two_final_trials)
+    runs = tmp_path / "runs"
+    result = cli("study", write_study(tmp_path), "--runs-dir", runs, "--quiet", "--executor", "sequential")
+    assert result.exit_code == 130, result.output
+    assert "continue with: lrdecay study --resume" in result.stderr
+    found = study_dir(runs)
+    assert not (found / "report.md").exists()
+    done = {p: p.read_bytes() for p in [*(found / "tune").rglob("*.json"), *(found / "final" / "t000").rglob("*"),
+                                        *(found / "final" / "t001").rglob("*")] if p.is_file()}
+    trained.clear()
+    result = cli("study", "--resume", found, "--quiet", "--executor", "sequential")
+    assert result.exit_code == 0, result.output
+    assert trained == [("final", f"t{i:03d}") for i in range(2, 8)]  # no tuning trial, no finished final one
+    assert {p: p.read_bytes() for p in done} == done
+    assert len(read_csv(found / "study.csv")) == 4 and (found / "report.md").is_file()
+
+
+def test_dry_run_shows_each_curve_at_points_of_each_budget_and_writes_nothing(cli, tmp_path):
+    result = cli("study", write_study(tmp_path), "--runs-dir", tmp_path / "runs", "--dry-run")
+    assert result.exit_code == 0, result.output
+    (row,) = [line for line in result.stdout.splitlines() if "cosine" in line and "2 ep" in line]
+    cosine_2 = [cell.strip() for cell in row.split("│")[4:8]]
+    steps = 32  # 2 epochs of 16 steps: 50% is step 16 (round(0.5 * 31)), 90% step 28, 100% the last, 31
+    assert cosine_2 == [f"{0.5 * (1 + math.cos(math.pi * s / steps)):.4g}" for s in (0, 16, 28, 31)]
+    assert "tuning: 8 trials" in result.stdout and "final: 8 trials" in result.stdout
+    assert not (tmp_path / "runs").exists()
