@@ -40,6 +40,8 @@ HORIZONS = {"step": "step_size", "multistep": "milestones", "exponential": "deca
             "inverse_time": "decay_steps", "piecewise_constant": "boundaries", "cosine_restarts": "first_decay_steps",
             "cosine_warm_restarts": "T_0", "cyclic": "step_size_up", "sequence": "boundaries"}
 """The parameter that sets when each method's LR first changes: what a warning of a flat run names."""
+FRACTIONS = {"step": "step_fraction", "multistep": "milestone_fractions"}
+"""The parameter that replaces it where the schedule gives it as a fraction of the run (then it is None)."""
 UNCHANGING = ("constant", "plateau")
 """Methods whose LR stays put by design (constant) or follows the metric, not the step count (plateau)."""
 
@@ -58,6 +60,8 @@ def flat_run_warning(spec: Spec) -> str | None:
     if len(lrs) > 1:
         return None
     field = HORIZONS.get(spec.schedule.name)
+    if field and getattr(spec.schedule, field) is None:
+        field = FRACTIONS[spec.schedule.name]
     change = f"change schedule.{field}" if field else "check the schedule's parameters"
     return (f"the schedule never changes the LR in this run: {lrs.pop():g} from step 0 to step {steps - 1} "
             f"({spec.train.epochs} epochs of {spec.steps_per_epoch()} steps); {change}, or train longer")

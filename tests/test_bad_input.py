@@ -89,6 +89,15 @@ CATALOGUE: dict[str, Bad] = {
                                                      "warmup": {"steps": 5}}}),
     "cosine warmup longer than the run": Bad(["train", "{spec}"], "spec.yaml: schedule.warmup_steps: warmup_steps (500)",
                                              {"schedule": {"name": "cosine", "warmup_target": 0.2, "warmup_steps": 500}}),
+    "step_size and step_fraction": Bad(["train", "{spec}"], "spec.yaml: schedule: give step_size or step_fraction, "
+                                       "not both", {"schedule": {"name": "step", "step_size": 2, "step_fraction": 0.5}}),
+    "neither milestones nor fractions": Bad(["train", "{spec}"], "spec.yaml: schedule: give milestones (counts) or "
+                                            "milestone_fractions", {"schedule": {"name": "multistep"}}),
+    "milestone fraction of 1": Bad(["train", "{spec}"], "schedule.milestone_fractions.0: must be less than 1",
+                                   {"schedule": {"name": "multistep", "milestone_fractions": [1.0]}}),
+    "milestone fractions collapse": Bad(["train", "{spec}"], "spec.yaml: schedule.milestone_fractions: "
+                                        "milestone_fractions [0.6, 0.7] give the milestones [1, 1] in a run of 2 epochs",
+                                        {"schedule": {"name": "multistep", "milestone_fractions": [0.6, 0.7]}}),
     "val_size over limit": Bad(["train", "{spec}"], "val_size", {"data": {"limit": 1000, "val_size": 5000}}),
     "missing spec file": Bad(["train", "{tmp}/nope.yaml"], "nope.yaml: no such file"),
     "spec is a directory": Bad(["train", "{tmp}"], "directory"),

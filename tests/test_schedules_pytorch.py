@@ -307,7 +307,6 @@ def test_default_intervals():
 
 
 @pytest.mark.parametrize("name,params,field", [
-    ("multistep", dict(), "milestones"),
     ("multistep", dict(milestones=[]), "milestones"),
     ("multistep", dict(milestones=[10, 10]), "milestones"),
     ("multistep", dict(milestones=[20, 10]), "milestones"),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from lrdecay_cli.schedules.registry import ScheduleParams, monotone, register
+from lrdecay_cli.schedules.registry import ScheduleParams, monotone, register, run_count
 
 
 class ConstantParams(ScheduleParams):
@@ -22,8 +22,23 @@ class ConstantParams(ScheduleParams):
 class StepParams(ScheduleParams):
     name: Literal["step"] = "step"
     interval: Literal["step", "epoch"] = "epoch"
-    step_size: int = Field(10, ge=1, description="epochs (or steps) between decays")
+    step_size: int | None = Field(10, ge=1, description="epochs (or steps) between decays")
+    step_fraction: float | None = Field(
+        None, gt=0, le=1, description="instead of step_size: the period as a fraction of the run (its length in "
+                                      "counts, after any warmup), round(f * length), at least 1; 1: no decay in the run")
     gamma: float = Field(0.1, gt=0, description="multiplicative factor per decay")
+
+    @model_validator(mode="after")
+    def _one_period(self):
+        if self.step_fraction is None:
+            if self.step_size is None:
+                raise ValueError("give step_size or step_fraction")
+            return self
+        if "step_size" in self.model_fields_set and self.step_size is not None:
+            raise ValueError("give step_size or step_fraction, not both")
+        # Unused, so None: the resolved spec writes every field, and must read back without both given.
+        self.step_size = None
+        return self
 
 
 class ExponentialParams(ScheduleParams):
@@ -52,9 +67,11 @@ def constant(p: ConstantParams, lr: float, total: int):
     return lambda t: lr * constant_lr_factor(t, factor, total_iters)
 
 
-@register(StepParams, "lr * gamma ** floor(t / step_size)", "PyTorch StepLR", breaks=monotone)
+@register(StepParams, "lr * gamma ** floor(t / step_size); step_fraction f: step_size = round(f * total)",
+          "PyTorch StepLR", breaks=monotone)
 def step(p: StepParams, lr: float, total: int):
-    return lambda t: lr * p.gamma ** (t // p.step_size)
+    step_size = p.step_size or run_count(p.step_fraction, total)
+    return lambda t: lr * p.gamma ** (t // step_size)
 
 
 def _decay_exponent(t: int, p: ExponentialParams | InverseTimeParams) -> float:

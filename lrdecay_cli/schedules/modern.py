@@ -1,4 +1,4 @@
-"""Modern schedules from papers: inverse square root and warmup-stable-decay."""
+"""Modern schedules from papers: inverse square root, warmup-stable-decay and REX."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from lrdecay_cli.errors import UserError
-from lrdecay_cli.schedules.registry import ScheduleParams, register
+from lrdecay_cli.schedules.registry import ScheduleParams, monotone, register
 
 
 class InverseSqrtParams(ScheduleParams):
@@ -52,6 +52,13 @@ class WsdParams(ScheduleParams):
         if self.warmup is not None and (self.warmup_steps or self.warmup_fraction):
             raise ValueError("wsd has its own warmup (warmup_steps / warmup_fraction); use it or warmup, not both")
         return self
+
+
+class RexParams(ScheduleParams):
+    name: Literal["rex"] = "rex"
+    total_iters: int | None = Field(
+        None, ge=1, description="counts to decay to 0; default: the run's length. Past it the LR holds 0, as "
+                                "linear's and polynomial_torch's do")
 
 
 @register(InverseSqrtParams, "lr * t / warmup_steps for t < warmup_steps, then lr * sqrt(warmup_steps / t)",
@@ -98,5 +105,18 @@ def wsd(p: WsdParams, lr: float, total: int):
         # Progress counts the step itself, so that the last step of the run is at progress 1, i.e. min_lr.
         progress = min(1.0, (t - decay_start + 1) / decay)
         return lr * (floor + (1 - floor) * shape(progress))
+
+    return lr_at
+
+
+@register(RexParams, "lr * (1 - z) / (1/2 + (1 - z) / 2), z = min(t, total_iters) / total_iters",
+          "REX (Chen et al. 2021, Revisiting Budgeted Training with an Improved Schedule)", breaks=monotone)
+def rex(p: RexParams, lr: float, total: int):
+    """Reflected exponential: near lr for longer than a line, then a steep fall to 0 at total_iters."""
+    total_iters = p.total_iters or total
+
+    def lr_at(t: int) -> float:
+        left = 1 - min(t, total_iters) / total_iters
+        return lr * left / (0.5 + 0.5 * left)
 
     return lr_at

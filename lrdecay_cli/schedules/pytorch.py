@@ -13,24 +13,37 @@ import bisect
 import math
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from lrdecay_cli.errors import UserError
-from lrdecay_cli.schedules.registry import ScheduleParams, monotone, period_breaks, register, strictly_increasing
+from lrdecay_cli.schedules.registry import (ScheduleParams, monotone, period_breaks, register, run_count,
+                                            strictly_increasing)
 
 
 class MultiStepParams(ScheduleParams):
     name: Literal["multistep"] = "multistep"
     interval: Literal["step", "epoch"] = "epoch"
-    milestones: list[Annotated[int, Field(ge=1)]] = Field(
-        ..., min_length=1, description="strictly increasing counts at each of which the LR is multiplied by gamma")
+    milestones: list[Annotated[int, Field(ge=1)]] | None = Field(
+        None, min_length=1, description="strictly increasing counts at each of which the LR is multiplied by gamma")
+    milestone_fractions: list[Annotated[float, Field(gt=0, lt=1)]] | None = Field(
+        None, min_length=1, description="instead of milestones: strictly increasing fractions of the run (its "
+                                        "length in counts, after any warmup), each at count round(f * length), "
+                                        "at least 1")
     gamma: float = Field(0.1, gt=0, description="multiplicative factor per milestone")
 
-    @field_validator("milestones")
+    @field_validator("milestones", "milestone_fractions")
     @classmethod
-    def _increasing(cls, milestones: list[int]) -> list[int]:
+    def _increasing(cls, milestones: list | None, info: ValidationInfo) -> list | None:
         """PyTorch counts a repeated milestone twice; here a repeat or a step back is a typo."""
-        return strictly_increasing(milestones, "milestones")
+        return milestones if milestones is None else strictly_increasing(milestones, info.field_name)
+
+    @model_validator(mode="after")
+    def _one_placement(self):
+        if self.milestones is not None and self.milestone_fractions is not None:
+            raise ValueError("give milestones or milestone_fractions, not both")
+        if self.milestones is None and self.milestone_fractions is None:
+            raise ValueError("give milestones (counts) or milestone_fractions (fractions of the run)")
+        return self
 
 
 class LinearParams(ScheduleParams):
@@ -126,11 +139,26 @@ def _check_eta_min(eta_min: float, lr: float) -> None:
                         where="schedule.eta_min", fix="lower eta_min or raise optimizer.lr")
 
 
-@register(MultiStepParams, "lr * gamma ** (number of milestones <= t)", "PyTorch MultiStepLR",
-          breaks=monotone)
+def _milestones(p: MultiStepParams, total: int) -> list[int]:
+    """The milestones as counts: given, or milestone_fractions of a run of `total` counts."""
+    if p.milestones is not None:
+        return p.milestones
+    milestones = [run_count(fraction, total) for fraction in p.milestone_fractions]
+    if len(set(milestones)) < len(milestones):
+        fix = "train longer or space the fractions further apart"
+        raise UserError(f"milestone_fractions {p.milestone_fractions} give the milestones {milestones} in a run of "
+                        f"{total} {p.interval}s, where two coincide", where="schedule.milestone_fractions",
+                        fix=f"{fix}, or count steps (interval: step)" if p.interval == "epoch" else fix)
+    return milestones
+
+
+# Monotone wherever the milestones fall: every drop multiplies by the same gamma.
+@register(MultiStepParams, "lr * gamma ** (number of milestones <= t); milestone_fractions f: milestones at "
+          "round(f * total)", "PyTorch MultiStepLR", breaks=monotone)
 def multistep(p: MultiStepParams, lr: float, total: int):
-    """StepLR with hand-placed drops."""
-    return lambda t: lr * p.gamma ** bisect.bisect_right(p.milestones, t)
+    """StepLR with hand-placed drops, at counts or at fractions of the run."""
+    milestones = _milestones(p, total)
+    return lambda t: lr * p.gamma ** bisect.bisect_right(milestones, t)
 
 
 @register(LinearParams,

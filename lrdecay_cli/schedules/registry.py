@@ -82,11 +82,17 @@ class Method:
 METHODS: dict[str, Method] = {}
 
 
-def strictly_increasing(values: list[int], what: str) -> list[int]:
+def strictly_increasing(values: list, what: str) -> list:
     """Boundaries, milestones: a repeat or a step back is a typo, refused with the list shown."""
     if any(b <= a for a, b in zip(values, values[1:])):
         raise ValueError(f"{what} must be strictly increasing, got {values}")
     return values
+
+
+def run_count(fraction: float, total: int) -> int:
+    """A fraction of the run as a count (step_fraction, milestone_fractions): the nearest count to
+    fraction * total (Python's round, halves to even), and at least 1."""
+    return max(1, round(fraction * total))
 
 
 def monotone(p: ScheduleParams, initial_lr: float, total: int) -> tuple[int, ...]:
