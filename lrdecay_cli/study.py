@@ -440,6 +440,10 @@ def run(study: Study, executor: str, progress=None, **options) -> Outcome:
         outcome.interrupted, outcome.waiting = done.interrupted, "tune"
         return outcome
     outcome.choices = choose(study, outcome.tuning)
+    if not any(choice.lr is not None for choice in outcome.choices):
+        write_tables(study, outcome.tuning, None)
+        raise UserError("no tuning run completed: every method diverged or failed at every LR",
+                        where=str(study.path / "tune" / "results.csv"), fix="try smaller initial LRs (lrs:)")
     final, done = run_stage("final", study.final_plan(outcome.choices))
     outcome.rows, by_seed = results(study, outcome.choices, final)
     write_tables(study, outcome.tuning, outcome.rows)
