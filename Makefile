@@ -22,6 +22,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python bench/train_speed.py
 	$(VENV)/bin/python bench/sweep_speed.py
+	$(VENV)/bin/python bench/study_speed.py
 	$(VENV)/bin/python bench/plot_speed.py
 
 # The README's "What it shows": a study (8 decay methods x 4 budgets, each method's LR tuned per budget,

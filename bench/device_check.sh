@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check: the tests marked `gpu` and the bench/ scripts (train_speed, sweep_speed on CUDA; plot_speed) in one go,
+# The GPU check: the tests marked `gpu` and the bench/ scripts (train_speed, sweep_speed, study_speed on CUDA; plot_speed) in one go,
 # a short table last.
 #
 #   bash bench/device_check.sh --prepare   # here (with internet to PyPI): fill .device/ (git-ignored):
@@ -40,6 +40,9 @@ $PY bench/train_speed.py --device cuda --model cnn --batch-size 512 --precision 
 $PY bench/train_speed.py --device cuda --model mlp --batch-size 64 --record "$results"
 $PY bench/sweep_speed.py --device cuda --model cnn --trials 32 --skip-sequential --record "$results"
 $PY bench/sweep_speed.py --device cuda --model mlp --trials 16 --record "$results"
+if $PY -c "import matplotlib" 2>/dev/null; then  # a study writes its figures at the end
+    $PY bench/study_speed.py --device cuda --methods 6 --lrs 5 --budgets 1,2 --limit 60000 --record "$results"
+fi
 plot_line="plot: matplotlib missing on this machine"
 if $PY -c "import matplotlib" 2>/dev/null; then  # plot needs no GPU; run here so every bench/ script runs
     plot_line=$($PY bench/plot_speed.py 2>&1 | tail -n 1)

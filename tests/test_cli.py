@@ -147,3 +147,16 @@ def test_training_progress_says_what_loads_and_shows_the_runs_eta():
     progress.stop()
     text = out.getvalue()
     assert "loading torch, MNIST and the model" in text and "eta" in text and "run" in text
+
+
+def test_help_summaries_are_whole_and_every_command_shows_examples(cli):
+    """The command list shows each summary whole (click cuts a long one with '...'), and every
+    command's help has an example to copy."""
+    top = cli("--help")
+    commands = [line.split()[0] for line in top.stdout.split("Commands:")[1].splitlines() if line.strip()]
+    assert "study" in commands and "train" in commands
+    assert "..." not in top.stdout.split("Commands:")[1]
+    for name in commands:
+        text = cli(name, "--help").stdout
+        assert "Example" in text and f"lrdecay {name} " in text.split("Example")[1], name
+    assert "configs/sweeps/" in cli("sweep", "--help").stdout
