@@ -40,6 +40,13 @@ class Band(StrEnum):
     NONE = "none"
 
 
+class XUnit(StrEnum):
+    """The x axis of `lrdecay plot`'s panels (plot.X_UNITS)."""
+
+    EPOCH = "epoch"
+    STEP = "step"
+
+
 class CompareMetric(StrEnum):
     """What `lrdecay compare` ranks by (compare.METRICS)."""
 

@@ -14,7 +14,7 @@ from typing import Callable, List, Optional
 import typer
 from typer.core import TyperGroup
 
-from lrdecay_cli.choices import Band, CompareMetric, Executor, FigureFormat, PreviewFormat
+from lrdecay_cli.choices import Band, CompareMetric, Executor, FigureFormat, PreviewFormat, XUnit
 from lrdecay_cli.errors import UserError
 
 class OneLineUsageErrors(TyperGroup):
@@ -414,19 +414,21 @@ def plot(
                                        help="Where the figures go (default: TARGET/plots for one target; required for several)."),
     output_format: FigureFormat = typer.Option(FigureFormat.PNG, "--format", help="The figures' file format."),
     band: Band = typer.Option(Band.MINMAX, "--band", help="Spread of a seed group around its mean line."),
-    log: bool = typer.Option(False, "--log", help="Log scale for the learning-rate axis."),
+    log: Optional[str] = typer.Option(None, "--log", metavar="lr|loss|lr,loss", help="Log scale for these axes."),
+    x: XUnit = typer.Option(XUnit.EPOCH, "--x", help="Every panel's x axis: epochs (fractional for the LR, from the steps) or optimizer steps."),
 ) -> None:
     """Draw LR, loss and accuracy figures of runs or sweeps.
 
-    lr, loss, accuracy and overview, one file each. Several runs are overlaid and labelled by the spec fields in which they differ; runs that differ
-    only by seed are drawn as their mean with a band. A run with no finished epoch gets its LR curve
-    and a note; the same runs always give byte-identical files.
+    lr, loss, accuracy and overview, one file each, all against one x axis. Several runs are
+    overlaid and labelled by the spec fields in which they differ; runs that differ only by seed
+    are drawn as their mean with a band (their LRs as their own thin curves). A run with no
+    finished epoch gets its LR curve and a note; the same runs always give byte-identical files.
 
     Examples:
 
     \b
       lrdecay plot runs/20261201-101500-quickstart
-      lrdecay plot runs/sweeps/20261201-101500-decay_methods --out figures --format svg --log"""
+      lrdecay plot runs/sweeps/20261201-101500-decay_methods --out figures --format svg --log lr,loss"""
     from lrdecay_cli import plot as plots
     from lrdecay_cli import report
     from lrdecay_cli.runs import collect
@@ -436,7 +438,10 @@ def plot(
                         fix="pass --out DIR (one target writes to TARGET/plots by default)")
     out = out if out is not None else targets[0] / "plots"
     plots.check_out_dir(out)
-    built = plots.figures(collect(targets), band=band, log=log)
+    axes = frozenset(a.strip() for a in (log or "").split(",") if a.strip())
+    if log is not None and (not axes or not axes <= set(plots.LOG_AXES)):
+        raise UserError(f"cannot put '{log}' on a log scale", where="--log", fix="give lr, loss or lr,loss")
+    built = plots.figures(collect(targets), band=band, log=axes, x=x)
     for line in built.notes:
         report.note(line)
     report.files_written(plots.save(built, out, output_format))

@@ -76,8 +76,9 @@ def _steps_per_epoch(run) -> int | None:
 
 
 def _points(run, column: str, unit: str):
-    """(x, y) arrays of one run's column: LR per step (x in steps, or in epochs at step/steps_per_epoch),
-    metrics per finished epoch (x in epochs); empty cells left out."""
+    """(x, y) arrays of one run's column: LR per step, metrics per finished epoch; x in epochs (a step
+    at step / steps_per_epoch, an epoch's metrics at its end) or in optimizer steps (an epoch's metrics
+    at the step that ends it); empty cells left out."""
     import numpy as np
 
     if column == "lr":
@@ -86,7 +87,8 @@ def _points(run, column: str, unit: str):
         x = [row["step"] / spe for row in rows if row["lr"] is not None]
         y = [row["lr"] for row in rows if row["lr"] is not None]
     else:
-        x = [row["epoch"] for row in run.metrics if row[column] is not None]
+        at = "epoch" if unit == "epoch" else "step"
+        x = [row[at] for row in run.metrics if row[column] is not None]
         y = [row[column] for row in run.metrics if row[column] is not None]
     return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
 
@@ -122,26 +124,39 @@ def _colors(count: int) -> list:
     return [cmap(i % cmap.N) for i in range(count)]
 
 
-def _panel(ax, groups, colors, columns: tuple[str, ...], unit: str, band: str) -> bool:
-    """Draw every group's series of `columns` on `ax`; False when there was nothing to draw."""
-    drawn = False
+def _panel(ax, groups, colors, columns: tuple[str, ...], unit: str, band: str) -> tuple[bool, bool]:
+    """Draw every group's series of `columns` on `ax`: (anything drawn, any band drawn). A seed group's
+    LR is drawn as its runs' own curves (thin), never as a mean: the mean of plateau runs that cut at
+    different epochs is an LR no run used. Identical curves (a fixed schedule) are drawn once."""
+    import numpy as np
+
+    drawn = banded = False
     for group, color in zip(groups, colors):
         for column in columns:
+            style, word = COLUMN_STYLE[column]
+            label = group.label if len(columns) == 1 else f"{group.label} {word}"
+            if column == "lr" and len(group.runs) > 1:
+                curves = [xy for xy in (_points(run, "lr", unit) for run in group.runs) if len(xy[0])]
+                distinct = list({(x.tobytes(), y.tobytes()): (x, y) for x, y in curves}.values())
+                for number, (x, y) in enumerate(distinct):
+                    ax.plot(x, y, style, color=color, linewidth=1.5 if len(distinct) == 1 else 0.8,
+                            alpha=1.0 if len(distinct) == 1 else 0.75, label=label if number == 0 else None)
+                drawn = drawn or bool(distinct)
+                continue
             curve = series(group, column, unit, band)
             if curve is None:
                 continue
-            style, word = COLUMN_STYLE[column]
-            label = group.label if len(columns) == 1 else f"{group.label} {word}"
             few = len(curve.x) <= 50
             ax.plot(curve.x, curve.y, style, color=color, linewidth=1.5, label=label,
                     marker="o" if few else None, markersize=3.5)
-            if curve.low is not None:
+            if curve.low is not None and np.any(curve.high > curve.low):
                 ax.fill_between(curve.x, curve.low, curve.high, color=color, alpha=0.18, linewidth=0,
                                 label=f"{label} band")
+                banded = True
             drawn = True
         if "lr" in columns:
             _mark_divergence(ax, group, color, unit)
-    return drawn
+    return drawn, banded
 
 
 def _mark_divergence(ax, group, color, unit: str) -> None:
@@ -164,13 +179,14 @@ def _common_steps_per_epoch(runs) -> int | None:
     return values.pop() if len(values) == 1 else None
 
 
-def _epoch_boundaries(ax, runs) -> None:
-    """Grey lines at the ends of epochs on a step axis, only where every run has the same epoch length."""
+def _epoch_boundaries(ax, runs, unit: str) -> None:
+    """Grey lines at the ends of epochs (at each epoch, or at its last step on a step axis), only where
+    every run has the same epoch length."""
     spe = _common_steps_per_epoch(runs)
     last = max((run.lr[-1]["step"] for run in runs if run.lr), default=0)
     if spe:
         for boundary in range(spe, last + 1, spe):
-            ax.axvline(boundary, color="0.85", linewidth=0.8, zorder=0)
+            ax.axvline(boundary / spe if unit == "epoch" else boundary, color="0.85", linewidth=0.8, zorder=0)
 
 
 def _empty(ax, why: str) -> None:
@@ -220,8 +236,16 @@ def _band_word(groups, band: str) -> str | None:
     return "min to max over seeds" if band == "minmax" else "mean ± std over seeds"
 
 
-def figures(runs, band: str = "minmax", log: bool = False) -> Plots:
-    """The four figures of `runs` (overlaid, seeds of a group as mean and band); nothing is saved."""
+LOG_AXES = ("lr", "loss")
+"""What `--log` may put on a log scale."""
+X_UNITS = {"epoch": "epoch", "step": "optimizer step"}
+"""The x axis of every panel (`--x`): one unit per figure, and the same in all four."""
+
+
+def figures(runs, band: str = "minmax", log: frozenset[str] | bool = frozenset(), x: str = "epoch") -> Plots:
+    """The four figures of `runs` (overlaid, seeds of a group as mean and band, LR as the runs' own curves),
+    every panel against `x` (epoch: fractional from the steps, or step); `log`: the axes ("lr", "loss") on a
+    log scale (True: the LR's). Nothing is saved."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator, PercentFormatter
 
@@ -229,6 +253,8 @@ def figures(runs, band: str = "minmax", log: bool = False) -> Plots:
 
     if band not in BANDS:
         raise UserError(f"unknown band '{band}'", where="--band", fix=f"use one of {', '.join(BANDS)}")
+    log = frozenset({"lr"} if log is True else log or ())
+    unit, xlabel = x, X_UNITS[x]
     groups = group_runs(runs)
     colors = _colors(len(groups))
     subject = _subject(runs, groups)
@@ -237,51 +263,58 @@ def figures(runs, band: str = "minmax", log: bool = False) -> Plots:
     no_epoch = "no finished epoch yet"
     no_lr = "no steps recorded yet"
 
-    def lr_axes(ax, unit: str) -> bool:
-        drawn = _panel(ax, groups, colors, ("lr",), unit, band)
+    def lr_axes(ax) -> tuple[bool, bool]:
+        drawn, banded_here = _panel(ax, groups, colors, ("lr",), unit, band)
         ax.set_ylabel("learning rate")
-        if log and drawn:
+        if "lr" in log and drawn:
             ax.set_yscale("log")
         ax.grid(True, axis="y", alpha=0.3)
         if not drawn:
             _empty(ax, no_lr)
-        return drawn
+        return drawn, banded_here
 
-    def metric_axes(ax, columns: tuple[str, ...], ylabel: str) -> bool:
-        drawn = _panel(ax, groups, colors, columns, "epoch", band)
-        ax.set(ylabel=ylabel, xlabel="epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    def metric_axes(ax, columns: tuple[str, ...], ylabel: str) -> tuple[bool, bool]:
+        drawn, banded_here = _panel(ax, groups, colors, columns, unit, band)
+        ax.set(ylabel=ylabel, xlabel=xlabel)
+        if unit == "epoch":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
         if "train_acc" in columns:
             ax.yaxis.set_major_formatter(PercentFormatter(xmax=1))
+        if "train_loss" in columns and "loss" in log and drawn:
+            ax.set_yscale("log")
         if not drawn:
             _empty(ax, no_epoch)
-        return drawn
+        return drawn, banded_here
+
+    def handles(columns: tuple[str, ...], drawn: bool, banded_here: bool) -> list:
+        """The style entries of a panel; the band's only where one is drawn."""
+        return _style_handles(columns, banded if banded_here else None) if drawn else []
 
     fig = Figure(figsize=SIZE, dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
-    has_lr = lr_axes(ax, "step")
-    ax.set(title=f"Learning rate — {subject}", xlabel="optimizer step")
+    has_lr, lr_banded = lr_axes(ax)
+    ax.set(title=f"Learning rate — {subject}", xlabel=xlabel)
     if has_lr:
-        _epoch_boundaries(ax, runs)
-    _legends(fig, [(ax, "lr", _style_handles(("lr",), banded) if has_lr else [])], groups, colors)
+        _epoch_boundaries(ax, runs, unit)
+    _legends(fig, [(ax, "lr", handles(("lr",), has_lr, lr_banded))], groups, colors)
     plots.figures["lr"] = fig
 
     has_metrics = False
     for name, columns, ylabel in (("loss", LOSS, "loss (cross-entropy)"), ("accuracy", ACCURACY, "accuracy")):
         fig = Figure(figsize=SIZE, dpi=DPI, layout="constrained")
         ax = fig.add_subplot()
-        drawn = metric_axes(ax, columns, ylabel)
+        drawn, banded_here = metric_axes(ax, columns, ylabel)
         has_metrics = has_metrics or drawn
         ax.set_title(f"{name.capitalize()} — {subject}")
-        _legends(fig, [(ax, columns[0], _style_handles(columns, banded) if drawn else [])], groups, colors)
+        _legends(fig, [(ax, columns[0], handles(columns, drawn, banded_here))], groups, colors)
         plots.figures[name] = fig
 
     fig = Figure(figsize=OVERVIEW_SIZE, dpi=DPI, layout="constrained")
     lr_ax, loss_ax, acc_ax = fig.subplots(3, 1, sharex=True)
-    panels = [(lr_ax, "lr", _style_handles(("lr",), banded) if lr_axes(lr_ax, "epoch") else [])]
+    panels = [(lr_ax, "lr", handles(("lr",), *lr_axes(lr_ax)))]
     for ax, columns, ylabel in ((loss_ax, LOSS, "loss (cross-entropy)"), (acc_ax, ACCURACY, "accuracy")):
-        panels.append((ax, columns[0], _style_handles(columns, banded) if metric_axes(ax, columns, ylabel) else []))
+        panels.append((ax, columns[0], handles(columns, *metric_axes(ax, columns, ylabel))))
     lr_ax.set_title(f"Overview — {subject}")
     lr_ax.grid(True, axis="x", alpha=0.3)
     lr_ax.set_xlim(left=0)

@@ -48,6 +48,16 @@ def column(path: Path, name: str) -> np.ndarray:
     return np.array([float(row[name]) for row in read_csv(path)])
 
 
+def boundaries(ax) -> list[float]:
+    """The x of the grey epoch-boundary lines (axvline: two points at one x)."""
+    return [ln.get_xdata()[0] for ln in ax.lines if len(ln.get_xdata()) == 2 and len(set(ln.get_xdata())) == 1]
+
+
+def curves(ax) -> list:
+    """The data lines of an axes, without the epoch boundaries."""
+    return [ln for ln in ax.lines if not (len(ln.get_xdata()) == 2 and len(set(ln.get_xdata())) == 1)]
+
+
 def legend_texts(fig) -> list[str]:
     legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
     return [t.get_text() for legend in legends for t in legend.get_texts()]
@@ -100,10 +110,11 @@ def test_seed_groups_are_the_mean_of_their_runs_with_a_min_max_band(finished_swe
     for method, trials in trials_by_method(finished_sweep).items():
         assert len(trials) == 2
         lrs = np.stack([column(t / "lr.csv", "lr") for t in trials])
-        x, y = line(lr_ax, method).get_xydata().T
-        assert list(x) == [float(s) for s in read_csv(trials[0] / "lr.csv") for s in [s["step"]]]
-        np.testing.assert_allclose(y, lrs.mean(axis=0), rtol=1e-12)
-        np.testing.assert_allclose(band(lr_ax, method, x), (lrs.min(axis=0), lrs.max(axis=0)), rtol=1e-12)
+        x, y = line(lr_ax, method).get_xydata().T  # a fixed schedule: both seeds' LRs are one curve
+        np.testing.assert_allclose(x, column(trials[0] / "lr.csv", "step") / 25)  # epochs, from the steps
+        np.testing.assert_array_equal(lrs[0], lrs[1])
+        np.testing.assert_array_equal(y, lrs[0])
+        assert not [c for c in lr_ax.collections if c.get_label() == f"{method} band"]
         for ax, name in ((loss_ax, "train_loss"), (loss_ax, "val_loss"), (acc_ax, "train_acc"), (acc_ax, "val_acc")):
             values = np.stack([column(t / "metrics.csv", name) for t in trials])
             label = f"{method} {'train' if name.startswith('train') else 'val'}"
@@ -139,14 +150,13 @@ def test_a_single_run_is_its_csv_with_epoch_boundaries(finished_sweep):
     run = finished_sweep / "t000"
     figs = plot.figures(collect([run])).figures
     ax = figs["lr"].axes[0]
-    (curve,) = [ln for ln in ax.lines if not ln.get_label().startswith("_")]
+    (curve,) = curves(ax)
     np.testing.assert_array_equal(curve.get_xydata()[:, 1], column(run / "lr.csv", "lr"))
-    boundaries = [ln.get_xdata()[0] for ln in ax.lines if ln.get_label().startswith("_")]
-    assert boundaries == [25, 50]
+    assert boundaries(ax) == [1, 2]  # the x axis counts epochs, as every panel's does
     assert len(figs["loss"].axes[0].collections) == 0
     loss = [ln for ln in figs["loss"].axes[0].lines]
     np.testing.assert_array_equal(loss[1].get_xydata()[:, 1], column(run / "metrics.csv", "val_loss"))
-    assert ax.get_xlabel() == "optimizer step" and "%" in figs["accuracy"].axes[0].get_yticklabels()[1].get_text()
+    assert ax.get_xlabel() == "epoch" and "%" in figs["accuracy"].axes[0].get_yticklabels()[1].get_text()
 
 
 def test_labels_are_the_fields_that_differ_not_directory_names(sweep_figures):
@@ -162,7 +172,7 @@ def test_log_gives_a_log_lr_axis(cli, finished_sweep, tmp_path):
     assert figs["lr"].axes[0].get_yscale() == "log"
     assert figs["overview"].axes[0].get_yscale() == "log"
     assert figs["overview"].axes[1].get_yscale() == "linear"
-    assert cli("plot", finished_sweep / "t001", "--log", "--out", tmp_path / "log").exit_code == 0
+    assert cli("plot", finished_sweep / "t001", "--log", "lr,loss", "--out", tmp_path / "log").exit_code == 0
 
 
 def test_epoch_boundaries_only_when_every_run_has_the_same_epoch_length(finished_sweep, tmp_path):
@@ -170,7 +180,7 @@ def test_epoch_boundaries_only_when_every_run_has_the_same_epoch_length(finished
     summary = json.loads((other / "summary.json").read_text())
     (other / "summary.json").write_text(json.dumps({**summary, "steps_per_epoch": 30}))
     ax = plot.figures(collect([finished_sweep / "t000", other])).figures["lr"].axes[0]
-    assert not [ln for ln in ax.lines if ln.get_label().startswith("_")]
+    assert not boundaries(ax) and len(curves(ax)) == 2
 
 
 def test_a_diverged_run_is_drawn_to_where_it_stopped_and_marked(cli, finished_sweep, tmp_path):
@@ -183,7 +193,7 @@ def test_a_diverged_run_is_drawn_to_where_it_stopped_and_marked(cli, finished_sw
     (run / "summary.json").write_text(json.dumps(summary))
     figs = plot.figures(collect([run])).figures
     (mark,) = [ln for ln in figs["lr"].axes[0].lines if ln.get_label().endswith(" diverged")]
-    assert mark.get_xydata().tolist() == [[30.0, float(lr_rows[-1].split(",")[1])]]
+    assert mark.get_xydata().tolist() == [[30 / 25, float(lr_rows[-1].split(",")[1])]]
     (mark,) = [ln for ln in figs["overview"].axes[0].lines if ln.get_label().endswith(" diverged")]
     assert mark.get_xydata()[0, 0] == pytest.approx(30 / 25)
     assert cli("plot", run, "--out", tmp_path / "figs").exit_code == 0
@@ -247,3 +257,31 @@ def test_plot_never_imports_torch(finished_sweep, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
     assert (tmp_path / "figs" / "overview.png").is_file()
+
+
+def test_a_seed_groups_lr_is_its_runs_own_curves_and_the_band_legend_only_where_a_band_is(finished_sweep, tmp_path):
+    """Plateau-like runs that cut the LR at different steps: each run's own LR is drawn (thin), not a
+    mean no run used, and the LR panel's legend names no band; the loss panel's band stays."""
+    trials = [shutil.copytree(t, tmp_path / t.name) for t in trials_by_method(finished_sweep)["constant"]]
+    rows = read_csv(trials[1] / "lr.csv")
+    with (trials[1] / "lr.csv").open("w") as f:
+        f.write("step,lr\n" + "".join(f"{r['step']},{float(r['lr']) * (0.3 if int(r['step']) >= 40 else 1)!r}\n"
+                                      for r in rows))
+    figs = plot.figures(collect(trials))
+    lr_ax = figs.figures["lr"].axes[0]
+    drawn = sorted((tuple(ln.get_ydata()) for ln in curves(lr_ax)), key=lambda y: y[-1])
+    assert drawn == sorted((tuple(column(t / "lr.csv", "lr")) for t in trials), key=lambda y: y[-1])
+    assert not lr_ax.collections and "min to max over seeds" not in legend_texts(figs.figures["lr"])
+    loss_ax = figs.figures["loss"].axes[0]
+    assert loss_ax.collections and "min to max over seeds" in legend_texts(figs.figures["loss"])
+
+
+def test_every_panel_against_steps_and_log_loss(finished_sweep):
+    runs = collect(trials_by_method(finished_sweep)["step"])
+    figs = plot.figures(runs, x="step", log=frozenset({"lr", "loss"}))
+    lr_ax, loss_ax, _ = figs.figures["overview"].axes[:3]
+    (val,) = [ln for ln in loss_ax.lines if ln.get_label().endswith("val")]
+    np.testing.assert_array_equal(val.get_xydata()[:, 0], [25, 50, 75])
+    assert lr_ax.get_lines()[0].get_xdata()[-1] == 74 and figs.figures["lr"].axes[0].get_xlabel() == "optimizer step"
+    assert lr_ax.get_yscale() == "log" and loss_ax.get_yscale() == "log"
+    assert plot.figures(runs).figures["loss"].axes[0].get_yscale() == "linear"
