@@ -210,7 +210,7 @@ def sweep(
     from lrdecay_cli import report
     from lrdecay_cli import sweep as sweeps
     from lrdecay_cli.compare import METRICS, view
-    from lrdecay_cli.rundir import Status, locked
+    from lrdecay_cli.rundir import Status
 
     if resume is not None:
         if sweep_path is not None or grid or seeds or overrides or name:
@@ -231,18 +231,9 @@ def sweep(
             if warning := flat_run_warning(trial.spec):
                 report.warning(f"{trial.dirname}: {warning}")
         return
-    if plan.path is None:
-        sweeps.create(plan, runs_dir)
-    with locked(plan.path):  # a second lrdecay working in this sweep is refused, not raced
-        todo = plan.pending()
-        progress = None if quiet else report.SweepProgress(len(todo), METRICS[plan.sweep.metric])
-        try:
-            outcome = sweeps.run(plan, todo, executor, on_start=progress.on_start if progress else (lambda trial: None),
-                                 on_done=progress.on_done if progress else (lambda trial, summary: None),
-                                 workers=workers, address=address, retries=retries, node_ip=node_ip, force=force)
-        finally:
-            if progress:
-                progress.stop()
+    progress = None if quiet else (lambda todo: report.SweepProgress(len(todo), METRICS[plan.sweep.metric]))
+    outcome = sweeps.execute(plan, runs_dir, executor, progress, workers=workers, address=address, retries=retries,
+                             node_ip=node_ip, force=force)
     if outcome.interrupted:
         report.error(f"sweep interrupted ({outcome.interrupted}); continue with: lrdecay sweep --resume {plan.path}")
         raise typer.Exit(143 if outcome.interrupted == "SIGTERM" else 130)
@@ -286,7 +277,6 @@ def study(
       lrdecay study --resume runs/studies/20261201-101500-decay_methods"""
     from lrdecay_cli import report
     from lrdecay_cli import study as studies
-    from lrdecay_cli.rundir import locked
 
     if resume is not None:
         if study_path is not None:
@@ -299,10 +289,7 @@ def study(
     if dry_run:
         report.study_preview(plan, studies.preview(plan))
         return
-    if plan.path is None:
-        studies.create(plan, runs_dir)
-    with locked(plan.path):
-        outcome = studies.run(plan, executor, progress=None if quiet else report.stage_progress(plan.spec.metric),
+    outcome = studies.execute(plan, runs_dir, executor, None if quiet else report.stage_progress(plan.spec.metric),
                               workers=workers, address=address, retries=retries, node_ip=node_ip, force=force)
     if outcome.interrupted:
         report.error(f"study interrupted ({outcome.interrupted}) in its {outcome.waiting} stage; "

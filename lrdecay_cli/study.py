@@ -412,29 +412,31 @@ class Outcome:
     waiting: str | None = None
     """The stage whose unfinished trials keep the study from going on."""
     report: Path | None = None
+    path: Path | None = None
+    """The study directory."""
+
+
+def execute(study: Study, runs_dir: Path, executor: str = "vectorized", progress=None, **options) -> Outcome:
+    """A study's whole lifecycle: its directory made (a new study) or locked (a reopened one), then `run`."""
+    from lrdecay_cli.rundir import locked
+
+    if study.path is None:
+        create(study, runs_dir)
+    with locked(study.path):
+        return run(study, executor, progress, **options)
 
 
 def run(study: Study, executor: str, progress=None, **options) -> Outcome:
     """Tune, choose, run the final stage, write the tables, figures and report; each stage runs only its
     pending trials, so a resumed study re-trains nothing that finished. `progress(stage, todo)` returns
     the display of a stage (an object with on_start, on_done, stop) or is None for none."""
-    from lrdecay_cli.rundir import locked
-
     def run_stage(name: str, plan: sweeps.Plan) -> tuple[sweeps.Plan, sweeps.Outcome]:
         plan = stage(study, name, plan)
-        with locked(plan.path):
-            todo = plan.pending()
-            shown = progress(name, todo) if progress else None
-            try:
-                done = sweeps.run(plan, todo, executor, on_start=shown.on_start if shown else (lambda trial: None),
-                                  on_done=shown.on_done if shown else (lambda trial, summary: None), **options)
-            finally:
-                if shown:
-                    shown.stop()
-        return plan, done
+        shown = (lambda todo: progress(name, todo)) if progress else None
+        return plan, sweeps.execute(plan, study.path, executor, shown, **options)
 
     tune, done = run_stage("tune", study.tune_plan())
-    outcome = Outcome(tuning_rows(study, tune))
+    outcome = Outcome(tuning_rows(study, tune), path=study.path)
     if done.interrupted or done.incomplete:
         write_tables(study, outcome.tuning, None)
         outcome.interrupted, outcome.waiting = done.interrupted, "tune"

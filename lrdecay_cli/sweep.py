@@ -381,6 +381,25 @@ def run(plan: Plan, todo: list[Trial], executor: str, on_start, on_done, **optio
     return Outcome(rows, board, interrupted)
 
 
+def execute(plan: Plan, runs_dir: Path, executor: str = "auto", progress=None, **options) -> Outcome:
+    """A sweep's whole lifecycle: its directory made (a new plan) or locked (a reopened one: a second
+    process working in it is refused), its pending trials run. `progress(todo)` returns the display (an
+    object with on_start, on_done, stop) or is None for none; `options` are executors.run's."""
+    from lrdecay_cli.rundir import locked
+
+    if plan.path is None:
+        create(plan, runs_dir)
+    with locked(plan.path):
+        todo = plan.pending()
+        shown = progress(todo) if progress else None
+        try:
+            return run(plan, todo, executor, on_start=shown.on_start if shown else (lambda trial: None),
+                       on_done=shown.on_done if shown else (lambda trial, summary: None), **options)
+        finally:
+            if shown:
+                shown.stop()
+
+
 def trial_status(sweep_dir: Path, trial: Trial) -> dict | None:
     """The trial's summary.json, or None where it never started."""
     return read_summary(sweep_dir / trial.dirname)
