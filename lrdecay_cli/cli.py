@@ -73,8 +73,11 @@ def _options(version: bool = typer.Option(False, "--version", callback=_print_ve
 
 
 
-def command(fn: Callable) -> Callable:
-    """Register a command whose UserErrors become one line on stderr and exit code 2."""
+def command(fn: Callable | None = None, *, name: str | None = None) -> Callable:
+    """Register a command whose UserErrors become one line on stderr and exit code 2 (`name`: where the
+    function's own name would shadow a module)."""
+    if fn is None:
+        return lambda fn: command(fn, name=name)
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
@@ -94,7 +97,7 @@ def command(fn: Callable) -> Callable:
                                        "an interrupted run)").line())
             raise typer.Exit(1) from None
 
-    return app.command()(run)
+    return app.command(name)(run)
 
 
 SetOption = typer.Option(None, "--set", metavar="KEY.PATH=VALUE",
@@ -432,6 +435,40 @@ def plot(
     for line in built.notes:
         report.note(line)
     report.files_written(plots.save(built, out, output_format))
+
+
+@command(name="report")
+def report_page(
+    targets: List[Path] = typer.Argument(..., metavar="RUN_OR_SWEEP_DIR", help="Run directories and/or sweep directories."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="FILE",
+                                       help="The page (default: TARGET/report.html for one target; required for several)."),
+    metric: CompareMetric = typer.Option(CompareMetric.VAL_ACC, "--metric", help="What the comparison ranks by."),
+) -> None:
+    """Write one self-contained HTML page of runs or a sweep.
+
+    The figures (embedded), the compare table with its notes, what each run's spec sets differently
+    and how it ended: one file to open, mail or archive.
+
+    Examples:
+
+    \b
+      lrdecay report runs/sweeps/20261201-101500-decay_methods
+      lrdecay report runs/2026* --out decay.html --metric test_acc"""
+    from lrdecay_cli import report
+    from lrdecay_cli.page import page
+    from lrdecay_cli.rundir import check_output_file, write_atomic
+    from lrdecay_cli.runs import collect
+
+    if out is None and len(targets) > 1:
+        raise UserError(f"{len(targets)} targets and no output file", where="--out",
+                        fix="pass --out FILE (one target writes TARGET/report.html by default)")
+    out = out if out is not None else targets[0] / "report.html"
+    check_output_file(out, "--out")
+    runs = collect(targets)
+    title = runs[0].sweep if len(targets) == 1 and runs[0].sweep else ", ".join(t.name for t in targets)
+    text = page(runs, f"lrdecay report: {title}", metric)
+    write_atomic(out, text)
+    report.files_written([out])
 
 
 @command
