@@ -239,7 +239,8 @@ class SweepProgress:
 
     def __init__(self, total: int, metric, console: Console = stderr, title: str = "trials"):
         self.metric, self.console, self.title, self.total = metric, console, title, total
-        self.done = self.failed = self.running = 0
+        self.done = self.failed = 0
+        self.running: list[str] = []
         self.best: tuple[float, str] | None = None
         self.progress = Progress(TextColumn(escape(title)), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("eta"),
@@ -252,16 +253,18 @@ class SweepProgress:
         return f"best {self.metric.name} {self.best[0]:.4f} ({self.best[1]})" if self.best else ""
 
     def _refresh(self) -> None:
+        names = ", ".join(self.running[:3]) + (f" (+{len(self.running) - 3})" if len(self.running) > 3 else "")
         self.progress.update(self.task, completed=self.done + self.failed,
-                             status=", ".join(filter(None, [f"running {self.running}", f"failed {self.failed}",
+                             status=", ".join(filter(None, [f"running {names or '-'}", f"failed {self.failed}",
                                                             self._best_text()])))
 
     def on_start(self, trial) -> None:
-        self.running += 1
+        self.running.append(trial.dirname)
         self._refresh()
 
     def on_done(self, trial, summary: dict) -> None:
-        self.running -= 1
+        if trial.dirname in self.running:
+            self.running.remove(trial.dirname)
         if summary.get("status") in FINISHED:
             self.done += 1
         else:
@@ -276,9 +279,10 @@ class SweepProgress:
             eta = (task.elapsed or 0) / finished * (self.total - finished)
             shown = "-" if value is None else f"{value:.4f}"
             label = ", ".join(f"{k}={v}" for k, v in trial.fields.items())
-            self.console.print(f"{self.title} {finished}/{self.total}: {trial.dirname} {summary.get('status')} "
-                               f"{self.metric.summary_field} {shown} ({label}); {self._best_text()}; "
-                               f"eta {eta:.0f} s", soft_wrap=True, markup=False, highlight=False)
+            leader = f"leader {self.best[1]} {self.best[0]:.4f}; " if self.best else ""
+            self.console.print(f"{self.title} {finished}/{self.total}: {trial.dirname} {summary.get('status')}, "
+                               f"{self.metric.value_name} {shown} ({label}); {leader}eta {eta:.0f} s",
+                               soft_wrap=True, markup=False, highlight=False)
 
     def stop(self) -> None:
         if self.progress.live.is_started:

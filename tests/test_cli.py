@@ -160,3 +160,29 @@ def test_help_summaries_are_whole_and_every_command_shows_examples(cli):
         text = cli(name, "--help").stdout
         assert "Example" in text and f"lrdecay {name} " in text.split("Example")[1], name
     assert "configs/sweeps/" in cli("sweep", "--help").stdout
+
+
+def test_sweep_progress_in_a_log_is_one_plain_line_per_trial_with_the_eta():
+    """Where stderr is a file, no bar (a log would keep only the last one): a line per finished trial,
+    with its metric, the best so far (the word said once) and the time left."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from lrdecay_cli.compare import METRICS
+    from lrdecay_cli.report import SweepProgress
+
+    out = io.StringIO()
+    progress = SweepProgress(3, METRICS["val_acc"], Console(file=out, force_terminal=False, width=80))
+    trials = [SimpleNamespace(dirname=f"t00{i}", fields={"optimizer.lr": 0.1 * (i + 1), "seed": 0}) for i in range(3)]
+    for trial in trials[:2]:
+        progress.on_start(trial)
+    assert progress.progress.tasks[0].fields["status"].startswith("running t000, t001")
+    progress.on_done(trials[0], {"status": "completed", "best_val_acc": 0.91})
+    progress.on_done(trials[1], {"status": "diverged", "best_val_acc": 0.95})
+    progress.stop()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("trials 1/3: t000 completed, best val_acc 0.9100 (optimizer.lr=0.1")
+    assert lines[1].startswith("trials 2/3: t001 diverged") and "leader t001 0.9500; eta" in lines[1]
+    assert all(line.count("best") == 1 for line in lines) and "\x1b" not in out.getvalue()
