@@ -44,6 +44,8 @@ class DataSpec(Section):
     val_size: int = Field(5000, ge=1, description="training images held out for validation")
     limit: int | None = Field(None, ge=2, description="use only the first N training images (quick runs)")
     split_seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the train/validation split")
+    normalize: Literal["standard", "unit"] = Field(
+        "standard", description="pixel scaling: standard (x/255 - 0.1307) / 0.3081 (pytorch/examples), unit x/255 (Keras)")
 
     @model_validator(mode="after")
     def _val_fits(self):

@@ -129,7 +129,7 @@ class Trainer:
         self.specs = specs
         self.device = resolve_device(first.train.device)
         self.data = load_splits(default_data_root(first.data.root), first.data.val_size, first.data.limit,
-                                first.data.split_seed, self.device)
+                                first.data.split_seed, self.device, first.data.normalize)
         self.orders = [torch.Generator(device=self.device).manual_seed(spec.seed) for spec in specs]
         self.batches = Batches(self.data.train_x, self.data.train_y, first.train.batch_size,
                                self.orders if len(specs) > 1 else self.orders[0])
