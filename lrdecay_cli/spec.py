@@ -69,6 +69,9 @@ class MlpSpec(Section):
     name: Literal["mlp"] = "mlp"
     hidden: list[Annotated[int, Field(ge=1)]] = Field([128], description="hidden layer widths")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout after each hidden layer")
+    init: Literal["torch", "glorot_uniform"] = Field(
+        "torch", description="initial weights: torch (nn.Linear's default) or glorot_uniform (Keras Dense: "
+                             "xavier_uniform_ weights, zero biases)")
 
 
 class CnnSpec(Section):

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 import yaml
 
 from conftest import TINY, read_csv
@@ -84,6 +85,21 @@ def test_stack_keys():
     assert stack_key(spec) != stack_key(sweeps.from_data({**BASE, "train": {**BASE["train"], "batch_size": 32}}, "t"))
     assert stack_key(sweeps.from_data({**BASE, "optimizer": {"name": "rmsprop"}}, "t")) is not None
     assert stack_key(sweeps.from_data({**BASE, "train": {**BASE["train"], "compile": True}}, "t")) is None
+    assert stack_key(spec) != stack_key(sweeps.from_data({**BASE, "data": {**BASE["data"], "normalize": "unit"}}, "t"))
+    assert stack_key(spec) != stack_key(sweeps.from_data({**BASE, "model": {**BASE["model"], "init": "glorot_uniform"}}, "t"))
+
+
+def test_glorot_members_start_from_their_single_runs_weights():
+    from lrdecay_cli.stack import StackedTrainer
+    from lrdecay_cli.train import Trainer
+
+    specs = [sweeps.from_data({**BASE, "seed": seed, "data": {"limit": 300, "val_size": 30},
+                               "model": {"name": "mlp", "hidden": [32], "init": "glorot_uniform"}}, "t")
+             for seed in (4, 5)]
+    for spec, member in zip(specs, StackedTrainer(specs).model_states(), strict=True):
+        single = Trainer([spec]).model_states()[0]
+        assert set(single) == set(member) and all(torch.equal(single[k], member[k]) for k in single)
+        assert all(not member[k].any() for k in member if k.endswith("bias"))
 
 
 @pytest.mark.parametrize("optimizer", [

@@ -17,6 +17,7 @@ def test_defaults_fill_every_section():
     assert (s.model.name, s.optimizer.name, s.schedule.name) == ("mlp", "sgd", "constant")
     assert s.data.val_size == 5000 and s.train.batch_size == 64
     assert s.steps_per_epoch() == 860  # ceil(55000 / 64)
+    assert s.data.normalize == "standard" and s.model.init == "torch"  # what runs before these fields did
 
 
 def test_resolved_spec_round_trips(tmp_path):
@@ -79,6 +80,9 @@ MORE_BAD_SPECS = [
     ("seed: -1", "seed", "greater than or equal to 0"),
     ("data: {val_size: 0}", "data.val_size", "greater than or equal to 1"),
     ("data: {limit: 1}", "data.limit", "greater than or equal to 2"),
+    ("data: {normalize: zscore}", "data.normalize", "'standard' or 'unit'"),
+    ("model: {name: mlp, init: he_normal}", "model.init", "'torch' or 'glorot_uniform'"),
+    ("model: {name: cnn, init: glorot_uniform}", "model.init", "unknown key"),
     ("model: {name: mlp, dropout: 1.0}", "model.dropout", "less than 1"),
     ("name: ../escape", "name", "pattern"),
     ("a: &a [1, 2]\n" + "".join(f"{k}: &{k} [*{p}, *{p}, *{p}]\n" for p, k in zip("abcdefghijklm", "bcdefghijklmn"))
