@@ -297,8 +297,8 @@ class Splits:
 def load_splits(
     root: Path, val_size: int, limit: int | None, split_seed: int, device: torch.device, normalize: str = "standard"
 ) -> Splits:
-    """Hold out a seeded validation set from the first `limit` training images, all scaled as `normalize` says
-    (NORMALIZATIONS); the test set is kept for the end."""
+    """Hold out a seeded validation set (none where `val_size` is 0) from the first `limit` training images, all
+    scaled as `normalize` says (NORMALIZATIONS); the test set is kept for the end."""
     raw = ensure_mnist(root)
     train_images, train_labels = _read_idx(raw / "train-images-idx3-ubyte"), _read_idx(raw / "train-labels-idx1-ubyte")
     test_images, test_labels = _read_idx(raw / "t10k-images-idx3-ubyte"), _read_idx(raw / "t10k-labels-idx1-ubyte")
@@ -313,9 +313,9 @@ def load_splits(
             fix=f"use a value from 2 to {available}, or leave it unset for all of them",
         )
     used = available if limit is None else limit
-    if not 1 <= val_size < used:
+    if not 0 <= val_size < used:
         raise UserError(
-            f"{val_size} must be at least 1 and less than the {used} training images used",
+            f"{val_size} must be at least 0 and less than the {used} training images used",
             where="data.val_size",
             fix="lower data.val_size or raise data.limit",
         )

@@ -122,9 +122,10 @@ def _colors(count: int) -> list:
     return [cmap(i % cmap.N) for i in range(count)]
 
 
-def _panel(ax, groups, colors, columns: tuple[str, ...], unit: str, band: str) -> bool:
-    """Draw every group's series of `columns` on `ax`; False when there was nothing to draw."""
-    drawn = False
+def _panel(ax, groups, colors, columns: tuple[str, ...], unit: str, band: str) -> tuple[str, ...]:
+    """Draw every group's series of `columns` on `ax`; the columns drawn (none: nothing to draw; no val_*
+    where the runs had no validation set)."""
+    drawn: dict[str, None] = {}
     for group, color in zip(groups, colors):
         for column in columns:
             curve = series(group, column, unit, band)
@@ -138,10 +139,10 @@ def _panel(ax, groups, colors, columns: tuple[str, ...], unit: str, band: str) -
             if curve.low is not None:
                 ax.fill_between(curve.x, curve.low, curve.high, color=color, alpha=0.18, linewidth=0,
                                 label=f"{label} band")
-            drawn = True
+            drawn[column] = None
         if "lr" in columns:
             _mark_divergence(ax, group, color, unit)
-    return drawn
+    return tuple(drawn)
 
 
 def _mark_divergence(ax, group, color, unit: str) -> None:
@@ -177,13 +178,14 @@ def _empty(ax, why: str) -> None:
     ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", color="0.4")
 
 
-def _style_handles(columns: tuple[str, ...], banded: str | None) -> list:
-    """Which line is which column (train dashed, val solid) and what the band means."""
+def _style_handles(columns: tuple[str, ...], banded: str | None, drawn: tuple[str, ...] | None = None) -> list:
+    """Which line is which column (train dashed, val solid; only those `drawn`, where given) and what the
+    band means."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     handles = [Line2D([], [], linestyle=COLUMN_STYLE[c][0], color="0.2", label=COLUMN_STYLE[c][1])
-               for c in columns if len(columns) > 1]
+               for c in columns if len(columns) > 1 and (drawn is None or c in drawn)]
     if banded:
         handles.append(Patch(color="0.2", alpha=0.18, label=banded))
     return handles
@@ -245,9 +247,9 @@ def figures(runs, band: str = "minmax", log: bool = False) -> Plots:
         ax.grid(True, axis="y", alpha=0.3)
         if not drawn:
             _empty(ax, no_lr)
-        return drawn
+        return bool(drawn)
 
-    def metric_axes(ax, columns: tuple[str, ...], ylabel: str) -> bool:
+    def metric_axes(ax, columns: tuple[str, ...], ylabel: str) -> tuple[str, ...]:
         drawn = _panel(ax, groups, colors, columns, "epoch", band)
         ax.set(ylabel=ylabel, xlabel="epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -272,16 +274,17 @@ def figures(runs, band: str = "minmax", log: bool = False) -> Plots:
         fig = Figure(figsize=SIZE, dpi=DPI, layout="constrained")
         ax = fig.add_subplot()
         drawn = metric_axes(ax, columns, ylabel)
-        has_metrics = has_metrics or drawn
+        has_metrics = has_metrics or bool(drawn)
         ax.set_title(f"{name.capitalize()} — {subject}")
-        _legends(fig, [(ax, columns[0], _style_handles(columns, banded) if drawn else [])], groups, colors)
+        _legends(fig, [(ax, columns[0], _style_handles(columns, banded, drawn) if drawn else [])], groups, colors)
         plots.figures[name] = fig
 
     fig = Figure(figsize=OVERVIEW_SIZE, dpi=DPI, layout="constrained")
     lr_ax, loss_ax, acc_ax = fig.subplots(3, 1, sharex=True)
     panels = [(lr_ax, "lr", _style_handles(("lr",), banded) if lr_axes(lr_ax, "epoch") else [])]
     for ax, columns, ylabel in ((loss_ax, LOSS, "loss (cross-entropy)"), (acc_ax, ACCURACY, "accuracy")):
-        panels.append((ax, columns[0], _style_handles(columns, banded) if metric_axes(ax, columns, ylabel) else []))
+        drawn = metric_axes(ax, columns, ylabel)
+        panels.append((ax, columns[0], _style_handles(columns, banded, drawn) if drawn else []))
     lr_ax.set_title(f"Overview — {subject}")
     lr_ax.grid(True, axis="x", alpha=0.3)
     lr_ax.set_xlim(left=0)

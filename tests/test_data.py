@@ -415,9 +415,17 @@ def test_unit_is_x_over_255_and_standard_keeps_the_old_values(mnist_raw):
     assert torch.equal(unit.train_y, standard.train_y)  # the same split, only scaled otherwise
 
 
+def test_val_size_0_keeps_every_image_for_training(mnist_raw):
+    s = load_splits(mnist_raw.parent.parent, val_size=0, limit=500, split_seed=0, device=torch.device("cpu"))
+    assert (s.train_size, s.val_size, s.test_size) == (500, 0, 10000)
+    assert s.val_x.shape == (0, 1, 28, 28)
+    first = torchvision.datasets.MNIST(str(mnist_raw.parent.parent), train=True).data[:500]
+    assert rows(s.train_x) == rows(data.standardise(first)) and len(rows(s.train_x)) == 500
+
+
 @pytest.mark.parametrize(
     "val_size, limit, field",
-    [(0, None, "data.val_size"), (1000, 1000, "data.val_size"), (5, 1, "data.limit"), (5, 60001, "data.limit")],
+    [(-1, None, "data.val_size"), (1000, 1000, "data.val_size"), (5, 1, "data.limit"), (5, 60001, "data.limit")],
 )
 def test_bad_split_sizes_name_the_field(mnist_raw, val_size, limit, field):
     with pytest.raises(UserError) as caught:
