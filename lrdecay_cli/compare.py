@@ -80,9 +80,15 @@ class RunResult:
     excluded: str | None = None
 
 
+NO_VALIDATION = "no validation set (data.val_size 0)"
+"""Why a run is left out of a val_* comparison when it trained on all its images."""
+
+
 def run_result(run: Run, metric: Metric, target: float | None) -> RunResult:
     if run.status != Status.COMPLETED:
         return RunResult(run, excluded=run.status)
+    if metric.name.startswith("val_") and run.summary.get("val_size") == 0:
+        return RunResult(run, excluded=NO_VALIDATION)
     if metric.per_epoch:
         rows = [row for row in run.metrics if _finite(row[metric.name])]
         if not rows:
@@ -250,6 +256,9 @@ def notes(comparison: Comparison) -> list[str]:
         why = ", ".join(f"{count} {reason}" for reason, count in excluded.items())
         lines.append(f"Left out of all statistics: {total} of {comparison.runs} runs ({why}); "
                      f"only completed runs count.")
+        if NO_VALIDATION in excluded:
+            lines.append(f"Runs trained with data.val_size 0 have no {metric.name}: compare them with "
+                         f"--metric test_acc.")
     else:
         lines.append(f"All {comparison.runs} runs completed.")
     return lines

@@ -295,9 +295,10 @@ class Splits:
 
 
 def load_splits(
-    root: Path, val_size: int, limit: int | None, split_seed: int, device: torch.device
+    root: Path, val_size: int, limit: int | None, split_seed: int, device: torch.device, normalize: str = "standard"
 ) -> Splits:
-    """Hold out a seeded validation set from the first `limit` training images; the test set is kept for the end."""
+    """Hold out a seeded validation set (none where `val_size` is 0) from the first `limit` training images, all
+    scaled as `normalize` says (NORMALIZATIONS); the test set is kept for the end."""
     raw = ensure_mnist(root)
     train_images, train_labels = _read_idx(raw / "train-images-idx3-ubyte"), _read_idx(raw / "train-labels-idx1-ubyte")
     test_images, test_labels = _read_idx(raw / "t10k-images-idx3-ubyte"), _read_idx(raw / "t10k-labels-idx1-ubyte")
@@ -312,22 +313,26 @@ def load_splits(
             fix=f"use a value from 2 to {available}, or leave it unset for all of them",
         )
     used = available if limit is None else limit
-    if not 1 <= val_size < used:
+    if not 0 <= val_size < used:
         raise UserError(
-            f"{val_size} must be at least 1 and less than the {used} training images used",
+            f"{val_size} must be at least 0 and less than the {used} training images used",
             where="data.val_size",
             fix="lower data.val_size or raise data.limit",
         )
+    if normalize not in NORMALIZATIONS:
+        raise UserError(f"unknown normalization '{normalize}'", where="data.normalize",
+                        fix=f"use one of {', '.join(NORMALIZATIONS)}")
+    scale = NORMALIZATIONS[normalize]
     # The permutation is drawn on the CPU so the split is the same whatever the training device.
     order = torch.randperm(used, generator=torch.Generator().manual_seed(split_seed))
     val_index, train_index = order[:val_size], order[val_size:]
     images, labels = train_images[:used], train_labels[:used]
     return Splits(
-        train_x=_normalise(images[train_index]).to(device),
+        train_x=scale(images[train_index]).to(device),
         train_y=labels[train_index].long().to(device),
-        val_x=_normalise(images[val_index]).to(device),
+        val_x=scale(images[val_index]).to(device),
         val_y=labels[val_index].long().to(device),
-        test_x=_normalise(test_images).to(device),
+        test_x=scale(test_images).to(device),
         test_y=test_labels.long().to(device),
     )
 
@@ -357,8 +362,18 @@ def _check_decoded(images: torch.Tensor, labels: torch.Tensor, class_counts: tup
         )
 
 
-def _normalise(images: torch.Tensor) -> torch.Tensor:
+def standardise(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, 28, 28] -> float [N, 1, 28, 28], (x/255 - mean) / std: torchvision's ToTensor + Normalize."""
     return images.unsqueeze(1).float().div_(255).sub_(MNIST_MEAN).div_(MNIST_STD)
+
+
+def unit_scale(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, 28, 28] -> float [N, 1, 28, 28] in [0, 1], x/255: Keras' MNIST recipes."""
+    return images.unsqueeze(1).float().div_(255)
+
+
+NORMALIZATIONS = {"standard": standardise, "unit": unit_scale}
+"""data.normalize -> how pixels become the model's input."""
 
 
 class Batches:

@@ -10,7 +10,7 @@ from lrdecay_cli.spec import CnnSpec, MlpSpec
 
 
 class Mlp(nn.Sequential):
-    """Flatten, hidden Linear+ReLU layers (optional dropout), 10 logits."""
+    """Flatten, hidden Linear+ReLU layers (optional dropout), 10 logits; torch's or Keras' initial weights."""
 
     def __init__(self, spec: MlpSpec):
         layers: list[nn.Module] = [nn.Flatten()]
@@ -22,6 +22,13 @@ class Mlp(nn.Sequential):
             width = hidden
         layers.append(nn.Linear(width, 10))
         super().__init__(*layers)
+        if spec.init == "glorot_uniform":
+            # Keras Dense's defaults, drawn after torch's own init from the same seeded global RNG, layer by
+            # layer (so a stacked member, built after the same torch.manual_seed, gets the same weights)
+            for layer in self:
+                if isinstance(layer, nn.Linear):
+                    nn.init.xavier_uniform_(layer.weight)
+                    nn.init.zeros_(layer.bias)
 
 
 class Cnn(nn.Module):

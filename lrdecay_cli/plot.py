@@ -124,13 +124,15 @@ def _colors(count: int) -> list:
     return [cmap(i % cmap.N) for i in range(count)]
 
 
-def _panel(ax, groups, colors, columns: tuple[str, ...], unit: str, band: str) -> tuple[bool, bool]:
-    """Draw every group's series of `columns` on `ax`: (anything drawn, any band drawn). A seed group's
+def _panel(ax, groups, colors, columns: tuple[str, ...], unit: str, band: str) -> tuple[tuple[str, ...], bool]:
+    """Draw every group's series of `columns` on `ax`: (the columns drawn, any band drawn); no columns: nothing
+    to draw, and no val_* where the runs had no validation set. A seed group's
     LR is drawn as its runs' own curves (thin), never as a mean: the mean of plateau runs that cut at
     different epochs is an LR no run used. Identical curves (a fixed schedule) are drawn once."""
     import numpy as np
 
-    drawn = banded = False
+    drawn: dict[str, None] = {}
+    banded = False
     for group, color in zip(groups, colors):
         for column in columns:
             style, word = COLUMN_STYLE[column]
@@ -141,7 +143,8 @@ def _panel(ax, groups, colors, columns: tuple[str, ...], unit: str, band: str) -
                 for number, (x, y) in enumerate(distinct):
                     ax.plot(x, y, style, color=color, linewidth=1.5 if len(distinct) == 1 else 0.8,
                             alpha=1.0 if len(distinct) == 1 else 0.75, label=label if number == 0 else None)
-                drawn = drawn or bool(distinct)
+                if distinct:
+                    drawn[column] = None
                 continue
             curve = series(group, column, unit, band)
             if curve is None:
@@ -153,10 +156,10 @@ def _panel(ax, groups, colors, columns: tuple[str, ...], unit: str, band: str) -
                 ax.fill_between(curve.x, curve.low, curve.high, color=color, alpha=0.18, linewidth=0,
                                 label=f"{label} band")
                 banded = True
-            drawn = True
+            drawn[column] = None
         if "lr" in columns:
             _mark_divergence(ax, group, color, unit)
-    return drawn, banded
+    return tuple(drawn), banded
 
 
 def _mark_divergence(ax, group, color, unit: str) -> None:
@@ -193,13 +196,14 @@ def _empty(ax, why: str) -> None:
     ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", color="0.4")
 
 
-def _style_handles(columns: tuple[str, ...], banded: str | None) -> list:
-    """Which line is which column (train dashed, val solid) and what the band means."""
+def _style_handles(columns: tuple[str, ...], banded: str | None, drawn: tuple[str, ...] | None = None) -> list:
+    """Which line is which column (train dashed, val solid; only those `drawn`, where given) and what the
+    band means."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     handles = [Line2D([], [], linestyle=COLUMN_STYLE[c][0], color="0.2", label=COLUMN_STYLE[c][1])
-               for c in columns if len(columns) > 1]
+               for c in columns if len(columns) > 1 and (drawn is None or c in drawn)]
     if banded:
         handles.append(Patch(color="0.2", alpha=0.18, label=banded))
     return handles
@@ -263,7 +267,7 @@ def figures(runs, band: str = "minmax", log: frozenset[str] | bool = frozenset()
     no_epoch = "no finished epoch yet"
     no_lr = "no steps recorded yet"
 
-    def lr_axes(ax) -> tuple[bool, bool]:
+    def lr_axes(ax) -> tuple[tuple[str, ...], bool]:
         drawn, banded_here = _panel(ax, groups, colors, ("lr",), unit, band)
         ax.set_ylabel("learning rate")
         if "lr" in log and drawn:
@@ -273,7 +277,7 @@ def figures(runs, band: str = "minmax", log: frozenset[str] | bool = frozenset()
             _empty(ax, no_lr)
         return drawn, banded_here
 
-    def metric_axes(ax, columns: tuple[str, ...], ylabel: str) -> tuple[bool, bool]:
+    def metric_axes(ax, columns: tuple[str, ...], ylabel: str) -> tuple[tuple[str, ...], bool]:
         drawn, banded_here = _panel(ax, groups, colors, columns, unit, band)
         ax.set(ylabel=ylabel, xlabel=xlabel)
         if unit == "epoch":
@@ -287,9 +291,9 @@ def figures(runs, band: str = "minmax", log: frozenset[str] | bool = frozenset()
             _empty(ax, no_epoch)
         return drawn, banded_here
 
-    def handles(columns: tuple[str, ...], drawn: bool, banded_here: bool) -> list:
-        """The style entries of a panel; the band's only where one is drawn."""
-        return _style_handles(columns, banded if banded_here else None) if drawn else []
+    def handles(columns: tuple[str, ...], drawn: tuple[str, ...], banded_here: bool) -> list:
+        """The style entries of a panel: of the columns drawn, and the band's only where one is drawn."""
+        return _style_handles(columns, banded if banded_here else None, drawn) if drawn else []
 
     fig = Figure(figsize=SIZE, dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
@@ -305,7 +309,7 @@ def figures(runs, band: str = "minmax", log: frozenset[str] | bool = frozenset()
         fig = Figure(figsize=SIZE, dpi=DPI, layout="constrained")
         ax = fig.add_subplot()
         drawn, banded_here = metric_axes(ax, columns, ylabel)
-        has_metrics = has_metrics or drawn
+        has_metrics = has_metrics or bool(drawn)
         ax.set_title(f"{name.capitalize()} — {subject}")
         _legends(fig, [(ax, columns[0], handles(columns, drawn, banded_here))], groups, colors)
         plots.figures[name] = fig

@@ -12,7 +12,7 @@ from lrdecay_cli.errors import UserError
 from lrdecay_cli.schedules import lr_schedule
 from lrdecay_cli.spec import Spec
 
-STALLED_METRICS = {"val_loss": 1.0, "val_acc": 0.5}
+STALLED_METRICS = {"val_loss": 1.0, "val_acc": 0.5, "train_loss": 1.0}
 """What plateau sees in a preview: the same value after every epoch, i.e. no improvement."""
 MAX_PREVIEW_STEPS = 1_000_000
 """The most steps a preview computes: the output is built in memory, 1.8 s and 330 MB as JSON at this
@@ -74,6 +74,6 @@ def notes(spec: Spec) -> list[str]:
     if spec.schedule.interval == "epoch":
         lines.append(f"interval: epoch: {spec.schedule.name} counts epochs; the LR changes only at epoch boundaries")
     if spec.schedule.name == "plateau":
-        lines.append("plateau depends on the validation metric: shown assuming it never improves "
-                     "after the first epoch")
+        lines.append(f"plateau depends on the metric it monitors ({spec.schedule.monitor}): shown assuming "
+                     "it never improves after the first epoch")
     return lines

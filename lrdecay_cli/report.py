@@ -36,6 +36,10 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
 
 
+def _loss(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 class TrainProgress:
     """Progress a person can plan by: what is loading, at once (torch and the data take seconds); then a
     bar for the whole run with its time remaining, and one per epoch with live loss and LR."""
@@ -72,8 +76,8 @@ class TrainProgress:
         self.progress.update(self.run, completed=self.epoch_start + steps_done)
 
     def on_epoch_end(self, row: dict) -> None:
-        status = (f"loss {row['train_loss']:.4f}  acc {_pct(row['train_acc'])}  "
-                  f"val_loss {row['val_loss']:.4f}  val_acc {_pct(row['val_acc'])}  lr {row['lr']:.4g}")
+        status = (f"loss {_loss(row['train_loss'])}  acc {_pct(row['train_acc'])}  "
+                  f"val_loss {_loss(row['val_loss'])}  val_acc {_pct(row['val_acc'])}  lr {row['lr']:.4g}")
         self.progress.update(self.task, status=status)
         if not self.console.is_terminal:
             run = self.progress.tasks[self.run]
@@ -106,10 +110,11 @@ def summary_table(run_dir: Path, summary: dict) -> None:
         ("run directory", str(run_dir)),
         ("epochs", f"{summary['epochs_completed']}/{summary['epochs']} ({summary['steps']} steps)"),
         ("test accuracy", _pct(summary["test_acc"])),
-        ("test loss", "-" if summary["test_loss"] is None else f"{summary['test_loss']:.4f}"),
-        ("best val accuracy", f"{_pct(summary['best_val_acc'])} (epoch {summary['best_epoch']})"),
+        ("test loss", _loss(summary["test_loss"])),
+        ("best val accuracy", "-" if summary["best_val_acc"] is None
+         else f"{_pct(summary['best_val_acc'])} (epoch {summary['best_epoch']})"),
         ("final val accuracy", _pct(summary["final_val_acc"])),
-        ("final train loss", "-" if summary["final_train_loss"] is None else f"{summary['final_train_loss']:.4f}"),
+        ("final train loss", _loss(summary["final_train_loss"])),
         ("wall time", f"{summary['wall_seconds']:.1f} s on {summary['device_name']}"),
     ]
     if summary.get("message"):

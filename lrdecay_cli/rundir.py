@@ -392,21 +392,22 @@ class RunRecord:
         summary = read_summary(path) or {}
         summary.pop("signal", None)
         rows = run.metrics
-        best = max(rows, key=lambda r: r["val_acc"], default=None)
+        validated = [r for r in rows if r["val_acc"] is not None]  # none where data.val_size is 0
+        best = max(validated, key=lambda r: r["val_acc"], default=None)
         last = rows[-1] if rows else None
         summary.update(
             status=Status.RUNNING, message=None, epochs_completed=epoch, steps=step, diverged=None,
             test_acc=None, test_loss=None, finished_at=None,
             best_val_acc=best and best["val_acc"], best_epoch=best and best["epoch"],
-            best_val_loss=min((r["val_loss"] for r in rows), default=None),
+            best_val_loss=min((r["val_loss"] for r in validated), default=None),
             final_val_acc=last and last["val_acc"], final_val_loss=last and last["val_loss"],
             final_train_loss=last and last["train_loss"])
         return cls(run, summary, events, last["seconds"] if last else 0.0)
 
     def end_epoch(self, epoch: int, lr_rows: list[tuple[int, float]], step_losses: list[float], train_loss: float,
-                  correct: int, val_loss: float, val_acc: float) -> dict:
+                  correct: int, val_loss: float | None, val_acc: float | None) -> dict:
         """Flush the epoch's rows (`step_losses`: the loss of each of its steps), events and summary;
-        return its metrics row."""
+        return its metrics row. Without a validation set (None) the val cells stay empty and the val fields None."""
         row = {"epoch": epoch, "step": lr_rows[-1][0] + 1, "lr": lr_rows[-1][1], "train_loss": train_loss,
                "train_acc": correct / self.train_size, "val_loss": val_loss, "val_acc": val_acc,
                "seconds": time.perf_counter() - self.start}
@@ -414,9 +415,9 @@ class RunRecord:
         if self.events:
             self.events.steps(lr_rows, step_losses)
             self.events.epoch(row)
-        if self.summary["best_val_acc"] is None or val_acc > self.summary["best_val_acc"]:
+        if val_acc is not None and (self.summary["best_val_acc"] is None or val_acc > self.summary["best_val_acc"]):
             self.summary.update(best_val_acc=val_acc, best_epoch=epoch)
-        if self.summary.get("best_val_loss") is None or val_loss < self.summary["best_val_loss"]:
+        if val_loss is not None and (self.summary.get("best_val_loss") is None or val_loss < self.summary["best_val_loss"]):
             self.summary.update(best_val_loss=val_loss)
         self.summary.update(epochs_completed=epoch, steps=row["step"], final_val_acc=val_acc, final_val_loss=val_loss,
                             final_train_loss=train_loss, wall_seconds=row["seconds"])

@@ -41,9 +41,13 @@ class Section(BaseModel):
 class DataSpec(Section):
     dataset: Literal["mnist"] = "mnist"
     root: str | None = Field(None, description="data directory; default $LRDECAY_DATA or ~/.cache/lrdecay")
-    val_size: int = Field(5000, ge=1, description="training images held out for validation")
-    limit: int | None = Field(None, ge=2, description="use only the first N training images (quick runs)")
+    val_size: int = Field(5000, ge=0, description="training images held out for validation; 0: train on all of "
+                                                  "them (as pytorch/examples does), with no validation metrics")
+    limit: int | None = Field(None, ge=2, description="use only the first N training images, counted before the "
+                                                      "validation hold-out (quick runs)")
     split_seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the train/validation split")
+    normalize: Literal["standard", "unit"] = Field(
+        "standard", description="pixel scaling: standard (x/255 - 0.1307) / 0.3081 (pytorch/examples), unit x/255 (Keras)")
 
     @model_validator(mode="after")
     def _val_fits(self):
@@ -67,6 +71,9 @@ class MlpSpec(Section):
     name: Literal["mlp"] = "mlp"
     hidden: list[Annotated[int, Field(ge=1)]] = Field([128], description="hidden layer widths")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout after each hidden layer")
+    init: Literal["torch", "glorot_uniform"] = Field(
+        "torch", description="initial weights: torch (nn.Linear's default) or glorot_uniform (Keras Dense: "
+                             "xavier_uniform_ weights, zero biases)")
 
 
 class CnnSpec(Section):
@@ -168,6 +175,14 @@ class Spec(Section):
         if self.train.batch_size > self.data.train_size():
             raise ValueError(f"train.batch_size ({self.train.batch_size}) is larger than the "
                              f"{self.data.train_size()} training images")
+        return self
+
+    @model_validator(mode="after")
+    def _plateau_has_its_metric(self):
+        monitor = getattr(self.schedule, "monitor", None)
+        if self.data.val_size == 0 and monitor is not None and monitor.startswith("val_"):
+            raise ValueError(f"schedule.monitor is {monitor} but data.val_size is 0, so there is no validation "
+                             f"set to measure it on (try schedule.monitor=train_loss)")
         return self
 
     def check_schedule(self, source: str) -> None:
@@ -499,10 +514,11 @@ def _user_error(exc: ValidationError, raw: dict, source: str, causes: dict[str, 
     error = exc.errors()[0]
     parts = _display_path(error["loc"], raw)
     field = ".".join(parts)
-    # the value that caused it: one set on the field itself, or in the section whose check failed
-    cause = next((text for key, text in causes.items() if field and (key == field or key.startswith(f"{field}."))),
-                 None)
-    where = (f"{cause}: {field}" if cause else f"{source}: {field}") if field else source
+    # the value that caused it: one set on the field itself, or in the section whose check failed, or, for a
+    # check across sections (field ""), one its message names
+    cause = next((text for key, text in causes.items()
+                  if (key == field or key.startswith(f"{field}.") if field else key in error["msg"])), None)
+    where = (f"{cause}: {field}" if cause else f"{source}: {field}") if field else cause or source
     kind = error["type"]
     ctx = error.get("ctx") or {}
     if kind == "extra_forbidden":

@@ -60,7 +60,8 @@ class RunEvents:
         step = row["step"] - 1
         for tag, column in (("train/loss_epoch", "train_loss"), ("train/acc", "train_acc"),
                             ("val/loss", "val_loss"), ("val/acc", "val_acc")):
-            self.writer.add_scalar(tag, row[column], step)
+            if row[column] is not None:  # no val metrics where data.val_size is 0
+                self.writer.add_scalar(tag, row[column], step)
         self.writer.flush()
 
     def close(self, summary: dict) -> None:

@@ -6,7 +6,7 @@ K = 1 is `lrdecay train` (a plain model, `Trainer`); K > 1 is a stack of models 
 this one loop's, whatever runs it.
 
 The loop applies each run's schedule (`schedule(step)`, a pure function of the step for every
-method but plateau, which `observe`s the validation metrics after each epoch) to the run's param
+method but plateau, which `observe`s the epoch's metrics after each epoch) to the run's param
 group before each optimizer step and records the LR the optimizer then holds, so lr.csv is
 evidence, not a recomputation. Losses stay on the device; the loop synchronises only every
 `SYNC_EVERY` steps to check for divergence and report progress.
@@ -129,7 +129,7 @@ class Trainer:
         self.specs = specs
         self.device = resolve_device(first.train.device)
         self.data = load_splits(default_data_root(first.data.root), first.data.val_size, first.data.limit,
-                                first.data.split_seed, self.device)
+                                first.data.split_seed, self.device, first.data.normalize)
         self.orders = [torch.Generator(device=self.device).manual_seed(spec.seed) for spec in specs]
         self.batches = Batches(self.data.train_x, self.data.train_y, first.train.batch_size,
                                self.orders if len(specs) > 1 else self.orders[0])
@@ -446,11 +446,15 @@ def _train_loop(trainer: Trainer, records: list[RunRecord], observer: TrainObser
                     observer.on_progress(i + 1, float(losses[alive[0], i]), lrs[alive[0]])
                 if stop["signum"] is not None:
                     raise Interrupted(stop["signum"])
-            val_loss, val_acc = trainer.evaluate(data.val_x, data.val_y)
+            if len(data.val_y):
+                val_loss, val_acc = trainer.evaluate(data.val_x, data.val_y)
+            else:  # data.val_size 0: no validation metrics (the spec refuses a plateau that monitors them)
+                val_loss = val_acc = [None] * members
             train_loss = ((losses * weights).sum(1) / len(data.train_y)).tolist()
             correct_counts, step_losses = correct.tolist(), losses.tolist()
             for k in alive:
-                trainer.schedules[k].observe(step, {"val_loss": val_loss[k], "val_acc": val_acc[k]})
+                trainer.schedules[k].observe(step, {"val_loss": val_loss[k], "val_acc": val_acc[k],
+                                                    "train_loss": train_loss[k]})
                 row = records[k].end_epoch(epoch, lr_rows[k], step_losses[k], train_loss[k], correct_counts[k],
                                            val_loss[k], val_acc[k])
                 observer.on_epoch_end(row)

@@ -99,6 +99,15 @@ CATALOGUE: dict[str, Bad] = {
                                         "milestone_fractions [0.6, 0.7] give the milestones [1, 1] in a run of 2 epochs",
                                         {"schedule": {"name": "multistep", "milestone_fractions": [0.6, 0.7]}}),
     "val_size over limit": Bad(["train", "{spec}"], "val_size", {"data": {"limit": 1000, "val_size": 5000}}),
+    "plateau on val_loss without a validation set": Bad(
+        ["train", "{spec}"], "schedule.monitor is val_loss but data.val_size is 0",
+        {"data": {"val_size": 0}, "schedule": {"name": "plateau"}}),
+    "plateau on val_acc, val_size 0 by --set": Bad(
+        ["train", "{spec}", "--set", "data.val_size=0"],
+        "--set data.val_size=0: schedule.monitor is val_acc but data.val_size is 0, so there is no validation "
+        "set to measure it on; also --set schedule.monitor=train_loss", {"schedule": {"name": "plateau", "monitor": "val_acc"}}),
+    "unknown normalization": Bad(["train", "{spec}"], "data.normalize: must be 'standard' or 'unit'",
+                                 {"data": {"normalize": "minmax"}}),
     "missing spec file": Bad(["train", "{tmp}/nope.yaml"], "nope.yaml: no such file"),
     "spec is a directory": Bad(["train", "{tmp}"], "directory"),
     "no spec": Bad(["train"], "missing SPEC"),

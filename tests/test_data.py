@@ -385,7 +385,7 @@ def test_limit_is_honoured_and_split_is_disjoint(mnist_raw, full_splits):
     s = load_splits(mnist_raw.parent.parent, val_size=100, limit=1000, split_seed=3, device=torch.device("cpu"))
     assert (s.train_size, s.val_size, s.test_size) == (900, 100, 10000)
     first_thousand = torchvision.datasets.MNIST(str(mnist_raw.parent.parent), train=True).data[:1000]
-    expected = rows(data._normalise(first_thousand))
+    expected = rows(data.standardise(first_thousand))
     assert len(expected) == 1000
     train_rows, val_rows = rows(s.train_x), rows(s.val_x)
     assert train_rows.isdisjoint(val_rows)
@@ -402,9 +402,30 @@ def test_split_is_seeded(mnist_raw):
     assert not torch.equal(first.val_x, other.val_x)
 
 
+def test_unit_is_x_over_255_and_standard_keeps_the_old_values(mnist_raw):
+    root, cpu = mnist_raw.parent.parent, torch.device("cpu")
+    first = torchvision.datasets.MNIST(str(root), train=True).data[:400].unsqueeze(1).float()
+    tests = torchvision.datasets.MNIST(str(root), train=False).data.unsqueeze(1).float()
+    unit = load_splits(root, val_size=40, limit=400, split_seed=0, device=cpu, normalize="unit")
+    standard = load_splits(root, val_size=40, limit=400, split_seed=0, device=cpu)  # the default
+    for splits, scale in ((unit, lambda x: x / 255), (standard, lambda x: (x / 255 - 0.1307) / 0.3081)):
+        assert rows(splits.train_x) | rows(splits.val_x) == rows(scale(first))
+        assert torch.equal(splits.test_x, scale(tests))
+    assert unit.train_x.min().item() == 0.0 and unit.train_x.max().item() == 1.0
+    assert torch.equal(unit.train_y, standard.train_y)  # the same split, only scaled otherwise
+
+
+def test_val_size_0_keeps_every_image_for_training(mnist_raw):
+    s = load_splits(mnist_raw.parent.parent, val_size=0, limit=500, split_seed=0, device=torch.device("cpu"))
+    assert (s.train_size, s.val_size, s.test_size) == (500, 0, 10000)
+    assert s.val_x.shape == (0, 1, 28, 28)
+    first = torchvision.datasets.MNIST(str(mnist_raw.parent.parent), train=True).data[:500]
+    assert rows(s.train_x) == rows(data.standardise(first)) and len(rows(s.train_x)) == 500
+
+
 @pytest.mark.parametrize(
     "val_size, limit, field",
-    [(0, None, "data.val_size"), (1000, 1000, "data.val_size"), (5, 1, "data.limit"), (5, 60001, "data.limit")],
+    [(-1, None, "data.val_size"), (1000, 1000, "data.val_size"), (5, 1, "data.limit"), (5, 60001, "data.limit")],
 )
 def test_bad_split_sizes_name_the_field(mnist_raw, val_size, limit, field):
     with pytest.raises(UserError) as caught:

@@ -1,8 +1,11 @@
 """The vectorized executor: one stacked model per group, each member equal to its sequential run."""
 
+import csv
+import io
 import json
 
 import pytest
+import torch
 import yaml
 
 from conftest import TINY, read_csv
@@ -12,15 +15,19 @@ from lrdecay_cli.stack import stack_key
 BASE = {**TINY, "model": {"name": "mlp", "hidden": [32]}, "train": {**TINY["train"], "epochs": 2}}
 
 
-def run_both(cli, tmp_path, **sweep):
+def run_both(cli, tmp_path, base=BASE, **sweep):
     path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump({"name": "v", "base": BASE, **sweep}))
+    path.write_text(yaml.safe_dump({"name": "v", "base": base, **sweep}))
     dirs = {}
     for executor in ("sequential", "vectorized"):
         out = cli("sweep", path, "--runs-dir", tmp_path / executor, "--executor", executor, "--quiet")
         assert out.exit_code in (0, 1), out.output
         (dirs[executor],) = (tmp_path / executor / "sweeps").iterdir()
     return dirs["sequential"], dirs["vectorized"]
+
+
+def read_csv_text(text: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(text)))
 
 
 def assert_member_equals_sequential(seq, vec, trial, rel=2e-3):
@@ -84,6 +91,49 @@ def test_stack_keys():
     assert stack_key(spec) != stack_key(sweeps.from_data({**BASE, "train": {**BASE["train"], "batch_size": 32}}, "t"))
     assert stack_key(sweeps.from_data({**BASE, "optimizer": {"name": "rmsprop"}}, "t")) is not None
     assert stack_key(sweeps.from_data({**BASE, "train": {**BASE["train"], "compile": True}}, "t")) is None
+    assert stack_key(spec) != stack_key(sweeps.from_data({**BASE, "data": {**BASE["data"], "normalize": "unit"}}, "t"))
+    assert stack_key(spec) != stack_key(sweeps.from_data({**BASE, "model": {**BASE["model"], "init": "glorot_uniform"}}, "t"))
+
+
+def test_glorot_members_start_from_their_single_runs_weights():
+    from lrdecay_cli.stack import StackedTrainer
+    from lrdecay_cli.train import Trainer
+
+    specs = [sweeps.from_data({**BASE, "seed": seed, "data": {"limit": 300, "val_size": 30},
+                               "model": {"name": "mlp", "hidden": [32], "init": "glorot_uniform"}}, "t")
+             for seed in (4, 5)]
+    for spec, member in zip(specs, StackedTrainer(specs).model_states(), strict=True):
+        single = Trainer([spec]).model_states()[0]
+        assert set(single) == set(member) and all(torch.equal(single[k], member[k]) for k in single)
+        assert all(not member[k].any() for k in member if k.endswith("bias"))
+
+
+def test_val_size_0_members_equal_their_sequential_runs(cli, tmp_path):
+    base = {**BASE, "data": {"limit": 640, "val_size": 0, "normalize": "unit"},
+            "model": {"name": "mlp", "hidden": [32], "init": "glorot_uniform"}, "train": {**BASE["train"], "epochs": 3}}
+    seq, vec = run_both(cli, tmp_path, base=base, variants=[
+        {"schedule": {"name": "plateau", "monitor": "train_loss", "patience": 0, "factor": 0.5, "threshold": 0.99}},
+        {"schedule": {"name": "exponential", "decay_steps": 10, "decay_rate": 0.8}},
+    ])
+    assert len({stack_key(t.spec) for t in sweeps.reopen(vec).trials}) == 1  # one stack of 2
+    for row in read_csv(vec / "results.csv"):
+        trial = row["trial"]
+        assert row["status"] == "completed" and row["best_val_acc"] == row["final_val_loss"] == ""
+        assert (vec / trial / "lr.csv").read_text() == (seq / trial / "lr.csv").read_text()
+        a, b = read_csv(seq / trial / "metrics.csv"), read_csv(vec / trial / "metrics.csv")
+        assert [(r["val_loss"], r["val_acc"]) for r in a + b] == [("", "")] * 6
+        assert [float(r["train_loss"]) for r in b] == pytest.approx([float(r["train_loss"]) for r in a], rel=2e-3)
+        sa, sb = (json.loads((d / trial / "summary.json").read_text()) for d in (seq, vec))
+        assert (sb["train_size"], sb["val_size"], sb["best_val_acc"]) == (sa["train_size"], 0, None) == (640, 0, None)
+        assert sb["test_acc"] == pytest.approx(sa["test_acc"], abs=2e-3)
+    plateau_lrs = [float(r["lr"]) for r in read_csv(vec / "t000" / "lr.csv")]
+    assert plateau_lrs[-1] == 0.05 and plateau_lrs[0] == 0.1  # cut on the train loss, stacked too
+    assert "no validation set (data.val_size 0)" in (vec / "leaderboard.csv").read_text()
+    by_val = cli("compare", vec)
+    assert by_val.exit_code == 0 and "compare them with --metric test_acc" in by_val.stdout
+    by_test = cli("compare", vec, "--metric", "test_acc", "--csv")
+    assert by_test.exit_code == 0 and [r["n"] for r in read_csv_text(by_test.stdout)] == ["1", "1"]
+    assert cli("plot", vec, "--out", tmp_path / "plots").exit_code == 0
 
 
 @pytest.mark.parametrize("optimizer", [

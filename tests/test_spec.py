@@ -17,6 +17,15 @@ def test_defaults_fill_every_section():
     assert (s.model.name, s.optimizer.name, s.schedule.name) == ("mlp", "sgd", "constant")
     assert s.data.val_size == 5000 and s.train.batch_size == 64
     assert s.steps_per_epoch() == 860  # ceil(55000 / 64)
+    assert s.data.normalize == "standard" and s.model.init == "torch"  # what runs before these fields did
+
+
+def test_val_size_0_trains_on_all_images_and_plateau_may_watch_the_train_loss(tmp_path):
+    loaded = spec.load(write(tmp_path, "data: {val_size: 0, limit: 1000}\n"
+                                       "schedule: {name: plateau, monitor: train_loss}\n"))
+    assert loaded.data.train_size() == 1000 and loaded.steps_per_epoch() == 16
+    assert loaded.schedule.resolved_mode() == "min"
+    assert spec.Spec.model_validate({"data": {"val_size": 0}}).data.train_size() == 60_000
 
 
 def test_resolved_spec_round_trips(tmp_path):
@@ -77,8 +86,15 @@ MORE_BAD_SPECS = [
     ("optimizer: {lr: 1.0e999}", "optimizer.lr", "finite"),
     ("optimizer: {lr: -.inf}", "optimizer.lr", "finite"),
     ("seed: -1", "seed", "greater than or equal to 0"),
-    ("data: {val_size: 0}", "data.val_size", "greater than or equal to 1"),
+    ("data: {val_size: -1}", "data.val_size", "greater than or equal to 0"),
     ("data: {limit: 1}", "data.limit", "greater than or equal to 2"),
+    ("data: {normalize: zscore}", "data.normalize", "'standard' or 'unit'"),
+    ("model: {name: mlp, init: he_normal}", "model.init", "'torch' or 'glorot_uniform'"),
+    ("model: {name: cnn, init: glorot_uniform}", "model.init", "unknown key"),
+    ("data: {val_size: 0}\nschedule: {name: plateau}", "spec.yaml",
+     "schedule.monitor is val_loss but data.val_size is 0"),
+    ("data: {val_size: 0}\nschedule: {name: plateau, monitor: val_acc}", "spec.yaml",
+     "schedule.monitor is val_acc but data.val_size is 0"),
     ("model: {name: mlp, dropout: 1.0}", "model.dropout", "less than 1"),
     ("name: ../escape", "name", "pattern"),
     ("a: &a [1, 2]\n" + "".join(f"{k}: &{k} [*{p}, *{p}, *{p}]\n" for p, k in zip("abcdefghijklm", "bcdefghijklmn"))

@@ -100,6 +100,31 @@ def test_cnn_with_dropout_learns(cli, write_spec, tmp_path):
     assert summary["test_acc"] > 0.7 and summary["steps"] == 16
 
 
+def test_val_size_0_trains_on_every_image_without_val_metrics(cli, write_spec, tmp_path):
+    from lrdecay_cli.rundir import RunRecord
+
+    spec = write_spec({"data": {"limit": 1000, "val_size": 0}, "train": {"epochs": 3},
+                       "schedule": {"name": "plateau", "monitor": "train_loss", "patience": 0, "factor": 0.5,
+                                    "threshold": 0.99}})  # only a 99% drop of the train loss counts as better
+    result = cli("train", spec, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    (run,) = run_dirs(tmp_path / "runs")
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["train_size"], summary["val_size"], summary["steps"]) == (1000, 0, 48)  # 16 steps an epoch
+    val_fields = ("best_val_acc", "best_epoch", "best_val_loss", "final_val_acc", "final_val_loss")
+    assert [summary[k] for k in val_fields] == [None] * 5 and summary["test_acc"] > 0.75
+    metrics = read_csv(run / "metrics.csv")
+    assert [(m["val_loss"], m["val_acc"]) for m in metrics] == [("", "")] * 3 and float(metrics[2]["train_loss"]) > 0
+    lrs = [float(r["lr"]) for r in read_csv(run / "lr.csv")]
+    assert lrs == [0.1] * 32 + [0.05] * 16  # plateau saw epoch 2's train loss fall short, and cut
+    table = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in result.stdout.splitlines()
+             if line.count("│") == 3}
+    assert table["best val accuracy"] == table["final val accuracy"] == "-"
+    assert result.stderr.count("val_loss -  val_acc -") == 3  # one progress line per epoch
+    reopened = RunRecord.reopen(run, 2, 32)  # what a resume does: the summary rebuilt from metrics.csv
+    assert reopened.summary["best_val_acc"] is None and reopened.summary["final_train_loss"] == float(metrics[1]["train_loss"])
+
+
 def test_bf16_autocast_path_runs_on_cpu(cli, write_spec, tmp_path):
     run = train_ok(cli, write_spec({"train": {"precision": "bf16"}}), tmp_path / "runs")
     assert json.loads((run / "summary.json").read_text())["test_acc"] > 0.8

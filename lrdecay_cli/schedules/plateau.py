@@ -13,8 +13,9 @@ from lrdecay_cli.schedules.registry import ScheduleParams, monotone, register
 class PlateauParams(ScheduleParams):
     name: Literal["plateau"] = "plateau"
     interval: Literal["epoch"] = Field("epoch", description="evaluated after every epoch")
-    monitor: Literal["val_loss", "val_acc"] = Field("val_loss", description="the metric to watch")
-    mode: Literal["min", "max"] | None = Field(None, description="default: min for val_loss, max for val_acc")
+    monitor: Literal["val_loss", "val_acc", "train_loss"] = Field(
+        "val_loss", description="the metric to watch; train_loss (the epoch's mean) where data.val_size is 0")
+    mode: Literal["min", "max"] | None = Field(None, description="default: max for val_acc, min for the losses")
     factor: float = Field(0.1, gt=0, lt=1, description="LR multiplier on a plateau")
     patience: int = Field(10, ge=0, description="epochs without improvement that are tolerated: the LR is cut "
                                                  "at the next one, patience + 1 (PyTorch; Keras' patience is ours + 1)")
@@ -25,7 +26,7 @@ class PlateauParams(ScheduleParams):
     eps: float = Field(1e-8, ge=0, description="decays smaller than this are skipped")
 
     def resolved_mode(self) -> str:
-        return self.mode or ("min" if self.monitor == "val_loss" else "max")
+        return self.mode or ("max" if self.monitor == "val_acc" else "min")
 
 
 class Plateau:
