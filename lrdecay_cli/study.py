@@ -236,8 +236,10 @@ def parse(raw: Any, source: str, base_dir: Path) -> Study:
         base = spec.base
     study = Study(spec, base, source)
     for i, method in enumerate(spec.methods):  # each method once, with the error naming it
-        raw_spec = merge_sections(base, {"schedule": method.schedule})
-        from_data(raw_spec, f"{source}: methods.{i}")
+        checked = from_data(merge_sections(base, {"schedule": method.schedule}), f"{source}: methods.{i}")
+        if checked.data.val_size == 0:
+            raise UserError("the base spec has no validation set (data.val_size: 0), and a study chooses each "
+                            "LR on it", where=f"{source}: base", fix="give the base a data.val_size, e.g. 5000")
     return study
 
 

@@ -216,6 +216,9 @@ CATALOGUE: dict[str, Bad] = {
     "study schedule that does not fit a budget": Bad(
         ["study", "{study}", "--runs-dir", "{runs}"], "total_steps (50) is shorter than the run (80 steps)",
         study={"methods": [{"schedule": {"name": "one_cycle", "total_steps": 50}}]}),
+    "study without a validation set": Bad(["study", "{study}", "--runs-dir", "{runs}"],
+                                          "study.yaml: base: the base spec has no validation set (data.val_size: 0)",
+                                          study={"base": merge_sections(TINY, {"data": {"val_size": 0}})}),
     "study resume not a study": Bad(["study", "--resume", "{tmp}"], "not a study directory (no study.yaml)"),
     "study not a mapping": Bad(["study", "{spec}", "--runs-dir", "{runs}"], "a study must be a mapping", "- 1\n"),
     # --- find-lr
