@@ -346,8 +346,9 @@ def compare(
     """Compare runs, grouped by everything but the seed: best and final metric as mean ± std over seeds, n,
     95% CI, and which groups Welch's t-test (alpha 0.05) cannot tell from the best.
 
-    The t-test compares each run's best metric. Only completed runs count: diverged, failed,
-    interrupted and running ones are shown as left out. Groups with one run cannot be tested (n/a)."""
+    The t-test compares each seed's best metric; n counts distinct seeds (reruns of a seed are averaged
+    into one value). Only completed runs count: diverged, failed, interrupted and running ones are shown
+    as left out. Groups with one seed cannot be tested (n/a)."""
     from lrdecay_cli import compare as comparing
     from lrdecay_cli import report
     from lrdecay_cli.runs import collect

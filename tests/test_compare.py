@@ -219,3 +219,41 @@ def test_help_states_the_choices(cli):
     assert out.exit_code == 0
     for phrase in ("max over epochs", "min over epochs", "Welch", "best metric", "Default: none", "(0, 1]"):
         assert phrase in text
+
+
+def copy_run(source, runs_dir, dirname):
+    """A trial's run directory copied as a single run of `runs_dir` (a rerun of the same spec and seed)."""
+    shutil.copytree(source, runs_dir / dirname, ignore=shutil.ignore_patterns("checkpoint*.pt"))
+    return runs_dir / dirname
+
+
+def test_reruns_of_one_seed_count_once(cli, finished_sweep, tmp_path):
+    """Three reruns of seed 0 are one seed, not n = 3: averaged into one value, no CI, no test, a note."""
+    results = {(r["schedule.name"], r["seed"]): r["trial"] for r in read_csv(finished_sweep / "results.csv")}
+    three = [copy_run(finished_sweep / results[("constant", "0")], tmp_path, f"rerun{i}") for i in range(3)]
+    out = cli("compare", *three, "--csv")
+    assert out.exit_code == 0, out.output
+    (row,) = csv.DictReader(io.StringIO(out.stdout))
+    assert (row["n"], row["completed"], row["runs"]) == ("1", "3", "3")
+    assert row["best_std"] == row["ci95_low"] == "" and row["vs_best"] == "best"
+    table = " ".join(cli("compare", *three).stdout.split())
+    assert "1 (3 runs)" in table and "n = 1 per group" in table and "n/a" in table
+    assert "n counts distinct seeds: reruns of a seed (tiny: 3 runs of seed 0) are averaged" in table
+
+
+def test_a_rerun_seed_is_one_value_in_the_mean_and_the_test(cli, finished_sweep, tmp_path):
+    """constant with seeds 0, 0, 1 against step with seeds 0, 1: the mean and Welch's test are over the
+    seeds' values (the rerun of seed 0 averaged in), exactly as if it had run once."""
+    results = {(r["schedule.name"], r["seed"]): r["trial"] for r in read_csv(finished_sweep / "results.csv")}
+    targets = [finished_sweep / results[key] for key in (("constant", "0"), ("constant", "1"), ("step", "0"),
+                                                          ("step", "1"))]
+    once = list(csv.DictReader(io.StringIO(cli("compare", *targets, "--csv").stdout)))
+    twice = cli("compare", *targets, copy_run(targets[0], tmp_path, "rerun"), "--csv")
+    assert twice.exit_code == 0, twice.output
+    twice = list(csv.DictReader(io.StringIO(twice.stdout)))
+    for a, b in zip(once, twice):
+        assert a["label"] == b["label"] and a["n"] == b["n"] == "2"
+        for column in ("best_mean", "best_std", "ci95_low", "final_mean", "p_value", "vs_best"):
+            assert a[column] == b[column], column
+    assert [r["completed"] for r in twice if r["label"] == "constant"] == ["3"]
+
