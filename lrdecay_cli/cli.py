@@ -301,7 +301,9 @@ def data(
 
 @command
 def plot(
-    targets: List[Path] = typer.Argument(..., metavar="RUN_OR_SWEEP_DIR", help="Run directories and/or sweep directories."),
+    targets: List[Path] = typer.Argument(..., metavar="RUN_OR_SWEEP_DIR",
+                                         help="Run, sweep and runs directories (a runs directory means its single runs "
+                                              "and its sweeps' trials)."),
     out: Optional[Path] = typer.Option(None, "--out", metavar="DIR",
                                        help="Where the figures go (default: TARGET/plots for one target; required for several)."),
     output_format: FigureFormat = typer.Option(FigureFormat.PNG, "--format", help="The figures' file format."),
@@ -315,13 +317,16 @@ def plot(
     and a note; the same runs always give byte-identical files."""
     from lrdecay_cli import plot as plots
     from lrdecay_cli import report
-    from lrdecay_cli.runs import collect
+    from lrdecay_cli.runs import collect, expand_targets
 
     if out is None and len(targets) > 1:
         raise UserError(f"{len(targets)} targets and no output directory", where="--out",
                         fix="pass --out DIR (one target writes to TARGET/plots by default)")
     out = out if out is not None else targets[0] / "plots"
     plots.check_out_dir(out)
+    targets, notes = expand_targets(targets)
+    for line in notes:
+        report.note(line)
     built = plots.figures(collect(targets), band=band, log=log)
     for line in built.notes:
         report.note(line)
@@ -331,7 +336,8 @@ def plot(
 @command
 def compare(
     targets: List[Path] = typer.Argument(..., metavar="RUN_OR_SWEEP_DIR",
-                                         help="Run directories and/or sweep directories (a sweep means all its trials)."),
+                                         help="Run, sweep and runs directories (a sweep means all its trials; a runs "
+                                              "directory, its single runs and its sweeps' trials)."),
     metric: CompareMetric = typer.Option(CompareMetric.VAL_ACC, "--metric",
                                          help="val_acc: best = max over epochs; val_loss: best = min over epochs; "
                                               "test_acc: measured once, after training (best = final)."),
@@ -348,15 +354,19 @@ def compare(
 
     The t-test compares each seed's best metric; n counts distinct seeds (reruns of a seed are averaged
     into one value). Only completed runs count: diverged, failed, interrupted and running ones are shown
-    as left out. Groups with one seed cannot be tested (n/a)."""
+    as left out. Groups with one seed cannot be tested (n/a). Example: lrdecay compare runs (every single
+    run and sweep trial in runs/; a note says what that took in)."""
     from lrdecay_cli import compare as comparing
     from lrdecay_cli import report
-    from lrdecay_cli.runs import collect
+    from lrdecay_cli.runs import collect, expand_targets
 
     if csv_out and markdown:
         raise UserError("--csv and --markdown exclude each other", where="--csv/--markdown", fix="pick one")
     chosen = comparing.METRICS[metric]
     comparing.check_target(chosen, target)  # before reading any run directory
+    targets, notes = expand_targets(targets)
+    for line in notes:
+        report.note(line)
     result = comparing.compare(collect(targets), chosen, target)
     if csv_out:
         report.compare_csv(comparing.csv_rows(result))

@@ -159,6 +159,8 @@ CATALOGUE: dict[str, Bad] = {
     "compare bad metric": Bad(["compare", "{run}", "--metric", "accuracy"], "Invalid value for '--metric': 'accuracy' is not one of 'val_acc'"),
     "compare target above 1": Bad(["compare", "{run}", "--target", "1.5"], "--target"),
     "compare csv and markdown": Bad(["compare", "{run}", "--csv", "--markdown"], "--csv"),
+    "compare a study": Bad(["compare", "{tmp}"], "a study directory: its trials are in its tune/ and final/ sweeps",
+                           files={"study.yaml": "name: s\n"}),
     # --- find-lr
     "find-lr max below min": Bad(["find-lr", "{spec}", "--min-lr", "1", "--max-lr", "0.1", "--runs-dir", "{runs}"],
                                  "--max-lr", {}),

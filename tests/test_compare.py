@@ -257,3 +257,45 @@ def test_a_rerun_seed_is_one_value_in_the_mean_and_the_test(cli, finished_sweep,
             assert a[column] == b[column], column
     assert [r["completed"] for r in twice if r["label"] == "constant"] == ["3"]
 
+
+def test_a_runs_directory_is_its_single_runs_and_its_sweeps_trials(cli, finished_sweep, tmp_path):
+    """`compare runs`, `compare runs/*` and `compare runs/sweeps` read what train and sweep wrote there;
+    a note says what each runs directory expanded to and what it left out."""
+    runs = tmp_path / "runs"
+    shutil.copytree(finished_sweep, runs / "sweeps" / finished_sweep.name)
+    (runs / "README.md").write_text("what is here\n")
+    results = {(r["schedule.name"], r["seed"]): r["trial"] for r in read_csv(finished_sweep / "results.csv")}
+    copy_run(finished_sweep / results[("cosine", "0")], runs, "20261201-120000-show")
+    (runs / "20261201-130000-show-find-lr").mkdir()
+    (runs / "20261201-130000-show-find-lr" / "summary.json").write_text('{"status": "completed"}')
+    (runs / "sweeps" / "20261201-140000-empty").mkdir()
+    (runs / "sweeps" / "20261201-140000-empty" / "sweep.yaml").write_text("name: empty\n")
+    whole = cli("compare", runs, "--csv")
+    assert whole.exit_code == 0, whole.output
+    rows = {r["label"]: r for r in csv.DictReader(io.StringIO(whole.stdout))}
+    assert sorted(rows) == ["constant", "cosine", "step"]
+    assert (rows["cosine"]["n"], rows["cosine"]["completed"]) == ("2", "3")  # the single run reran seed 0
+    assert (rows["step"]["n"], rows["step"]["completed"]) == ("2", "2")
+    assert whole.stderr == (f"note: {runs}: 1 run and the 6 trials of 1 sweep; left out: 1 find-lr directory, "
+                            f"1 sweep with no started trial\n")
+    star = cli("compare", *sorted(runs.iterdir()), "--csv")
+    assert star.exit_code == 0, star.output
+    assert star.stdout == whole.stdout
+    assert f"note: skipped {runs / 'README.md'}: a file, not a run, sweep or runs directory" in star.stderr
+    assert f"note: skipped {runs / '20261201-130000-show-find-lr'}: an LR range test (find-lr)" in star.stderr
+    sweeps = cli("compare", runs / "sweeps", "--csv")
+    assert sweeps.exit_code == 0 and sweeps.stdout == cli("compare", finished_sweep, "--csv").stdout
+    assert sweeps.stderr.startswith(f"note: {runs / 'sweeps'}: the 6 trials of 1 sweep;")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: (d / "sweeps").mkdir(), "a runs directory with no started run or sweep in it"),
+    (lambda d: [(d / "studies" / "20261201-120000-s").mkdir(parents=True),
+                (d / "studies" / "20261201-120000-s" / "study.yaml").write_text("name: s\n")],
+     "a runs directory with no started run or sweep in it"),
+])
+def test_a_runs_directory_without_runs_is_one_line_and_exit_2(cli, tmp_path, make, message):
+    make(tmp_path)
+    out = cli("compare", tmp_path)
+    assert out.exit_code == 2 and out.stdout == ""
+    assert out.stderr.startswith(f"error: {tmp_path}: {message}") and out.stderr.count("\n") == 1
