@@ -46,3 +46,10 @@ class CompareMetric(StrEnum):
     VAL_ACC = "val_acc"
     VAL_LOSS = "val_loss"
     TEST_ACC = "test_acc"
+
+
+class ListFormat(StrEnum):
+    """`lrdecay runs --format`."""
+
+    TABLE = "table"
+    CSV = "csv"

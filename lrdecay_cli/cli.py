@@ -14,8 +14,9 @@ from typing import Callable, List, Optional
 import typer
 from typer.core import TyperGroup
 
-from lrdecay_cli.choices import Band, CompareMetric, Executor, FigureFormat, PreviewFormat
+from lrdecay_cli.choices import Band, CompareMetric, Executor, FigureFormat, ListFormat, PreviewFormat
 from lrdecay_cli.errors import UserError
+from lrdecay_cli.rundir import Status
 
 class OneLineUsageErrors(TyperGroup):
     """Command-line mistakes (an unknown option, `--steps abc`) get the same one line and exit 2 as
@@ -374,6 +375,39 @@ def compare(
         report.compare_markdown(comparing.view(result))
     else:
         report.compare_table(comparing.view(result))
+
+
+@command
+def runs(
+    runs_dir: Path = typer.Argument(Path("runs"), metavar="RUNS_DIR",
+                                    help="The --runs-dir that train and sweep wrote to (its sweeps/ and studies/ too)."),
+    status: Optional[Status] = typer.Option(None, "--status",
+                                            help="Only those in this state. A sweep is running while its process is, "
+                                                 "completed when every trial is, else its worst trials' state "
+                                                 "(failed, interrupted, diverged); a run killed while running is "
+                                                 "interrupted."),
+    name: Optional[str] = typer.Option(None, "--name", metavar="SUBSTRING",
+                                       help="Only those whose name or directory holds SUBSTRING (any case)."),
+    output_format: ListFormat = typer.Option(ListFormat.TABLE, "--format",
+                                             help="table, or csv on stdout (accuracies as fractions, full precision)."),
+) -> None:
+    """List the runs, sweeps and studies of a runs directory, newest first: status, schedule, best val and
+    test accuracy (a sweep's: its best trial's), when, directory.
+
+    Reads summary.json, config.yaml and sweep.yaml only: fast, and it changes nothing. Example:
+    lrdecay runs --status interrupted, then lrdecay train --resume DIR (or sweep --resume DIR)."""
+    from lrdecay_cli import listing, report
+
+    rows, nested = listing.list_runs(runs_dir)
+    for path in nested:
+        report.note(f"{path} holds runs of its own: lrdecay runs {path}")
+    chosen = listing.select(rows, status, name)
+    if not chosen:
+        report.note(listing.nothing_listed(runs_dir, len(rows), status, name))
+    elif output_format == ListFormat.CSV:
+        report.runs_csv(listing.csv_rows(chosen))
+    else:
+        report.runs_table(chosen, listing.title(chosen, runs_dir))
 
 
 @command

@@ -229,7 +229,8 @@ def expand_targets(targets: list[Path]) -> tuple[list[Path], list[str]]:
         left_out += [f"{path} (name it to include its runs)" for path in found.nested]
         if not singles and not sweeps:
             raise UserError("a runs directory with no started run or sweep in it", where=str(target),
-                            fix="train one first (lrdecay train configs/quickstart.yaml), or name run or sweep directories")
+                            fix="train one first (lrdecay train configs/quickstart.yaml), "
+                                "or name run or sweep directories")
         trials = sum(sum((p / "summary.json").is_file() for p in trial_dirs(s)) for s in sweeps)
         took = ([count(len(singles), "run")] if singles else []) + \
             ([f"the {count(trials, 'trial')} of {count(len(sweeps), 'sweep')}"] if sweeps else [])
