@@ -71,3 +71,10 @@ class SelectionMetric(StrEnum):
     def compare_metric(self) -> CompareMetric:
         """The tuning sweep's leaderboard ranks by the same quantity."""
         return CompareMetric.VAL_ACC if self.larger_is_better else CompareMetric.VAL_LOSS
+
+
+class ListFormat(StrEnum):
+    """`lrdecay runs --format`."""
+
+    TABLE = "table"
+    CSV = "csv"

@@ -14,8 +14,9 @@ from typing import Callable, List, Optional
 import typer
 from typer.core import TyperGroup
 
-from lrdecay_cli.choices import Band, CompareMetric, Executor, FigureFormat, PreviewFormat, XUnit
+from lrdecay_cli.choices import Band, CompareMetric, Executor, FigureFormat, ListFormat, PreviewFormat, XUnit
 from lrdecay_cli.errors import UserError
+from lrdecay_cli.rundir import Status
 
 class OneLineUsageErrors(TyperGroup):
     """Command-line mistakes (an unknown option, `--steps abc`) get the same one line and exit 2 as
@@ -399,7 +400,9 @@ def data(
 
 @command
 def plot(
-    targets: List[Path] = typer.Argument(..., metavar="RUN_OR_SWEEP_DIR", help="Run directories and/or sweep directories."),
+    targets: List[Path] = typer.Argument(..., metavar="RUN_OR_SWEEP_DIR",
+                                         help="Run, sweep and runs directories (a runs directory means its single runs "
+                                              "and its sweeps' trials)."),
     out: Optional[Path] = typer.Option(None, "--out", metavar="DIR",
                                        help="Where the figures go (default: TARGET/plots for one target; required for several)."),
     output_format: FigureFormat = typer.Option(FigureFormat.PNG, "--format", help="The figures' file format."),
@@ -421,13 +424,16 @@ def plot(
       lrdecay plot runs/sweeps/20261201-101500-decay_methods --out figures --format svg --log lr,loss"""
     from lrdecay_cli import plot as plots
     from lrdecay_cli import report
-    from lrdecay_cli.runs import collect
+    from lrdecay_cli.runs import collect, expand_targets
 
     if out is None and len(targets) > 1:
         raise UserError(f"{len(targets)} targets and no output directory", where="--out",
                         fix="pass --out DIR (one target writes to TARGET/plots by default)")
     out = out if out is not None else targets[0] / "plots"
     plots.check_out_dir(out)
+    targets, notes = expand_targets(targets)
+    for line in notes:
+        report.note(line)
     axes = frozenset(a.strip() for a in (log or "").split(",") if a.strip())
     if log is not None and (not axes or not axes <= set(plots.LOG_AXES)):
         raise UserError(f"cannot put '{log}' on a log scale", where="--log", fix="give lr, loss or lr,loss")
@@ -474,7 +480,8 @@ def report_page(
 @command
 def compare(
     targets: List[Path] = typer.Argument(..., metavar="RUN_OR_SWEEP_DIR",
-                                         help="Run directories and/or sweep directories (a sweep means all its trials)."),
+                                         help="Run, sweep and runs directories (a sweep means all its trials; a runs "
+                                              "directory, its single runs and its sweeps' trials)."),
     metric: CompareMetric = typer.Option(CompareMetric.VAL_ACC, "--metric",
                                          help="val_acc: best = max over epochs; val_loss: best = min over epochs; "
                                               "test_acc: measured once, after training (best = final)."),
@@ -491,22 +498,27 @@ def compare(
     Runs are grouped by everything but the seed: best and final metric as mean ± std over seeds, n,
     95% CI, and which groups Welch's t-test (alpha 0.05) cannot tell from the best.
 
-    The t-test compares each run's best metric. Only completed runs count: diverged, failed,
-    interrupted and running ones are shown as left out. Groups with one run cannot be tested (n/a).
+    The t-test compares each seed's best metric; n counts distinct seeds (reruns of a seed are averaged
+    into one value). Only completed runs count: diverged, failed, interrupted and running ones are shown
+    as left out. Groups with one seed cannot be tested (n/a).
 
     Examples:
 
     \b
       lrdecay compare runs/sweeps/20261201-101500-decay_methods
+      lrdecay compare runs          (every single run and sweep trial in runs/; a note says what it took in)
       lrdecay compare runs/2026* --metric test_acc --target 0.98 --markdown"""
     from lrdecay_cli import compare as comparing
     from lrdecay_cli import report
-    from lrdecay_cli.runs import collect
+    from lrdecay_cli.runs import collect, expand_targets
 
     if csv_out and markdown:
         raise UserError("--csv and --markdown exclude each other", where="--csv/--markdown", fix="pick one")
     chosen = comparing.METRICS[metric]
     comparing.check_target(chosen, target)  # before reading any run directory
+    targets, notes = expand_targets(targets)
+    for line in notes:
+        report.note(line)
     result = comparing.compare(collect(targets), chosen, target)
     if csv_out:
         report.compare_csv(comparing.csv_rows(result))
@@ -514,6 +526,39 @@ def compare(
         report.compare_markdown(comparing.view(result))
     else:
         report.compare_table(comparing.view(result))
+
+
+@command
+def runs(
+    runs_dir: Path = typer.Argument(Path("runs"), metavar="RUNS_DIR",
+                                    help="The --runs-dir that train and sweep wrote to (its sweeps/ and studies/ too)."),
+    status: Optional[Status] = typer.Option(None, "--status",
+                                            help="Only those in this state. A sweep is running while its process is, "
+                                                 "completed when every trial is, else its worst trials' state "
+                                                 "(failed, interrupted, diverged); a run killed while running is "
+                                                 "interrupted."),
+    name: Optional[str] = typer.Option(None, "--name", metavar="SUBSTRING",
+                                       help="Only those whose name or directory holds SUBSTRING (any case)."),
+    output_format: ListFormat = typer.Option(ListFormat.TABLE, "--format",
+                                             help="table, or csv on stdout (accuracies as fractions, full precision)."),
+) -> None:
+    """List the runs, sweeps and studies of a runs directory, newest first: status, schedule, best val and
+    test accuracy (a sweep's: its best trial's), when, directory.
+
+    Reads summary.json, config.yaml and sweep.yaml only: fast, and it changes nothing. Example:
+    lrdecay runs --status interrupted, then lrdecay train --resume DIR (or sweep --resume DIR)."""
+    from lrdecay_cli import listing, report
+
+    rows, nested = listing.list_runs(runs_dir)
+    for path in nested:
+        report.note(f"{path} holds runs of its own: lrdecay runs {path}")
+    chosen = listing.select(rows, status, name)
+    if not chosen:
+        report.note(listing.nothing_listed(runs_dir, len(rows), status, name))
+    elif output_format == ListFormat.CSV:
+        report.runs_csv(listing.csv_rows(chosen))
+    else:
+        report.runs_table(chosen, listing.title(chosen, runs_dir))
 
 
 @command

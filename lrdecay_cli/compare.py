@@ -1,14 +1,17 @@
 """`lrdecay compare`: runs grouped by everything but the seed, their metric summarized over seeds,
 and Welch's t-test of each group against the best one (no torch import; report.py prints).
 
-Each run enters the statistics with one value, its *best* metric (max val_acc or min val_loss over
-its epochs; test_acc, measured once after training, as it is). Only completed runs count: diverged,
-failed, interrupted and still-running runs are counted per group and left out.
+Each seed enters the statistics with one value, its run's *best* metric (max val_acc or min val_loss
+over its epochs; test_acc, measured once after training, as it is). Reruns of one seed are not more
+seeds: their values are averaged into that seed's one value, so n counts distinct seeds. Only
+completed runs count: diverged, failed, interrupted and still-running runs are counted per group
+and left out.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,15 +122,32 @@ class GroupResult:
     final: Summary = field(init=False)
     test: Welch | None = None
     verdict: str = "n/a"
-    """best | indistinguishable (from the best, p >= ALPHA) | worse | n/a (fewer than 2 runs on a side)."""
+    """best | indistinguishable (from the best, p >= ALPHA) | worse | n/a (fewer than 2 seeds on a side)."""
 
     def __post_init__(self):
-        self.best = summarize([r.best for r in self.used])
-        self.final = summarize([r.final for r in self.used])
+        self.best = summarize(self.per_seed("best"))
+        self.final = summarize(self.per_seed("final"))
 
     @property
     def used(self) -> list[RunResult]:
         return [r for r in self.results if r.excluded is None]
+
+    @property
+    def seeds(self) -> dict[int, list[RunResult]]:
+        """The completed runs by seed, in order of first appearance."""
+        by_seed: dict[int, list[RunResult]] = {}
+        for r in self.used:
+            by_seed.setdefault(r.run.seed, []).append(r)
+        return by_seed
+
+    def per_seed(self, attribute: str) -> list[float]:
+        """One value per distinct seed: the run's `best` or `final`, the mean over a seed's reruns."""
+        return [statistics.fmean(getattr(r, attribute) for r in runs) for runs in self.seeds.values()]
+
+    @property
+    def reruns(self) -> dict[int, int]:
+        """Seeds run more than once -> how many completed runs they have."""
+        return {seed: len(runs) for seed, runs in self.seeds.items() if len(runs) > 1}
 
     @property
     def reached(self) -> list[RunResult]:
@@ -173,10 +193,10 @@ def compare(runs: list[Run], metric: Metric, target: float | None = None) -> Com
     leader = groups[0]
     if leader.best.n:
         leader.verdict = "best"
-        leader_values = [r.best for r in leader.used]
+        leader_values = leader.per_seed("best")
         for other in groups[1:]:
             if leader.best.n >= 2 and other.best.n >= 2:
-                other.test = welch([r.best for r in other.used], leader_values)
+                other.test = welch(other.per_seed("best"), leader_values)
                 other.verdict = "indistinguishable" if other.test.p >= ALPHA else "worse"
     fields = list(dict.fromkeys(name for g in groups for name in g.group.fields))
     return Comparison(metric, target, fields, groups)
@@ -214,12 +234,13 @@ def view(comparison: Comparison) -> View:
         row = [show_value(g.group.fields.get(name, "-")) for name in comparison.fields] or [g.group.label]
         bounds = g.best.ci95_bounds
         ci = f"{_num(bounds[0], metric)} – {_num(bounds[1], metric)}" if bounds else "n/a" if g.best.n else "-"
-        row += [_mean_std(g.best, metric), ci, str(g.best.n)]
+        n = str(g.best.n) + (f" ({len(g.used)} runs)" if g.reruns else "")
+        row += [_mean_std(g.best, metric), ci, n]
         if metric.per_epoch:
             row.append(_mean_std(g.final, metric))
         row.append(_verdict_text(g))
         if target is not None:
-            row.append(f"{len(g.reached)}/{g.best.n}")
+            row.append(f"{len(g.reached)}/{len(g.used)}")
             if metric.per_epoch:
                 epochs, seconds = g.mean_to_target("epoch"), g.mean_to_target("seconds")
                 row += ["-" if epochs is None else f"{epochs:.3g}", "-" if seconds is None else f"{seconds:.1f}"]
@@ -236,9 +257,16 @@ def notes(comparison: Comparison) -> list[str]:
     sizes = [g.best.n for g in groups]
     n_text = f"n = {sizes[0]} per group" if len(set(sizes)) == 1 else f"n per group: {', '.join(map(str, sizes))}"
     lines = [f"Mean ± std over seeds ({n_text}) of each run's {metric.value_name} ({metric.best_means}); "
-             f"95% CI = mean ± t(0.975, n−1)·std/√n. vs best: Welch's two-sided t-test of the per-run values "
+             f"95% CI = mean ± t(0.975, n−1)·std/√n. vs best: Welch's two-sided t-test of the per-seed values "
              f"against the best group's, α = {ALPHA} (≈ best: p ≥ {ALPHA}; worse: p < {ALPHA}; "
-             f"n/a: fewer than 2 runs on a side)."]
+             f"n/a: fewer than 2 seeds on a side)."]
+    reruns = [(g, seed, runs) for g in groups for seed, runs in g.reruns.items()]
+    if reruns:
+        shown = "; ".join(f"{g.group.label}: {runs} runs of seed {seed}" for g, seed, runs in reruns[:3])
+        more = f"; and {len(reruns) - 3} more" if len(reruns) > 3 else ""
+        lines.append(f"n counts distinct seeds: reruns of a seed ({shown}{more}) are averaged into that seed's one "
+                     f"value, so they add no weight to the mean, CI or test; give each run its own seed "
+                     f"(lrdecay sweep --seeds N) to measure the spread over seeds.")
     if target is not None:
         if metric.per_epoch:
             lines.append(f"Target: the first epoch with {_target_text(metric, target)}; epochs and seconds "
@@ -271,7 +299,7 @@ def csv_rows(comparison: Comparison) -> list[dict[str, Any]]:
         bounds = g.best.ci95_bounds or (None, None)
         row: dict[str, Any] = {"rank": rank, "label": g.group.label}
         row.update({name: g.group.fields.get(name) for name in comparison.fields})
-        row.update(metric=comparison.metric.name, n=g.best.n, runs=len(g.results),
+        row.update(metric=comparison.metric.name, n=g.best.n, completed=len(g.used), runs=len(g.results),
                    left_out=";".join(f"{count} {why}" for why, count in g.excluded.items()),
                    best_mean=g.best.mean, best_std=g.best.std, ci95_low=bounds[0], ci95_high=bounds[1],
                    final_mean=g.final.mean, final_std=g.final.std,

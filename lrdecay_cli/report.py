@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from pydantic_core import PydanticUndefined
 from rich.console import Console
@@ -387,6 +388,69 @@ def compare_markdown(view) -> None:
 
 def compare_csv(rows: list[dict]) -> None:
     """`lrdecay compare --csv`: one row per group, floats at full precision, empty cells for none."""
+    from lrdecay_cli.rundir import to_csv
+
+    sys.stdout.write(to_csv(rows))
+
+
+class RunsColumn(NamedTuple):
+    header: str
+    right: bool
+    narrowest: int | None
+    """How narrow it may wrap; None: never narrower than its widest cell (numbers, times), so never cut."""
+    keep: int
+    """Where the table does not fit even wrapped, the columns of the lowest `keep` go first."""
+
+
+RUNS_COLUMNS = (RunsColumn("name", False, 10, 5), RunsColumn("kind", False, None, 3),
+                RunsColumn("status", False, 12, 8), RunsColumn("schedule", False, 11, 6),
+                RunsColumn("best val_acc", True, None, 7), RunsColumn("test_acc", True, None, 7),
+                RunsColumn("best trial", False, 8, 2), RunsColumn("when (UTC)", False, None, 1),
+                RunsColumn("directory", False, 20, 9))
+"""`lrdecay runs`' columns."""
+WRAP_ORDER = ("status", "schedule", "name", "best trial", "directory")
+"""Which columns wrap first where the table is too wide: prose before names, the directory last."""
+
+
+def runs_table(rows, title: str, console: Console | None = None) -> None:
+    """`lrdecay runs`: one row per run, sweep or study, in as many columns as the width takes with every
+    number whole: text columns wrap (WRAP_ORDER), and where that is not enough the least kept go."""
+    console = console or _wide()
+    cells = [[row.name, str(row.kind), row.status, row.schedule, _pct(row.best_val_acc), _pct(row.test_acc),
+              f"{row.best_trial} by {row.metric}" if row.best_trial else "-",
+              row.when.strftime("%Y-%m-%d %H:%M") if row.when else "-", str(row.path)] for row in rows]
+    natural = [max([len(column.header) if column.narrowest else max(map(len, column.header.split()))]
+                   + [len(c[i]) for c in cells]) for i, column in enumerate(RUNS_COLUMNS)]
+    narrowest = [natural[i] if column.narrowest is None else min(natural[i], column.narrowest)
+                 for i, column in enumerate(RUNS_COLUMNS)]
+    shown = [i for i, column in enumerate(RUNS_COLUMNS)
+             if column.header != "best trial" or any(row.best_trial for row in rows)]
+
+    def room() -> int:  # the width left to the cells once borders and padding (3 a column, 1 more) are drawn
+        return console.width - 3 * len(shown) - 1
+
+    while len(shown) > 1 and sum(narrowest[i] for i in shown) > room():
+        shown.remove(min(shown, key=lambda i: RUNS_COLUMNS[i].keep))
+    widths = {i: natural[i] for i in shown}
+    wrapping = [i for i in shown if RUNS_COLUMNS[i].narrowest is not None]
+    for i in sorted(wrapping, key=lambda i: WRAP_ORDER.index(RUNS_COLUMNS[i].header)):
+        widths[i] -= min(widths[i] - narrowest[i], max(0, sum(widths.values()) - room()))
+    table = Table(title=title, title_justify="left")
+    for i in shown:
+        column = RUNS_COLUMNS[i]
+        table.add_column(column.header, justify="right" if column.right else "left", width=widths[i],
+                         overflow="fold")  # a number's column is as wide as its widest cell: only its header wraps
+    for row in cells:
+        table.add_row(*(escape(row[i]) for i in shown))
+    console.print(table)
+    metrics = sorted({row.metric for row in rows if row.metric})
+    if metrics:
+        console.print(f"A sweep's or study's accuracies are those of its best completed trial by the sweep's metric "
+                      f"({', '.join(metrics)}).", markup=False)
+
+
+def runs_csv(rows: list[dict]) -> None:
+    """`lrdecay runs --format csv`: one row per directory, accuracies as fractions at full precision."""
     from lrdecay_cli.rundir import to_csv
 
     sys.stdout.write(to_csv(rows))

@@ -316,6 +316,30 @@ def locked(path: Path):
         os.close(fd)
 
 
+def in_use(path: Path) -> bool:
+    """True while a live process on this machine holds the run or sweep directory `path` (`locked`),
+    judged by the PID its lock file names, without taking the lock: a reader never makes a writer fail.
+    A directory whose summary says running but that no process holds was killed (kill -9, a crash)."""
+    if fcntl is None:  # no locks here: trust the summary
+        return True
+    try:
+        text = (path / ".lock").read_text()
+    except OSError:  # none: the holder ended cleanly, or there never was one
+        return False
+    try:
+        pid = int(text)
+        if pid <= 0:  # not a PID `locked` writes (0 and -1 would ask about whole process groups)
+            return True
+        os.kill(pid, 0)
+    except (ValueError, OverflowError):  # empty: a holder writing its PID this instant; or not a PID
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 def read_summary(path: Path) -> dict | None:
     """A run directory's summary.json, or None where there is none (never started) or it does not parse."""
     try:

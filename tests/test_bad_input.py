@@ -221,6 +221,15 @@ CATALOGUE: dict[str, Bad] = {
                                           study={"base": merge_sections(TINY, {"data": {"val_size": 0}})}),
     "study resume not a study": Bad(["study", "--resume", "{tmp}"], "not a study directory (no study.yaml)"),
     "study not a mapping": Bad(["study", "{spec}", "--runs-dir", "{runs}"], "a study must be a mapping", "- 1\n"),
+    "compare a study": Bad(["compare", "{tmp}"], "a study directory: its trials are in its tune/ and final/ sweeps",
+                           files={"study.yaml": "name: s\n"}),
+    # --- runs
+    "runs missing dir": Bad(["runs", "{tmp}/nowhere"], "nowhere: no such directory; name the --runs-dir"),
+    "runs dir is a file": Bad(["runs", "{file}"], "a-file: not a directory"),
+    "runs of a run": Bad(["runs", "{run}"], "a run directory, not a runs directory; list the directory it is in"),
+    "runs unknown status": Bad(["runs", "{tmp}", "--status", "done"],
+                               "Invalid value for '--status': 'done' is not one of 'running', 'completed'"),
+    "runs unknown format": Bad(["runs", "{tmp}", "--format", "json"], "Invalid value for '--format': 'json'"),
     # --- find-lr
     "find-lr max below min": Bad(["find-lr", "{spec}", "--min-lr", "1", "--max-lr", "0.1", "--runs-dir", "{runs}"],
                                  "--max-lr", {}),

@@ -219,3 +219,83 @@ def test_help_states_the_choices(cli):
     assert out.exit_code == 0
     for phrase in ("max over epochs", "min over epochs", "Welch", "best metric", "Default: none", "(0, 1]"):
         assert phrase in text
+
+
+def copy_run(source, runs_dir, dirname):
+    """A trial's run directory copied as a single run of `runs_dir` (a rerun of the same spec and seed)."""
+    shutil.copytree(source, runs_dir / dirname, ignore=shutil.ignore_patterns("checkpoint*.pt"))
+    return runs_dir / dirname
+
+
+def test_reruns_of_one_seed_count_once(cli, finished_sweep, tmp_path):
+    """Three reruns of seed 0 are one seed, not n = 3: averaged into one value, no CI, no test, a note."""
+    results = {(r["schedule.name"], r["seed"]): r["trial"] for r in read_csv(finished_sweep / "results.csv")}
+    three = [copy_run(finished_sweep / results[("constant", "0")], tmp_path, f"rerun{i}") for i in range(3)]
+    out = cli("compare", *three, "--csv")
+    assert out.exit_code == 0, out.output
+    (row,) = csv.DictReader(io.StringIO(out.stdout))
+    assert (row["n"], row["completed"], row["runs"]) == ("1", "3", "3")
+    assert row["best_std"] == row["ci95_low"] == "" and row["vs_best"] == "best"
+    table = " ".join(cli("compare", *three).stdout.split())
+    assert "1 (3 runs)" in table and "n = 1 per group" in table and "n/a" in table
+    assert "n counts distinct seeds: reruns of a seed (tiny: 3 runs of seed 0) are averaged" in table
+
+
+def test_a_rerun_seed_is_one_value_in_the_mean_and_the_test(cli, finished_sweep, tmp_path):
+    """constant with seeds 0, 0, 1 against step with seeds 0, 1: the mean and Welch's test are over the
+    seeds' values (the rerun of seed 0 averaged in), exactly as if it had run once."""
+    results = {(r["schedule.name"], r["seed"]): r["trial"] for r in read_csv(finished_sweep / "results.csv")}
+    targets = [finished_sweep / results[key] for key in (("constant", "0"), ("constant", "1"), ("step", "0"),
+                                                          ("step", "1"))]
+    once = list(csv.DictReader(io.StringIO(cli("compare", *targets, "--csv").stdout)))
+    twice = cli("compare", *targets, copy_run(targets[0], tmp_path, "rerun"), "--csv")
+    assert twice.exit_code == 0, twice.output
+    twice = list(csv.DictReader(io.StringIO(twice.stdout)))
+    for a, b in zip(once, twice):
+        assert a["label"] == b["label"] and a["n"] == b["n"] == "2"
+        for column in ("best_mean", "best_std", "ci95_low", "final_mean", "p_value", "vs_best"):
+            assert a[column] == b[column], column
+    assert [r["completed"] for r in twice if r["label"] == "constant"] == ["3"]
+
+
+def test_a_runs_directory_is_its_single_runs_and_its_sweeps_trials(cli, finished_sweep, tmp_path):
+    """`compare runs`, `compare runs/*` and `compare runs/sweeps` read what train and sweep wrote there;
+    a note says what each runs directory expanded to and what it left out."""
+    runs = tmp_path / "runs"
+    shutil.copytree(finished_sweep, runs / "sweeps" / finished_sweep.name)
+    (runs / "README.md").write_text("what is here\n")
+    results = {(r["schedule.name"], r["seed"]): r["trial"] for r in read_csv(finished_sweep / "results.csv")}
+    copy_run(finished_sweep / results[("cosine", "0")], runs, "20261201-120000-show")
+    (runs / "20261201-130000-show-find-lr").mkdir()
+    (runs / "20261201-130000-show-find-lr" / "summary.json").write_text('{"status": "completed"}')
+    (runs / "sweeps" / "20261201-140000-empty").mkdir()
+    (runs / "sweeps" / "20261201-140000-empty" / "sweep.yaml").write_text("name: empty\n")
+    whole = cli("compare", runs, "--csv")
+    assert whole.exit_code == 0, whole.output
+    rows = {r["label"]: r for r in csv.DictReader(io.StringIO(whole.stdout))}
+    assert sorted(rows) == ["constant", "cosine", "step"]
+    assert (rows["cosine"]["n"], rows["cosine"]["completed"]) == ("2", "3")  # the single run reran seed 0
+    assert (rows["step"]["n"], rows["step"]["completed"]) == ("2", "2")
+    assert whole.stderr == (f"note: {runs}: 1 run and the 6 trials of 1 sweep; left out: 1 find-lr directory, "
+                            f"1 sweep with no started trial\n")
+    star = cli("compare", *sorted(runs.iterdir()), "--csv")
+    assert star.exit_code == 0, star.output
+    assert star.stdout == whole.stdout
+    assert f"note: skipped {runs / 'README.md'}: a file, not a run, sweep or runs directory" in star.stderr
+    assert f"note: skipped {runs / '20261201-130000-show-find-lr'}: an LR range test (find-lr)" in star.stderr
+    sweeps = cli("compare", runs / "sweeps", "--csv")
+    assert sweeps.exit_code == 0 and sweeps.stdout == cli("compare", finished_sweep, "--csv").stdout
+    assert sweeps.stderr.startswith(f"note: {runs / 'sweeps'}: the 6 trials of 1 sweep;")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: (d / "sweeps").mkdir(), "a runs directory with no started run or sweep in it"),
+    (lambda d: [(d / "studies" / "20261201-120000-s").mkdir(parents=True),
+                (d / "studies" / "20261201-120000-s" / "study.yaml").write_text("name: s\n")],
+     "a runs directory with no started run or sweep in it"),
+])
+def test_a_runs_directory_without_runs_is_one_line_and_exit_2(cli, tmp_path, make, message):
+    make(tmp_path)
+    out = cli("compare", tmp_path)
+    assert out.exit_code == 2 and out.stdout == ""
+    assert out.stderr.startswith(f"error: {tmp_path}: {message}") and out.stderr.count("\n") == 1

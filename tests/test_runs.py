@@ -1,12 +1,15 @@
 """Reading run and sweep directories back: typed rows, clear errors for damaged files, groups by seed,
-labels from the spec fields that differ."""
+labels from the spec fields that differ; and `lrdecay runs`, the listing of a runs directory (listing.py)."""
 
+import csv
+import io
 import json
 import shutil
 
 import pytest
+import yaml
 
-from conftest import read_csv
+from conftest import TINY, read_csv
 from lrdecay_cli import runs
 from lrdecay_cli.errors import UserError
 from lrdecay_cli.rundir import METRICS_COLUMNS
@@ -103,3 +106,183 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "a.csv").stat().st_mode & 0o777 == 0o644
+
+
+# -- `lrdecay runs`: the listing of a runs directory (listing.py) --------------------------------------
+
+def make_run(path, status="completed", method="step", best=0.9712, test=0.9699, done=3, **summary):
+    """A run directory written by hand: config.yaml with its method, summary.json with its results."""
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(yaml.safe_dump({"name": path.name[16:] or "t", "seed": 0,
+                                                      "schedule": {"name": method}}))
+    (path / "summary.json").write_text(json.dumps({
+        "status": status, "name": path.name[16:] or "trial", "epochs": 3, "epochs_completed": done,
+        "best_val_acc": best, "best_val_loss": None if best is None else round(1 - best, 6), "test_acc": test,
+        "started_at": "2026-12-01T10:00:00+00:00", **summary}))
+    return path
+
+
+def make_sweep(path, trials, **sweep):
+    """A sweep directory by hand: sweep.yaml of constant, step, cosine x 2 seeds, and `trials` as
+    (status, best_val_acc, test_acc) for t000, t001, ... (None: not started)."""
+    path.mkdir(parents=True)
+    (path / "sweep.yaml").write_text(yaml.safe_dump({"name": path.name[16:] or path.name, "base": TINY, "seeds": 2,
+                                                     "grid": {"schedule.name": ["constant", "step", "cosine"]},
+                                                     **sweep}))
+    for number, trial in enumerate(trials):
+        if trial is not None:
+            status, best, test = trial
+            make_run(path / f"t{number:03d}", status, best=best, test=test)
+    return path
+
+
+@pytest.fixture
+def runs_dir(tmp_path):
+    """A runs directory of every kind: runs (one killed), a find-lr, sweeps (complete, failed), a study,
+    and what is not a run (a torn summary, an empty stamped directory, plots/, a README)."""
+    root = tmp_path / "runs"
+    make_run(root / "20261201-090000-quickstart", method="exponential", best=0.9771, test=0.9789)
+    make_run(root / "20261201-100000-killed", status="running", method="cosine", best=0.9533, test=None, done=2)
+    make_run(root / "20261201-110000-quickstart-find-lr", best=None, test=None, suggested_lr=0.0412)
+    make_sweep(root / "sweeps" / "20261201-120000-methods", [("completed", 0.95, 0.951), ("completed", 0.97, 0.968),
+                                                              ("completed", 0.99, 0.981), ("failed", 0.5, None),
+                                                              ("completed", 0.96, 0.955), None])
+    make_sweep(root / "sweeps" / "20261201-130000-done", [("completed", 0.9, 0.9)] * 5 + [("diverged", 0.1, None)],
+               metric="val_loss")
+    study = root / "studies" / "20261201-140000-study"
+    study.mkdir(parents=True)
+    (study / "study.yaml").write_text("name: lr_study\n")
+    make_sweep(study / "tune", [("completed", 0.9, 0.9)] * 6)
+    make_sweep(study / "final", [("completed", 0.98, 0.975)] * 6)
+    torn = root / "20261201-150000-torn"
+    make_run(torn)
+    (torn / "summary.json").write_text('{"status": "comp')
+    (root / "20261201-160000-empty").mkdir()
+    (root / "plots").mkdir()
+    (root / "README.md").write_text("runs\n")
+    return root
+
+
+def test_runs_lists_every_kind_newest_first_from_its_files(cli, runs_dir):
+    out = cli("runs", runs_dir, "--format", "csv")
+    assert out.exit_code == 0, out.output
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    got = [(r["directory"].removeprefix(f"{runs_dir}/"), r["kind"], r["name"], r["status"], r["detail"],
+            r["schedule"], r["best_val_acc"], r["test_acc"], r["best_trial"], r["metric"]) for r in rows]
+    assert got == [
+        ("20261201-160000-empty", "run", "empty", "unreadable", "unreadable: no summary.json",
+         "-", "", "", "", ""),
+        ("20261201-150000-torn", "run", "torn", "unreadable", "unreadable: torn summary.json",
+         "-", "", "", "", ""),
+        ("studies/20261201-140000-study", "study", "lr_study", "completed", "final: 6/6 completed",
+         "constant, step, cosine", "0.98", "0.975", "t000", "val_acc"),
+        ("sweeps/20261201-130000-done", "sweep", "done", "diverged", "5/6 completed, 1 diverged",
+         "constant, step, cosine", "0.9", "0.9", "t000", "val_loss"),
+        ("sweeps/20261201-120000-methods", "sweep", "methods", "failed", "4/6 completed, 1 failed",
+         "constant, step, cosine", "0.99", "0.981", "t002", "val_acc"),
+        ("20261201-110000-quickstart-find-lr", "find-lr", "quickstart-find-lr", "completed", "completed",
+         "LR range test: 0.0412", "", "", "", ""),
+        ("20261201-100000-killed", "run", "killed", "interrupted", "interrupted (killed), 2/3 epochs",
+         "cosine", "0.9533", "", "", ""),
+        ("20261201-090000-quickstart", "run", "quickstart", "completed", "completed", "exponential", "0.9771",
+         "0.9789", "", ""),
+    ]
+    assert rows[-1]["when"] == "2026-12-01T09:00:00+00:00" and out.stderr == ""
+
+
+def test_runs_filters_by_status_and_name(cli, runs_dir):
+    def listed(*args):
+        out = cli("runs", runs_dir, "--format", "csv", *args)
+        assert out.exit_code == 0, out.output
+        return [r["name"] for r in csv.DictReader(io.StringIO(out.stdout))]
+
+    assert listed("--status", "interrupted") == ["killed"]
+    assert listed("--status", "completed") == ["lr_study", "quickstart-find-lr", "quickstart"]
+    assert listed("--status", "failed") == ["methods"]
+    assert listed("--name", "QUICK") == ["quickstart-find-lr", "quickstart"]
+    assert listed("--name", "quick", "--status", "completed") == ["quickstart-find-lr", "quickstart"]
+    none = cli("runs", runs_dir, "--status", "running")
+    assert none.exit_code == 0 and none.stdout == ""
+    assert none.stderr == f"note: no runs, sweeps or studies in {runs_dir} match --status running (of 8)\n"
+    shown = cli("runs", "--help")
+    assert "running|completed|diverged|interrupted|failed|pending" in shown.stdout
+    bad = cli("runs", runs_dir, "--status", "done")
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: Invalid value for '--status': 'done'")
+
+
+def test_a_run_held_by_a_live_process_is_running_and_one_whose_process_died_is_killed(cli, runs_dir):
+    import os
+    import subprocess
+    import sys
+
+    killed = runs_dir / "20261201-100000-killed"
+    (killed / ".lock").write_text(f"{os.getpid()}\n")
+    assert list(csv.DictReader(io.StringIO(cli("runs", runs_dir, "--format", "csv", "--status", "running").stdout))) \
+        [0]["detail"] == "running, 2/3 epochs"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (killed / ".lock").write_text(gone.stdout)
+    rows = list(csv.DictReader(io.StringIO(cli("runs", runs_dir, "--format", "csv", "--name", "killed").stdout)))
+    assert [r["detail"] for r in rows] == ["interrupted (killed), 2/3 epochs"]
+    sweep = runs_dir / "sweeps" / "20261201-120000-methods"
+    (sweep / ".lock").write_text(f"{os.getpid()}\n")
+    rows = list(csv.DictReader(io.StringIO(cli("runs", runs_dir, "--format", "csv", "--name", "methods").stdout)))
+    assert [(r["status"], r["detail"]) for r in rows] == [("running", "running, 4/6 completed, 1 failed")]
+
+
+@pytest.mark.parametrize("trials, state, detail", [
+    ([("completed", 0.9, 0.9)] * 6, "completed", "6/6 completed"),
+    ([("completed", 0.9, 0.9)] * 3 + [("interrupted", 0.5, None)] + [None] * 2, "interrupted",
+     "3/6 completed, 1 interrupted"),
+    ([("completed", 0.9, 0.9)] * 2 + [("running", 0.5, None)] * 2, "interrupted", "2/6 completed, 2 interrupted"),
+    ([("completed", 0.9, 0.9)] * 2, "interrupted", "interrupted, 2/6 completed"),
+    ([], "pending", "pending, 0/6 completed"),
+])
+def test_a_sweeps_status_is_its_worst_trials(tmp_path, trials, state, detail):
+    from lrdecay_cli.listing import sweep_row
+
+    row = sweep_row(make_sweep(tmp_path / "20261201-120000-s", trials))
+    assert (row.state, row.status) == (state, detail)
+
+
+def test_the_table_keeps_numbers_whole_at_80_columns(runs_dir, monkeypatch):
+    """Text wraps and the least needed columns go; a number is never cut (no `0.9…`)."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from lrdecay_cli import listing, report
+
+    monkeypatch.chdir(runs_dir.parent)
+    rows, _ = listing.list_runs(Path("runs"))
+    for width in (80, 100, 200):
+        out = io.StringIO()
+        report.runs_table(rows, "title", Console(file=out, width=width, highlight=False))
+        text = out.getvalue()
+        assert "…" not in text and max(map(len, text.splitlines())) <= width
+        for value in ("97.71%", "97.89%", "95.33%", "99.00%", "98.10%", "98.00%", "97.50%"):
+            assert value in text, (width, value)
+        assert "status" in text and "directory" in text and "val_acc" in text
+    assert "when (UTC)" in text and "2026-12-01 09:00" in text and "t002 by val_acc" in text
+
+
+def test_runs_of_an_empty_or_missing_directory_is_one_line(cli, tmp_path):
+    out = cli("runs", tmp_path)
+    assert out.exit_code == 0 and out.stdout == ""
+    assert out.stderr.startswith(f"note: no runs, sweeps or studies in {tmp_path} yet;") and out.stderr.count("\n") == 1
+    for where, message in ((tmp_path / "missing", "no such directory"), (tmp_path / "file", "not a directory")):
+        (tmp_path / "file").write_text("x")
+        out = cli("runs", where)
+        assert out.exit_code == 2 and out.stdout == ""
+        assert out.stderr.startswith(f"error: {where}: {message}; ") and out.stderr.count("\n") == 1
+
+
+def test_runs_does_not_import_torch(runs_dir):
+    import subprocess
+    import sys
+
+    code = ("import sys; from typer.testing import CliRunner; from lrdecay_cli.cli import app; "
+            f"r = CliRunner().invoke(app, ['runs', {str(runs_dir)!r}]); "
+            "assert r.exit_code == 0, r.output; print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
