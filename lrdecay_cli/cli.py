@@ -542,11 +542,17 @@ def runs(
     output_format: ListFormat = typer.Option(ListFormat.TABLE, "--format",
                                              help="table, or csv on stdout (accuracies as fractions, full precision)."),
 ) -> None:
-    """List the runs, sweeps and studies of a runs directory, newest first: status, schedule, best val and
-    test accuracy (a sweep's: its best trial's), when, directory.
+    """List the runs, sweeps and studies of a runs directory.
 
-    Reads summary.json, config.yaml and sweep.yaml only: fast, and it changes nothing. Example:
-    lrdecay runs --status interrupted, then lrdecay train --resume DIR (or sweep --resume DIR)."""
+    Newest first: status, schedule, best val and test accuracy (a sweep's: its best trial's), when,
+    directory. Reads summary.json, config.yaml and sweep.yaml only: fast, and it changes nothing.
+
+    Examples:
+
+    \b
+      lrdecay runs
+      lrdecay runs --status interrupted     (then lrdecay train --resume DIR, or sweep --resume DIR)
+      lrdecay runs runs/showcase --name decay --format csv"""
     from lrdecay_cli import listing, report
 
     rows, nested = listing.list_runs(runs_dir)
