@@ -18,7 +18,6 @@ run (cosine, linear, rex, one_cycle, wsd, multistep's milestone_fractions, ...) 
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,29 +210,9 @@ class Study:
 def parse(raw: Any, source: str, base_dir: Path) -> Study:
     """A study file's data, validated, with its base loaded; every method x budget x LR is checked as the
     spec it will train (schema and schedule over the run) before anything is written."""
-    if not isinstance(raw, dict):
-        raise UserError(f"a study must be a mapping, got {type(raw).__name__}", where=source,
-                        fix="see configs/studies/decay_methods.yaml for an example")
-    try:
-        spec = StudySpec.model_validate(raw)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"])
-        message = error["msg"].replace("Input should be", "must be").replace("Value error, ", "")
-        fix = f"fix it in {source}"
-        if error["type"] == "extra_forbidden":
-            model = MethodEntry if len(error["loc"]) == 3 and error["loc"][0] == "methods" else StudySpec
-            close = difflib.get_close_matches(str(error["loc"][-1]), list(model.model_fields), n=1)
-            message = f"unknown key '{error['loc'][-1]}'"
-            fix = f"{f'did you mean {close[0]!r}? ' if close else ''}valid keys: {', '.join(model.model_fields)}"
-        raise UserError(message, where=f"{source}: {where}" if where else source, fix=fix) from None
-    if isinstance(spec.base, str):
-        path = Path(spec.base) if Path(spec.base).is_absolute() else base_dir / spec.base
-        base = read_yaml_file(path)
-        if not isinstance(base, dict):
-            raise UserError("the base spec must be a mapping", where=str(path), fix="point base: at a spec file")
-    else:
-        base = spec.base
+    spec = sweeps.validated(StudySpec, raw, source, "study", "configs/studies/decay_methods.yaml",
+                            items={"methods": MethodEntry})
+    base = sweeps.load_base(spec.base, base_dir)
     study = Study(spec, base, source)
     for i, method in enumerate(spec.methods):  # each method once, with the error naming it
         checked = from_data(merge_sections(base, {"schedule": method.schedule}), f"{source}: methods.{i}")

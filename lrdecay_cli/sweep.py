@@ -10,6 +10,7 @@ results and the leaderboard are always rebuilt from the trials' run directories.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import json
 import math
@@ -178,26 +179,44 @@ class Trial:
         return f"t{self.index:03d}"
 
 
-def parse_sweep(raw: Any, source: str, base_dir: Path) -> tuple[SweepSpec, dict]:
-    """Validate sweep data; return it with the base spec loaded as raw data."""
+def validated(model: type[BaseModel], raw: Any, source: str, kind: str, example: str,
+              items: dict[str, type[BaseModel]] | None = None) -> Any:
+    """A sweep's or a study's file data as `model`, or one line naming the field at fault; an unknown
+    key gets the valid ones (of `model`, or of `items[key]` for the entries of a list field)."""
     if not isinstance(raw, dict):
-        raise UserError(f"a sweep spec must be a mapping, got {type(raw).__name__}", where=source,
-                        fix="see configs/sweeps/decay_methods.yaml for an example")
+        raise UserError(f"a {kind} must be a mapping, got {type(raw).__name__}", where=source,
+                        fix=f"see {example} for an example")
     try:
-        sweep = SweepSpec.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"])
+        loc = error["loc"]
+        where = ".".join(str(p) for p in loc)
         message = error["msg"].replace("Input should be", "must be").replace("Value error, ", "")
-        raise UserError(message, where=f"{source}: {where}" if where else source, fix=f"fix it in {source}") from None
-    if isinstance(sweep.base, str):
-        path = (base_dir / sweep.base) if not Path(sweep.base).is_absolute() else Path(sweep.base)
-        base = read_yaml_file(path)
-        if not isinstance(base, dict):
-            raise UserError("the base spec must be a mapping", where=str(path), fix="point base: at a spec file")
-    else:
-        base = sweep.base
-    return sweep, base
+        fix = f"fix it in {source}"
+        owner = model if len(loc) == 1 else (items or {}).get(loc[0]) if len(loc) == 3 else None
+        if error["type"] == "extra_forbidden" and owner is not None:
+            close = difflib.get_close_matches(str(loc[-1]), list(owner.model_fields), n=1)
+            message = f"unknown key '{loc[-1]}'"
+            fix = f"{f'did you mean {close[0]!r}? ' if close else ''}valid keys: {', '.join(owner.model_fields)}"
+        raise UserError(message, where=f"{source}: {where}" if where else source, fix=fix) from None
+
+
+def load_base(base: str | dict, base_dir: Path) -> dict:
+    """A sweep's or a study's base spec as raw data: inline, or a path relative to its file."""
+    if isinstance(base, dict):
+        return base
+    path = Path(base) if Path(base).is_absolute() else base_dir / base
+    loaded = read_yaml_file(path)
+    if not isinstance(loaded, dict):
+        raise UserError("the base spec must be a mapping", where=str(path), fix="point base: at a spec file")
+    return loaded
+
+
+def parse_sweep(raw: Any, source: str, base_dir: Path) -> tuple[SweepSpec, dict]:
+    """Validate sweep data; return it with the base spec loaded as raw data."""
+    sweep = validated(SweepSpec, raw, source, "sweep spec", "configs/sweeps/decay_methods.yaml")
+    return sweep, load_base(sweep.base, base_dir)
 
 
 def expand(sweep: SweepSpec, base: dict, source: str, command_line: frozenset[str] = frozenset()) -> list[Trial]:
