@@ -363,17 +363,28 @@ def files_written(paths: list[Path]) -> None:
         sys.stdout.write(f"{path}\n")
 
 
-def compare_table(view) -> None:
-    """`lrdecay compare`: the groups best first, and under the table what the numbers mean."""
-    table = Table(title=view.title, title_justify="left")
-    for header, right in view.columns:
-        table.add_column(header, justify="right" if right else "left")
-    for row in view.rows:
-        table.add_row(*map(escape, row))
-    wide = _wide()
-    wide.print(table)
+COMPARE_KEEP = {"95% CI": 6, "n": 8, "vs best (Welch)": 7, "epochs": 2, "seconds": 1, "left out": 4}
+"""How much each of compare's columns is worth keeping at 80 columns (the groups' names and the metric
+most, then n, the test, the CI; a final value 3, a target's 3 to 1)."""
+
+
+def compare_table(view, console: Console | None = None) -> None:
+    """`lrdecay compare`: the groups best first, and under the table what the numbers mean; at 80 columns
+    the least needed columns go (said under it), no number is cut."""
+    console = console or _wide()
+    metric_column = next(i for i, (_, right) in enumerate(view.columns) if right)
+    columns = []
+    for i, (header, right) in enumerate(view.columns):
+        keep = 10 if i <= metric_column else COMPARE_KEEP.get(header, 3)
+        wraps = not right and header != "n"
+        columns.append(Column(header, right, 12 if wraps else None, keep, 0 if header == "vs best (Welch)" else 1))
+    table, dropped = fitted_table(view.title, columns, view.rows, console)
+    console.print(table)
     for line in view.notes:
-        wide.print(line, markup=False)
+        console.print(line, markup=False)
+    if dropped:
+        console.print(f"Left out to fit {console.width} columns: {', '.join(dropped)} (a wider terminal, "
+                      f"--csv or --markdown shows them).", markup=False)
 
 
 def compare_markdown(view) -> None:
@@ -393,55 +404,61 @@ def compare_csv(rows: list[dict]) -> None:
     sys.stdout.write(to_csv(rows))
 
 
-class RunsColumn(NamedTuple):
+class Column(NamedTuple):
     header: str
-    right: bool
-    narrowest: int | None
+    right: bool = False
+    narrowest: int | None = None
     """How narrow it may wrap; None: never narrower than its widest cell (numbers, times), so never cut."""
-    keep: int
+    keep: int = 5
     """Where the table does not fit even wrapped, the columns of the lowest `keep` go first."""
+    wrap: int = 0
+    """Which text columns wrap first where the table is too wide: the lowest."""
 
 
-RUNS_COLUMNS = (RunsColumn("name", False, 10, 5), RunsColumn("kind", False, None, 3),
-                RunsColumn("status", False, 12, 8), RunsColumn("schedule", False, 11, 6),
-                RunsColumn("best val_acc", True, None, 7), RunsColumn("test_acc", True, None, 7),
-                RunsColumn("best trial", False, 8, 2), RunsColumn("when (UTC)", False, None, 1),
-                RunsColumn("directory", False, 20, 9))
-"""`lrdecay runs`' columns."""
-WRAP_ORDER = ("status", "schedule", "name", "best trial", "directory")
-"""Which columns wrap first where the table is too wide: prose before names, the directory last."""
-
-
-def runs_table(rows, title: str, console: Console | None = None) -> None:
-    """`lrdecay runs`: one row per run, sweep or study, in as many columns as the width takes with every
-    number whole: text columns wrap (WRAP_ORDER), and where that is not enough the least kept go."""
-    console = console or _wide()
-    cells = [[row.name, str(row.kind), row.status, row.schedule, _pct(row.best_val_acc), _pct(row.test_acc),
-              f"{row.best_trial} by {row.metric}" if row.best_trial else "-",
-              row.when.strftime("%Y-%m-%d %H:%M") if row.when else "-", str(row.path)] for row in rows]
+def fitted_table(title: str, columns: list[Column], cells: list[list[str]], console: Console) -> tuple[Table, list[str]]:
+    """A table as wide as `console` allows with every number whole (80 columns, a log file): text columns
+    wrap, and where that is not enough the least kept columns go. Returns it and the headers left out."""
     natural = [max([len(column.header) if column.narrowest else max(map(len, column.header.split()))]
-                   + [len(c[i]) for c in cells]) for i, column in enumerate(RUNS_COLUMNS)]
+                   + [len(c[i]) for c in cells]) for i, column in enumerate(columns)]
     narrowest = [natural[i] if column.narrowest is None else min(natural[i], column.narrowest)
-                 for i, column in enumerate(RUNS_COLUMNS)]
-    shown = [i for i, column in enumerate(RUNS_COLUMNS)
-             if column.header != "best trial" or any(row.best_trial for row in rows)]
+                 for i, column in enumerate(columns)]
+    shown = list(range(len(columns)))
 
     def room() -> int:  # the width left to the cells once borders and padding (3 a column, 1 more) are drawn
         return console.width - 3 * len(shown) - 1
 
     while len(shown) > 1 and sum(narrowest[i] for i in shown) > room():
-        shown.remove(min(shown, key=lambda i: RUNS_COLUMNS[i].keep))
+        shown.remove(min(shown, key=lambda i: columns[i].keep))
     widths = {i: natural[i] for i in shown}
-    wrapping = [i for i in shown if RUNS_COLUMNS[i].narrowest is not None]
-    for i in sorted(wrapping, key=lambda i: WRAP_ORDER.index(RUNS_COLUMNS[i].header)):
+    for i in sorted((i for i in shown if columns[i].narrowest is not None), key=lambda i: columns[i].wrap):
         widths[i] -= min(widths[i] - narrowest[i], max(0, sum(widths.values()) - room()))
     table = Table(title=title, title_justify="left")
     for i in shown:
-        column = RUNS_COLUMNS[i]
-        table.add_column(column.header, justify="right" if column.right else "left", width=widths[i],
+        table.add_column(columns[i].header, justify="right" if columns[i].right else "left", width=widths[i],
                          overflow="fold")  # a number's column is as wide as its widest cell: only its header wraps
     for row in cells:
         table.add_row(*(escape(row[i]) for i in shown))
+    return table, [columns[i].header for i in range(len(columns)) if i not in shown]
+
+
+RUNS_COLUMNS = (Column("name", False, 10, 5, 2), Column("kind", False, None, 3),
+                Column("status", False, 12, 8, 0), Column("schedule", False, 11, 6, 1),
+                Column("best val_acc", True, None, 7), Column("test_acc", True, None, 7),
+                Column("best trial", False, 8, 2, 3), Column("when (UTC)", False, None, 1),
+                Column("directory", False, 20, 9, 4))
+"""`lrdecay runs`' columns."""
+
+
+def runs_table(rows, title: str, console: Console | None = None) -> None:
+    """`lrdecay runs`: one row per run, sweep or study, in as many columns as the width takes with every
+    number whole (fitted_table)."""
+    console = console or _wide()
+    cells = [[row.name, str(row.kind), row.status, row.schedule, _pct(row.best_val_acc), _pct(row.test_acc),
+              f"{row.best_trial} by {row.metric}" if row.best_trial else "-",
+              row.when.strftime("%Y-%m-%d %H:%M") if row.when else "-", str(row.path)] for row in rows]
+    shown = [i for i, column in enumerate(RUNS_COLUMNS)
+             if column.header != "best trial" or any(row.best_trial for row in rows)]
+    table, _ = fitted_table(title, [RUNS_COLUMNS[i] for i in shown], [[c[i] for i in shown] for c in cells], console)
     console.print(table)
     metrics = sorted({row.metric for row in rows if row.metric})
     if metrics:

@@ -299,3 +299,26 @@ def test_a_runs_directory_without_runs_is_one_line_and_exit_2(cli, tmp_path, mak
     out = cli("compare", tmp_path)
     assert out.exit_code == 2 and out.stdout == ""
     assert out.stderr.startswith(f"error: {tmp_path}: {message}") and out.stderr.count("\n") == 1
+
+
+def test_at_80_columns_no_number_is_cut_and_what_is_left_out_is_said(finished_sweep):
+    """A narrow terminal (or a log file at 80) drops the least needed columns, never prints 0.9…"""
+    import io
+
+    from rich.console import Console
+
+    from lrdecay_cli.compare import METRICS, compare, view
+    from lrdecay_cli.report import compare_table
+    from lrdecay_cli.runs import collect
+
+    shown = view(compare(collect([finished_sweep]), METRICS["val_acc"], target=0.5))
+    for width in (80, 200):
+        out = io.StringIO()
+        compare_table(shown, Console(file=out, width=width, force_terminal=False))
+        text = out.getvalue()
+        assert "…" not in text
+        table = text.split("\n\n")[0] if width == 80 else text
+        for row in shown.rows:
+            assert row[0] in table and row[1] in table  # the group and its metric, whole
+        assert ("Left out to fit 80 columns:" in text) == (width == 80)
+        assert max(len(line) for line in text.splitlines() if "┃" in line or "│" in line) <= width
