@@ -85,7 +85,19 @@ def load_run(path: Path) -> Run:
                         fix="rerun or resume the run; summary.json is rewritten whole at every epoch") from None
     if not isinstance(summary, dict):
         raise UserError("summary.json is not an object", where=str(summary_path), fix="restore or rerun the run")
-    return Run(path, flatten(config), summary)
+    return Run(path, flatten(with_defaults(config)), summary)
+
+
+def with_defaults(config: dict) -> dict:
+    """A run's config.yaml with the defaults of fields added since it was written (data.normalize,
+    model.init...), so that an old run and an equal new one group together; as written where it no
+    longer validates."""
+    from lrdecay_cli.spec import from_data
+
+    try:
+        return from_data(config, "config.yaml").model_dump(mode="json")
+    except UserError:
+        return config
 
 
 def trial_dirs(sweep_dir: Path) -> list[Path]:

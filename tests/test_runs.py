@@ -286,3 +286,20 @@ def test_runs_does_not_import_torch(runs_dir):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_a_run_written_before_a_field_existed_groups_with_an_equal_new_one(finished_sweep, tmp_path):
+    """config.yaml of an older version lacks data.normalize and model.init: their defaults are what it ran."""
+    import shutil
+
+    import yaml
+
+    from lrdecay_cli.runs import collect, group_runs
+
+    old = shutil.copytree(finished_sweep / "t001", tmp_path / "old")
+    config = yaml.safe_load((old / "config.yaml").read_text())
+    del config["data"]["normalize"], config["model"]["init"]
+    (old / "config.yaml").write_text(yaml.safe_dump(config))
+    runs = collect([finished_sweep / "t000", old])
+    assert runs[1].config["data.normalize"] == "standard" and runs[1].config["model.init"] == "torch"
+    assert len(group_runs(runs)) == 1
