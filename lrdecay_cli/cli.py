@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from lrdecay_cli.choices import Band, CompareMetric, Executor, FigureFormat, ListFormat, PreviewFormat, XUnit
 from lrdecay_cli.errors import UserError
@@ -50,6 +50,40 @@ class OneLineUsageErrors(TyperGroup):
             sys.stderr.write(f"error: cannot write the output: {exc.strerror or exc}\n")
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+class PlainArguments(TyperCommand):
+    """Arguments shown by their name alone, as Unix usage lines write them (`lrdecay plot [OPTIONS]
+    RUN_OR_SWEEP_DIR...`): typer would add its type (`SPEC <path>`, `<list[Path]>`, `<str>`) and brace a
+    required one (`{SPEC}`). Each argument's help says what it takes."""
+
+    @staticmethod
+    def _shown(param) -> str:
+        return (param.metavar or param.name.upper()) + ("..." if param.nargs != 1 else "")
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                pieces.append(self._shown(param) if param.required else f"[{self._shown(param)}]")
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+    def format_options(self, ctx, formatter) -> None:
+        args, opts = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                args.append((self._shown(param), record[1]))
+            else:
+                opts.append(record)
+        for title, rows in (("Arguments", args), ("Options", opts)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
 
 
 app = typer.Typer(
@@ -98,7 +132,7 @@ def command(fn: Callable | None = None, *, name: str | None = None) -> Callable:
                                        "an interrupted run)").line())
             raise typer.Exit(1) from None
 
-    return app.command(name)(run)
+    return app.command(name, cls=PlainArguments)(run)
 
 
 SetOption = typer.Option(None, "--set", metavar="KEY.PATH=VALUE",

@@ -159,6 +159,8 @@ def test_help_summaries_are_whole_and_every_command_shows_examples(cli):
     for name in commands:
         text = cli(name, "--help").stdout
         assert "Example" in text and f"lrdecay {name} " in text.split("Example")[1], name
+        for placeholder in ("<path>", "<list[", "<str>", "<int>", "{"):  # typer's own, which say nothing
+            assert placeholder not in text, (name, placeholder)
     assert "configs/sweeps/" in cli("sweep", "--help").stdout
 
 
