@@ -247,6 +247,8 @@ class SweepProgress:
         self.metric, self.console, self.title, self.total = metric, console, title, total
         self.done = self.failed = 0
         self.running: list[str] = []
+        self.epoch: tuple[int, int] | None = None
+        self.observer = StackEpochs(self)
         self.best: tuple[float, str] | None = None
         self.progress = Progress(TextColumn(escape(title)), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("eta"),
@@ -260,6 +262,8 @@ class SweepProgress:
 
     def _refresh(self) -> None:
         names = ", ".join(self.running[:3]) + (f" (+{len(self.running) - 3})" if len(self.running) > 3 else "")
+        if names and self.epoch:
+            names += f" at epoch {self.epoch[0]}/{self.epoch[1]}"
         self.progress.update(self.task, completed=self.done + self.failed,
                              status=", ".join(filter(None, [f"running {names or '-'}", f"failed {self.failed}",
                                                             self._best_text()])))
@@ -271,6 +275,8 @@ class SweepProgress:
     def on_done(self, trial, summary: dict) -> None:
         if trial.dirname in self.running:
             self.running.remove(trial.dirname)
+        if not self.running:
+            self.epoch = None
         if summary.get("status") in FINISHED:
             self.done += 1
         else:
@@ -293,6 +299,23 @@ class SweepProgress:
     def stop(self) -> None:
         if self.progress.live.is_started:
             self.progress.stop()
+
+
+class StackEpochs:
+    """The training loop's observer (train.TrainObserver's methods) for a sweep's display: the epoch the
+    stack in training is at, where the executor trains in this process."""
+
+    def __init__(self, progress: SweepProgress):
+        self.progress = progress
+
+    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        self.progress.epoch = (epoch, epochs)
+        self.progress._refresh()
+
+    def on_start(self, run_dir, summary) -> None: ...
+    def on_progress(self, steps_done: int, loss: float, lr: float) -> None: ...
+    def on_epoch_end(self, row: dict) -> None: ...
+    def on_finish(self, summary: dict) -> None: ...
 
 
 def stage_progress(selection_metric):

@@ -403,7 +403,8 @@ def run(plan: Plan, todo: list[Trial], executor: str, on_start, on_done, **optio
 def execute(plan: Plan, runs_dir: Path, executor: str = "auto", progress=None, **options) -> Outcome:
     """A sweep's whole lifecycle: its directory made (a new plan) or locked (a reopened one: a second
     process working in it is refused), its pending trials run. `progress(todo)` returns the display (an
-    object with on_start, on_done, stop) or is None for none; `options` are executors.run's."""
+    object with on_start, on_done, stop, and optionally `observer`, the training loop's observer of the stacks
+    trained in this process) or is None for none; `options` are executors.run's."""
     from lrdecay_cli.rundir import locked
 
     if plan.path is None:
@@ -413,7 +414,8 @@ def execute(plan: Plan, runs_dir: Path, executor: str = "auto", progress=None, *
         shown = progress(todo) if progress else None
         try:
             return run(plan, todo, executor, on_start=shown.on_start if shown else (lambda trial: None),
-                       on_done=shown.on_done if shown else (lambda trial, summary: None), **options)
+                       on_done=shown.on_done if shown else (lambda trial, summary: None),
+                       observer=getattr(shown, "observer", None), **options)
         finally:
             if shown:
                 shown.stop()

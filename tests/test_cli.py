@@ -181,6 +181,8 @@ def test_sweep_progress_in_a_log_is_one_plain_line_per_trial_with_the_eta():
     for trial in trials[:2]:
         progress.on_start(trial)
     assert progress.progress.tasks[0].fields["status"].startswith("running t000, t001")
+    progress.observer.on_epoch_start(2, 5, 10)  # the loop's observer of the stack in training
+    assert progress.progress.tasks[0].fields["status"].startswith("running t000, t001 at epoch 2/5")
     progress.on_done(trials[0], {"status": "completed", "best_val_acc": 0.91})
     progress.on_done(trials[1], {"status": "diverged", "best_val_acc": 0.95})
     progress.stop()

@@ -177,7 +177,9 @@ def test_a_worker_killed_mid_trial(cli, tmp_path, retries):
     import threading
     import time
 
-    base = {**BASE, "data": {"limit": 9000, "val_size": 500}, "train": {**BASE["train"], "epochs": 4}}
+    # 12 epochs: a window wide enough that the kill lands mid-training even where a loaded machine delays
+    # the killer (with 4, a stack could finish first and the sweep exit 0)
+    base = {**BASE, "data": {"limit": 9000, "val_size": 500}, "train": {**BASE["train"], "epochs": 12}}
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump({"name": "k", "base": base, "seeds": 3}))
     runs = tmp_path / "runs"

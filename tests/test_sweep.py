@@ -206,3 +206,28 @@ def test_a_sweep_takes_the_name_given_and_its_figures_show_it(cli, tmp_path):
     assert any("lr-study" in text.get_text() for text in [*figure.texts, *(ax.title for ax in figure.axes)])
     bad = cli("sweep", path, "--name", "../up", "--dry-run")
     assert bad.exit_code == 2 and bad.stderr.startswith("error: --name: '../up' is not a sweep name")
+
+
+@pytest.mark.parametrize("executor, epochs", [("vectorized", [1, 2]), ("sequential", [1, 2, 1, 2])])
+def test_the_sweep_display_sees_each_stacks_epochs(write_spec, tmp_path, executor, epochs):
+    """The progress object's `observer` gets the training loop's epochs (one stack, or one per trial)."""
+    from lrdecay_cli import sweep as sweeps
+
+    seen = []
+
+    class Display:
+        def __init__(self, todo):
+            self.observer = self
+
+        def on_start(self, *args): ...
+        def on_done(self, trial, summary): ...
+        def stop(self): ...
+        def on_epoch_start(self, epoch, total, steps):
+            seen.append(epoch)
+        def on_progress(self, *args): ...
+        def on_epoch_end(self, row): ...
+        def on_finish(self, summary): ...
+
+    plan = sweeps.plan(write_spec(), ["optimizer.lr=0.05,0.1"], None, ["data.limit=600", "data.val_size=100"])
+    outcome = sweeps.execute(plan, tmp_path / "runs", executor, Display)
+    assert [row["status"] for row in outcome.rows] == ["completed"] * 2 and seen == epochs

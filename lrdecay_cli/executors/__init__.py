@@ -141,7 +141,7 @@ def check_threads(sweep_dir: Path, trials: list[Trial], threads: int) -> None:
                                                            "or pass --force")
 
 
-def run_stack(trials: list[Trial], sweep_dir: Path, force: bool = False) -> list[dict]:
+def run_stack(trials: list[Trial], sweep_dir: Path, force: bool = False, observer=None) -> list[dict]:
     """Train `trials` into `<sweep_dir>/<trial dir>` as one stack, each continuing from its checkpoint
     where it has one; a failure fails each of them (their checkpoints stay for --resume), never the
     sweep. A Ctrl-C or SIGTERM that interrupted them ends the sweep (SweepInterrupted)."""
@@ -155,7 +155,7 @@ def run_stack(trials: list[Trial], sweep_dir: Path, force: bool = False) -> list
             else:  # a fresh start: clear what a start killed before its first checkpoint left
                 shutil.rmtree(sweep_dir / trial.dirname, ignore_errors=True)
                 planned.append(Planned(trial.spec, sweep_dir, trial.dirname))
-        summaries = [result.summary for result in train_runs(planned)]
+        summaries = [result.summary for result in train_runs(planned, observer)]
     except KeyboardInterrupt:
         raise
     except Interrupted as exc:  # before the runs existed: nothing to mark, the sweep ends
@@ -172,27 +172,30 @@ def run_stack(trials: list[Trial], sweep_dir: Path, force: bool = False) -> list
 
 
 def run_stacks_here(stacked: list[list[Trial]], sweep_dir: Path, on_start: OnStart, on_done: OnDone,
-                    force: bool = False) -> None:
-    """Stacks one after another in this process (the sequential and vectorized executors)."""
+                    force: bool = False, observer=None) -> None:
+    """Stacks one after another in this process (the sequential and vectorized executors); `observer`
+    (a train.TrainObserver) sees each stack's epochs."""
     for stack in stacked:
         for trial in stack:
             on_start(trial)
-        for trial, summary in zip(stack, run_stack(stack, sweep_dir, force)):
+        for trial, summary in zip(stack, run_stack(stack, sweep_dir, force, observer)):
             on_done(trial, summary)
 
 
 def run(name: Executor, trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_done: OnDone, workers: int = 2,
-        address: str | None = None, retries: int = 0, node_ip: str | None = None, force: bool = False) -> None:
+        address: str | None = None, retries: int = 0, node_ip: str | None = None, force: bool = False,
+        observer=None) -> None:
     """Run `trials` with the named executor: `sequential` (one at a time), `vectorized` (stacks here),
-    `processes` (stacks in worker processes), `ray` (stacks as Ray tasks), `auto` (see `resolve`)."""
+    `processes` (stacks in worker processes), `ray` (stacks as Ray tasks), `auto` (see `resolve`).
+    `observer` sees the epochs of stacks trained in this process (sequential, vectorized)."""
     name = resolve(name)
     settle_checkpoints(sweep_dir, trials)
     if not force and name != Executor.RAY:  # a Ray task checks its trials on its node
         check_threads(sweep_dir, trials, threads_of(name, workers))
     if name == Executor.SEQUENTIAL:
-        run_stacks_here([[trial] for trial in trials], sweep_dir, on_start, on_done, force)
+        run_stacks_here([[trial] for trial in trials], sweep_dir, on_start, on_done, force, observer)
     elif name == Executor.VECTORIZED:
-        run_stacks_here(stacks(trials, sweep_dir), sweep_dir, on_start, on_done, force)
+        run_stacks_here(stacks(trials, sweep_dir), sweep_dir, on_start, on_done, force, observer)
     elif name == Executor.PROCESSES:
         from lrdecay_cli.executors.processes import run_processes
 
