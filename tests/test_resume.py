@@ -137,7 +137,7 @@ def test_an_interrupted_sweep_resumes_its_trial_from_the_checkpoint(cli, tmp_pat
     real = executors.run_stack
     calls = []
 
-    def interrupt_second_trial(trials, sweep_dir, force=False):
+    def interrupt_second_trial(trials, sweep_dir, force=False, observer=None):
         (trial,) = trials
         calls.append(trial.dirname)
         if trial.dirname == "t001" and calls.count("t001") == 1:
@@ -145,7 +145,7 @@ def test_an_interrupted_sweep_resumes_its_trial_from_the_checkpoint(cli, tmp_pat
 
             train(trial.spec, sweep_dir, SignalAfterEpoch(2), dirname=trial.dirname)
             raise KeyboardInterrupt
-        return real(trials, sweep_dir, force)
+        return real(trials, sweep_dir, force, observer)
 
     monkeypatch.setattr(executors, "run_stack", interrupt_second_trial)
     out = cli("sweep", path, "--runs-dir", tmp_path / "runs", "--quiet")
