@@ -161,7 +161,7 @@ class Choice:
 
 @dataclass
 class Study:
-    """A study: its spec, base spec, directory (None until `create`) and its two stages' plans."""
+    """A study: its spec, base spec (raw data), where it came from, and its directory (None until `create`)."""
 
     spec: StudySpec
     base: dict
@@ -307,14 +307,11 @@ def cell_of(study: Study, trial: sweeps.Trial) -> Cell:
 
 def choose(study: Study, rows: list[dict]) -> list[Choice]:
     """Per cell, the LR with the best validation metric (a tie: the smaller LR); None where none completed."""
-    larger = study.spec.metric.larger_is_better
+    pick = max if study.spec.metric.larger_is_better else min  # both return the first best: the smaller LR
     choices = []
     for cell in study.cells():
-        candidates = [r for r in rows if r["cell"] == cell and r["value"] is not None]
-        best = None
-        for row in sorted(candidates, key=lambda r: r["lr"]):
-            if best is None or (row["value"] > best["value"] if larger else row["value"] < best["value"]):
-                best = row
+        candidates = sorted((r for r in rows if r["cell"] == cell and r["value"] is not None), key=lambda r: r["lr"])
+        best = pick(candidates, key=lambda r: r["value"], default=None)
         choices.append(Choice(cell, best and best["lr"], best and best["value"]))
     for row in rows:
         row["chosen"] = any(c.cell == row["cell"] and c.lr == row["lr"] for c in choices)
@@ -326,15 +323,16 @@ STUDY_COLUMNS = ("method", "budget_epochs", "lr", "tune_metric", "test_acc_mean"
 
 
 def results(study: Study, choices: list[Choice], plan: sweeps.Plan) -> tuple[list[dict], dict]:
-    """study.csv's rows (accuracies as fractions), and per cell the test accuracies by final seed."""
-    by_seed: dict[Cell, dict[int, float]] = {c.cell: {} for c in choices}
+    """study.csv's rows (accuracies as fractions), and per (method, budget) the test accuracies by final seed."""
+    by_seed: dict[tuple[str, int], dict[int, float]] = {(study.label(c.cell), c.cell.budget): {} for c in choices}
     for trial in plan.trials:
         summary = read_summary(plan.path / trial.dirname)
         if summary and summary.get("status") == Status.COMPLETED and summary.get("test_acc") is not None:
-            by_seed[cell_of(study, trial)][trial.spec.seed] = summary["test_acc"]
+            cell = cell_of(study, trial)
+            by_seed[study.label(cell), cell.budget][trial.spec.seed] = summary["test_acc"]
     rows = []
     for choice in choices:
-        s = summarize(list(by_seed[choice.cell].values()))
+        s = summarize(list(by_seed[study.label(choice.cell), choice.cell.budget].values()))
         low, high = s.ci95_bounds or (None, None)
         rows.append({"method": study.label(choice.cell), "budget_epochs": choice.cell.budget, "lr": choice.lr,
                      "tune_metric": choice.metric, "test_acc_mean": s.mean, "test_acc_std": s.std, "n": s.n,

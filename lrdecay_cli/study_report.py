@@ -16,33 +16,36 @@ from lrdecay_cli.plot import DPI, _colors, render
 from lrdecay_cli.rundir import write_atomic
 from lrdecay_cli.stats import welch
 
-FIGURES = ("test_acc_vs_budget", "average_rank", "lr_sensitivity")
 SIZE = (8.0, 4.5)
 
 
-def significance(rows: list[dict], by_seed: dict, cells: dict) -> dict[tuple[str, int], float | None]:
+def _epochs(n: int) -> str:
+    return f"{n} epoch{'s' * (n != 1)}"
+
+
+def significance(rows: list[dict], by_seed: dict) -> dict[tuple[str, int], float | None]:
     """(method, budget) -> Welch's p against that budget's best method (None: the best itself, or too few
-    seeds to test)."""
+    seeds to test); `by_seed`: (method, budget) -> {final seed: test accuracy}."""
     out = {}
     for budget in {r["budget_epochs"] for r in rows}:
         ranked = [r for r in rows if r["budget_epochs"] == budget and r["rank"] is not None]
         best = min(ranked, key=lambda r: r["rank"], default=None)
         for row in ranked:
-            a, b = list(by_seed[cells[best["method"], budget]].values()), list(by_seed[cells[row["method"], budget]].values())
+            a, b = list(by_seed[best["method"], budget].values()), list(by_seed[row["method"], budget].values())
             out[row["method"], budget] = (None if row is best or len(a) < 2 or len(b) < 2 else welch(a, b).p)
     return out
 
 
-def average_ranks(rows: list[dict], by_seed: dict, cells: dict) -> dict[tuple[str, int], float]:
+def average_ranks(rows: list[dict], by_seed: dict) -> dict[tuple[str, int], float]:
     """REX's measure: per budget and final seed, the methods ranked by test accuracy (1 = best, ties share
     the mean rank), averaged over the seeds every method completed."""
     out = {}
     for budget in sorted({r["budget_epochs"] for r in rows}):
         methods = [r["method"] for r in rows if r["budget_epochs"] == budget and r["n"]]
-        seeds = set.intersection(*(set(by_seed[cells[m, budget]]) for m in methods)) if methods else set()
+        seeds = set.intersection(*(set(by_seed[m, budget]) for m in methods)) if methods else set()
         ranks: dict[str, list[float]] = {m: [] for m in methods}
         for seed in sorted(seeds):
-            values = {m: by_seed[cells[m, budget]][seed] for m in methods}
+            values = {m: by_seed[m, budget][seed] for m in methods}
             for m, value in values.items():
                 above = sum(v > value for v in values.values())
                 equal = sum(v == value for v in values.values())
@@ -64,7 +67,7 @@ def _budget_axis(ax, budgets: list[int]) -> None:
     ax.set_xlabel("budget (epochs)")
 
 
-def figures(study, tuning: list[dict], rows: list[dict], by_seed: dict, cells: dict) -> dict:
+def figures(study, tuning: list[dict], rows: list[dict], by_seed: dict) -> dict:
     """The three figures, by name (not yet written)."""
     methods, budgets = [m.name for m in study.spec.methods], study.spec.budgets
     colors = dict(zip(methods, _colors(len(methods))))
@@ -86,7 +89,7 @@ def figures(study, tuning: list[dict], rows: list[dict], by_seed: dict, cells: d
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
     out["test_acc_vs_budget"] = fig
 
-    ranks, p = average_ranks(rows, by_seed, cells), significance(rows, by_seed, cells)
+    ranks, p = average_ranks(rows, by_seed), significance(rows, by_seed)
     fig = _figure()
     ax = fig.add_subplot()
     for method in methods:
@@ -119,7 +122,7 @@ def figures(study, tuning: list[dict], rows: list[dict], by_seed: dict, cells: d
         ax.set_xticks(study.spec.lr_list(), [f"{lr:g}" for lr in study.spec.lr_list()], rotation=45)
         ax.minorticks_off()
         ax.set_xlabel("initial LR")
-        ax.set_title(f"{budget} epoch{'s' * (budget != 1)}")
+        ax.set_title(_epochs(budget))
     axes[0].set_ylabel(f"{metric.value}{' (%)' if scale == 100 else ''} (validation)")
     axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="small")
     fig.suptitle(f"LR sensitivity (tuning seed{'s' * (study.spec.tune_seeds > 1)}; star: the chosen LR; "
@@ -139,13 +142,13 @@ def verdict(study, rows: list[dict], p: dict) -> list[str]:
         ranked = sorted((r for r in rows if r["budget_epochs"] == budget and r["rank"] is not None),
                         key=lambda r: r["rank"])
         if not ranked:
-            lines.append(f"At {budget} epoch{'s' * (budget != 1)}: no method completed its final runs.")
+            lines.append(f"At {_epochs(budget)}: no method completed its final runs.")
             continue
         best = ranked[0]
         tied = [r["method"] for r in ranked[1:] if p.get((r["method"], budget)) is None
                 or p[r["method"], budget] >= ALPHA]
         lower = [r["method"] for r in ranked[1:] if r["method"] not in tied]
-        text = (f"At {budget} epoch{'s' * (budget != 1)}, **{best['method']}** has the highest mean test accuracy "
+        text = (f"At {_epochs(budget)}, **{best['method']}** has the highest mean test accuracy "
                 f"({_pct(best['test_acc_mean'])}%, n = {best['n']})")
         if tied:
             text += (f"; {', '.join(tied)} {'is' if len(tied) == 1 else 'are'} not significantly different from it "
@@ -174,11 +177,11 @@ def verdict(study, rows: list[dict], p: dict) -> list[str]:
 def edge_choices(study, rows: list[dict]) -> list[str]:
     """Methods whose chosen LR is the grid's smallest or largest: their best LR may lie outside the grid."""
     lrs = study.spec.lr_list()
-    return [f"{r['method']} at {r['budget_epochs']} epoch{'s' * (r['budget_epochs'] != 1)} chose {r['lr']:g}, the grid's "
+    return [f"{r['method']} at {_epochs(r['budget_epochs'])} chose {r['lr']:g}, the grid's "
             f"{'largest' if r['lr'] == lrs[-1] else 'smallest'}" for r in rows if r["lr"] in (lrs[0], lrs[-1])]
 
 
-def markdown(study, tuning: list[dict], rows: list[dict], p: dict, ranks: dict) -> str:
+def markdown(study, rows: list[dict], p: dict, ranks: dict) -> str:
     spec, budgets = study.spec, study.spec.budgets
     methods = [m.name for m in spec.methods]
     at = {(r["method"], r["budget_epochs"]): r for r in rows}
@@ -194,8 +197,8 @@ def markdown(study, tuning: list[dict], rows: list[dict], p: dict, ranks: dict) 
         spread = f" ± {_pct(r['test_acc_std'])}" if r["test_acc_std"] is not None else ""
         return f"{_pct(r['test_acc_mean'])}{spread} (#{r['rank']})"
 
-    epochs = [f"{b} epoch{'s' * (b != 1)}" for b in budgets]
-    base = f"the base spec's {study.base.get('model', {}).get('name', 'mlp')} model" if isinstance(study.base, dict) else "the base"
+    epochs = [_epochs(b) for b in budgets]
+    base = f"the base spec's {study.base.get('model', {}).get('name', 'mlp')} model"
     parts = [
         f"# Study {spec.name}: which decay method wins at each budget",
         "",
@@ -251,10 +254,10 @@ def markdown(study, tuning: list[dict], rows: list[dict], p: dict, ranks: dict) 
 
 
 def write_report(study, tuning: list[dict], rows: list[dict], by_seed: dict) -> Path:
-    """Render the figures and report.md, then write them (each atomically); the report's path."""
-    cells = {(study.label(c), c.budget): c for c in by_seed}
-    rendered = {f"{name}.png": render(fig, "png") for name, fig in figures(study, tuning, rows, by_seed, cells).items()}
-    text = markdown(study, tuning, rows, significance(rows, by_seed, cells), average_ranks(rows, by_seed, cells))
+    """Render the figures and report.md, then write them (each atomically); the report's path. `by_seed`:
+    (method, budget) -> {final seed: test accuracy}, as study.results gives it."""
+    rendered = {f"{name}.png": render(fig, "png") for name, fig in figures(study, tuning, rows, by_seed).items()}
+    text = markdown(study, rows, significance(rows, by_seed), average_ranks(rows, by_seed))
     for name, data in rendered.items():
         write_atomic(study.path / name, data)
     write_atomic(study.path / "report.md", text)
