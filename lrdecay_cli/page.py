@@ -9,6 +9,7 @@ import html
 from pathlib import Path
 
 from lrdecay_cli.choices import CompareMetric
+from lrdecay_cli.report import percent
 from lrdecay_cli.runs import Run, differing_fields, show_value
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
@@ -23,10 +24,6 @@ def _table(header: list[str], rows: list[list[str]], right: list[bool] | None = 
     body = "".join("<tr>" + "".join(f"<td{' class=r' if r else ''}>{html.escape(c)}</td>" for c, r in zip(row, right))
                    + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _pct(value) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
 
 
 def page(runs: list[Run], title: str, metric: CompareMetric = CompareMetric.VAL_ACC) -> str:
@@ -51,7 +48,7 @@ def page(runs: list[Run], title: str, metric: CompareMetric = CompareMetric.VAL_
                  "and how it ended.</p>")
     header = ["run", *fields, "seed", "status", "best val acc", "test acc", "seconds"]
     rows = [[run.path.name, *(show_value(run.config.get(f, "-")) for f in fields), str(run.seed),
-             str(run.summary.get("status")), _pct(run.summary.get("best_val_acc")), _pct(run.summary.get("test_acc")),
+             str(run.summary.get("status")), percent(run.summary.get("best_val_acc")), percent(run.summary.get("test_acc")),
              f"{run.summary.get('wall_seconds') or 0:.1f}"] for run in runs]
     parts.append(_table(header, rows, [False] * (len(fields) + 1) + [True, False, True, True, True]))
     common = {k: v for k, v in runs[0].config.items() if k not in fields and k != "seed"

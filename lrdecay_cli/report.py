@@ -33,7 +33,8 @@ def print_json(data: dict) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
-def _pct(value: float | None) -> str:
+def percent(value: float | None) -> str:
+    """An accuracy (a fraction) as lrdecay shows it on screen and in pages: 97.12%; "-" for none."""
     return "-" if value is None else f"{100 * value:.2f}%"
 
 
@@ -77,8 +78,8 @@ class TrainProgress:
         self.progress.update(self.run, completed=self.epoch_start + steps_done)
 
     def on_epoch_end(self, row: dict) -> None:
-        status = (f"loss {_loss(row['train_loss'])}  acc {_pct(row['train_acc'])}  "
-                  f"val_loss {_loss(row['val_loss'])}  val_acc {_pct(row['val_acc'])}  lr {row['lr']:.4g}")
+        status = (f"loss {_loss(row['train_loss'])}  acc {percent(row['train_acc'])}  "
+                  f"val_loss {_loss(row['val_loss'])}  val_acc {percent(row['val_acc'])}  lr {row['lr']:.4g}")
         self.progress.update(self.task, status=status)
         if not self.console.is_terminal:
             run = self.progress.tasks[self.run]
@@ -110,11 +111,11 @@ def summary_table(run_dir: Path, summary: dict) -> None:
     rows = [
         ("run directory", str(run_dir)),
         ("epochs", f"{summary['epochs_completed']}/{summary['epochs']} ({summary['steps']} steps)"),
-        ("test accuracy", _pct(summary["test_acc"])),
+        ("test accuracy", percent(summary["test_acc"])),
         ("test loss", _loss(summary["test_loss"])),
         ("best val accuracy", "-" if summary["best_val_acc"] is None
-         else f"{_pct(summary['best_val_acc'])} (epoch {summary['best_epoch']})"),
-        ("final val accuracy", _pct(summary["final_val_acc"])),
+         else f"{percent(summary['best_val_acc'])} (epoch {summary['best_epoch']})"),
+        ("final val accuracy", percent(summary["final_val_acc"])),
         ("final train loss", _loss(summary["final_train_loss"])),
         ("wall time", f"{summary['wall_seconds']:.1f} s on {summary['device_name']}"),
     ]
@@ -374,7 +375,7 @@ def study_table(study, rows: list[dict], report_path) -> None:
     for row in sorted(rows, key=lambda r: (r["budget_epochs"], r["rank"] or 1e9)):
         ci = "-" if row["ci_low"] is None else f"{100 * row['ci_low']:.2f}..{100 * row['ci_high']:.2f}%"
         table.add_row(f"{row['budget_epochs']} ep", str(row["rank"] or "-"), escape(row["method"]),
-                      "-" if row["lr"] is None else f"{row['lr']:g}", _pct(row["test_acc_mean"]), ci, str(row["n"]))
+                      "-" if row["lr"] is None else f"{row['lr']:g}", percent(row["test_acc_mean"]), ci, str(row["n"]))
     _wide().print(table)
     if report_path:
         _wide().print(f"report: {report_path}", markup=False)
@@ -476,7 +477,7 @@ def runs_table(rows, title: str, console: Console | None = None) -> None:
     """`lrdecay runs`: one row per run, sweep or study, in as many columns as the width takes with every
     number whole (fitted_table)."""
     console = console or _wide()
-    cells = [[row.name, str(row.kind), row.status, row.schedule, _pct(row.best_val_acc), _pct(row.test_acc),
+    cells = [[row.name, str(row.kind), row.status, row.schedule, percent(row.best_val_acc), percent(row.test_acc),
               f"{row.best_trial} by {row.metric}" if row.best_trial else "-",
               row.when.strftime("%Y-%m-%d %H:%M") if row.when else "-", str(row.path)] for row in rows]
     shown = [i for i, column in enumerate(RUNS_COLUMNS)
