@@ -10,7 +10,6 @@ row saying so.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lrdecay_cli.errors import UserError
-from lrdecay_cli.rundir import Status, in_use, read_summary
+from lrdecay_cli.rundir import Status, in_use, read_summary, summary_number
 from lrdecay_cli.runs import STAMP, Kind, Member, count, kind_of, read_runs_dir, trial_dirs
 from lrdecay_cli.spec import read_yaml_file
 
@@ -122,12 +121,6 @@ def _time(text: Any) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def _fraction(value: Any) -> float | None:
-    """An accuracy from a summary: a finite number, else None (a crafted or torn value shows as none)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok else None
-
-
 def _unreadable_summary(path: Path) -> str:
     return "torn summary.json" if (path / "summary.json").exists() else "no summary.json"
 
@@ -152,12 +145,12 @@ def run_row(path: Path, kind: Kind = Kind.RUN) -> Row:
     if state != Status.COMPLETED and isinstance(done, int) and isinstance(epochs, int):
         status += f", {done}/{epochs} epochs"
     if kind == Kind.FIND_LR:
-        lr = _fraction(summary.get("suggested_lr"))
+        lr = summary_number(summary.get("suggested_lr"))
         schedule = "LR range test" + (f": {lr:.3g}" if lr is not None else "")
     else:
         schedule = _method(path / "config.yaml")
     return Row(path, kind, str(summary.get("name") or STAMP.sub("", path.name)), state, status, schedule,
-               _fraction(summary.get("best_val_acc")), _fraction(summary.get("test_acc")),
+               summary_number(summary.get("best_val_acc")), summary_number(summary.get("test_acc")),
                when=when or _time(summary.get("started_at")))
 
 
@@ -197,7 +190,7 @@ def sweep_row(path: Path, kind: Kind = Kind.SWEEP) -> Row:
             continue
         state = str(summary.get("status"))
         states[Status.INTERRUPTED if state == Status.RUNNING and not held else state] += 1
-        value = _fraction(summary.get(metric.summary_field))
+        value = summary_number(summary.get(metric.summary_field))
         better = best is None or (value is not None and metric.best([value, best[0]]) != best[0])
         if state == Status.COMPLETED and value is not None and better:
             best = (value, trial, summary)
@@ -213,7 +206,7 @@ def sweep_row(path: Path, kind: Kind = Kind.SWEEP) -> Row:
     schedule = "?" if methods is None else ", ".join(methods) if len(methods) <= 3 else f"{len(methods)} methods"
     row = Row(path, kind, name, state, status, schedule, when=stamp_time(path.name))
     if best is not None:
-        row.best_val_acc, row.test_acc = _fraction(best[2].get("best_val_acc")), _fraction(best[2].get("test_acc"))
+        row.best_val_acc, row.test_acc = summary_number(best[2].get("best_val_acc")), summary_number(best[2].get("test_acc"))
         row.best_trial, row.metric = best[1].name, metric.name
     return row
 

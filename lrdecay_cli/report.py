@@ -321,15 +321,13 @@ class StackEpochs:
 
 def stage_progress(selection_metric):
     """A study's display: one SweepProgress per stage (`stage`, its pending trials)."""
-    from lrdecay_cli.compare import METRICS, Metric
+    import dataclasses
+
+    from lrdecay_cli.compare import METRICS
 
     def start(stage: str, todo: list) -> SweepProgress:
-        if stage == "tune":
-            metric = METRICS[selection_metric.compare_metric]
-            metric = Metric(metric.name, metric.larger_is_better, metric.per_epoch, metric.best_means,
-                            selection_metric.value)
-        else:
-            metric = METRICS["test_acc"]
+        metric = (dataclasses.replace(METRICS[selection_metric.compare_metric], summary_field=selection_metric.value)
+                  if stage == "tune" else METRICS["test_acc"])
         return SweepProgress(len(todo), metric, title=f"{stage} stage")
 
     return start

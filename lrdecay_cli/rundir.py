@@ -349,6 +349,12 @@ def read_summary(path: Path) -> dict | None:
     return summary if isinstance(summary, dict) else None
 
 
+def summary_number(value) -> float | None:
+    """A metric read from a summary: a finite number, else None (null, a torn or crafted value, a bool)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
 def mark_failed(path: Path, message: str, config: str) -> None:
     """Mark a run failed in its summary.json (made, with its `config` text as config.yaml, if the run died
     before writing them), keeping whatever else its directory holds: a later resume continues from its

@@ -29,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Valid
 from lrdecay_cli import sweep as sweeps
 from lrdecay_cli.choices import SelectionMetric
 from lrdecay_cli.errors import UserError
-from lrdecay_cli.rundir import Status, check_writable, make_unique_dir, read_summary, to_csv, utc_stamp, write_atomic
+from lrdecay_cli.rundir import (Status, check_writable, make_unique_dir, read_summary, summary_number, to_csv, utc_stamp,
+                                write_atomic)
 from lrdecay_cli.spec import dump_yaml, from_data, merge_sections, read_yaml_file
 from lrdecay_cli.stats import summarize
 
@@ -275,8 +276,7 @@ def metric_of(summary: dict | None, metric: SelectionMetric) -> float | None:
     """A tuning run's validation metric; None unless it completed (a diverged LR is never chosen)."""
     if not summary or summary.get("status") != Status.COMPLETED:
         return None
-    value = summary.get(metric.value)
-    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+    return summary_number(summary.get(metric.value))
 
 
 def tuning_rows(study: Study, plan: sweeps.Plan) -> list[dict]:
