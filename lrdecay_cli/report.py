@@ -360,9 +360,8 @@ def study_preview(study, rows) -> None:
     wide.print(f"final: {final_trials} trials (each method x budget at its chosen LR x {spec.seeds} seeds "
                f"{spec.final_seed_list()}), {epochs * spec.seeds} model-epochs, evaluated on the test set", markup=False)
     for row in rows:
-        if all(f == row.factors[0] for f in row.factors) and not row.metric_driven and row.label != "constant":
-            warning(f"{row.label} keeps the LR at {row.factors[0]:g} x lr over the whole {row.budget}-epoch run; "
-                    f"check its parameters (e.g. interval: step)")
+        if row.warning:
+            warning(f"{row.label} at {row.budget} epochs: {row.warning}")
 
 
 def study_table(study, rows: list[dict], report_path) -> None:

@@ -359,6 +359,8 @@ class DryRunRow:
     factors: list[float]
     """The LR at 0%, 50%, 90% and 100% of the run, as a multiple of the initial LR."""
     metric_driven: bool
+    warning: str | None
+    """preview.flat_run_warning's, where the curve never moves in this budget's run."""
 
 
 SHOWN_AT = (0.0, 0.5, 0.9, 1.0)
@@ -367,6 +369,7 @@ SHOWN_AT = (0.0, 0.5, 0.9, 1.0)
 def preview(study: Study) -> list[DryRunRow]:
     """Each method's curve at each budget, at a few points of the run, before any compute; a metric-driven
     method (plateau) is shown as it starts, before any plateau cuts it."""
+    from lrdecay_cli.preview import flat_run_warning
     from lrdecay_cli.schedules import lr_schedule
 
     out = []
@@ -374,8 +377,8 @@ def preview(study: Study) -> list[DryRunRow]:
         spec = study.spec_of(cell)
         steps = spec.steps_per_epoch() * cell.budget
         schedule = lr_schedule(spec.schedule, 1.0, spec.steps_per_epoch(), cell.budget)
-        out.append(DryRunRow(study.label(cell), cell.budget, steps,
-                             [schedule(round(at * (steps - 1))) for at in SHOWN_AT], schedule.metric_driven))
+        out.append(DryRunRow(study.label(cell), cell.budget, steps, [schedule(round(at * (steps - 1))) for at in SHOWN_AT],
+                             schedule.metric_driven, flat_run_warning(spec)))
     return out
 
 

@@ -154,3 +154,13 @@ def test_dry_run_shows_each_curve_at_points_of_each_budget_and_writes_nothing(cl
     assert cosine_2 == [f"{0.5 * (1 + math.cos(math.pi * s / steps)):.4g}" for s in (0, 16, 28, 31)]
     assert "tuning: 8 trials" in result.stdout and "final: 8 trials" in result.stdout
     assert not (tmp_path / "runs").exists()
+
+
+def test_dry_run_warns_of_a_curve_that_never_moves_in_a_budget(cli, tmp_path):
+    """linear counts epochs by default: over a 1-epoch budget it is flat (the shared flat-run check says so);
+    constant is flat by design and gets no warning."""
+    path = write_study(tmp_path, {"methods": [{"schedule": {"name": "constant"}}, {"schedule": {"name": "linear"}}]})
+    result = cli("study", path, "--runs-dir", tmp_path / "runs", "--dry-run")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: linear at 1 epochs: the schedule never changes")
