@@ -83,12 +83,17 @@ def read_runs(targets: list[str | Path]):
     return collect([Path(t) for t in targets])
 
 
+def _as_runs(runs):
+    """Runs as given, or read from the directories given in their place."""
+    return read_runs(runs) if runs and isinstance(runs[0], (str, Path)) else runs
+
+
 def compare(runs, metric: str = "val_acc", target: float | None = None):
     """`lrdecay compare`'s `Comparison` of runs (or of directories): groups by all but the seed, with statistics."""
     from lrdecay_cli.compare import METRICS, check_target
     from lrdecay_cli.compare import compare as comparing
 
-    runs = read_runs(runs) if runs and isinstance(runs[0], (str, Path)) else runs
+    runs = _as_runs(runs)
     chosen = METRICS[CompareMetric(metric)]
     check_target(chosen, target)
     return comparing(runs, chosen, target)
@@ -98,5 +103,5 @@ def figures(runs, band: str = "minmax", log: frozenset[str] = frozenset(), x: st
     """`lrdecay plot`'s matplotlib Figures (a `plot.Plots`: .figures by name), for a notebook to show."""
     from lrdecay_cli.plot import figures as build
 
-    runs = read_runs(runs) if runs and isinstance(runs[0], (str, Path)) else runs
+    runs = _as_runs(runs)
     return build(runs, band=band, log=log, x=x)
