@@ -187,8 +187,9 @@ def test_a_worker_killed_mid_trial(cli, tmp_path, retries):
     def kill_one_worker_once_training():
         deadline = time.time() + 120
         while time.time() < deadline:
-            if list(runs.glob("sweeps/*/t00*/metrics.csv")) and any(
-                    len(p.read_text().splitlines()) >= 2 for p in runs.glob("sweeps/*/t00*/metrics.csv")):
+            metrics = list(runs.glob("sweeps/*/t00*/metrics.csv"))
+            # every trial past its first epoch: the killed one has a checkpoint, which the resume below checks
+            if len(metrics) == 3 and all(len(p.read_text().splitlines()) >= 2 for p in metrics):
                 pids = _worker_pids()
                 if pids:
                     os.kill(pids[0], signal.SIGKILL)
