@@ -415,6 +415,28 @@ def test_unit_is_x_over_255_and_standard_keeps_the_old_values(mnist_raw):
     assert torch.equal(unit.train_y, standard.train_y)  # the same split, only scaled otherwise
 
 
+def test_splits_kept_loads_once_per_arguments_and_holds_nothing_outside(mnist_raw, monkeypatch):
+    root, cpu = mnist_raw.parent.parent, torch.device("cpu")
+    reads = []
+    real_read = data._read_idx
+    monkeypatch.setattr(data, "_read_idx", lambda path: reads.append(path.name) or real_read(path))
+
+    def split(seed=0):
+        return load_splits(root, val_size=50, limit=500, split_seed=seed, device=cpu)
+
+    with data.splits_kept():
+        first = split()
+        assert split() is first and len(reads) == 4  # the four IDX files, read once
+        other = split(seed=1)
+        assert other is not first and not torch.equal(other.val_x, first.val_x) and len(reads) == 8
+        with data.splits_kept():  # nested: the same store
+            assert split(seed=1) is other and len(reads) == 8
+        assert split(seed=1) is other
+    assert data._kept is None
+    again = split(seed=1)
+    assert again is not other and len(reads) == 12 and torch.equal(again.val_x, other.val_x)
+
+
 def test_val_size_0_keeps_every_image_for_training(mnist_raw):
     s = load_splits(mnist_raw.parent.parent, val_size=0, limit=500, split_seed=0, device=torch.device("cpu"))
     assert (s.train_size, s.val_size, s.test_size) == (500, 0, 10000)

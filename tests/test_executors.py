@@ -85,6 +85,24 @@ def test_dropout_members_differ_in_masks_but_agree_in_outcome(cli, tmp_path):
         assert b["test_acc"] == pytest.approx(a["test_acc"], abs=0.03)  # same recipe, other dropout masks
 
 
+@pytest.mark.parametrize("executor", ["sequential", "vectorized"])
+def test_a_sweep_in_this_process_reads_the_data_once(cli, tmp_path, monkeypatch, executor):
+    from lrdecay_cli import data
+
+    reads = []
+    real_read = data._read_idx
+    monkeypatch.setattr(data, "_read_idx", lambda path: reads.append(path.name) or real_read(path))
+    path = tmp_path / "sweep.yaml"  # four trials, two stacks under vectorized (two batch sizes)
+    path.write_text(yaml.safe_dump({"name": "once", "base": {**BASE, "train": {**BASE["train"], "epochs": 1}},
+                                    "grid": {"optimizer.lr": [0.1, 0.05], "train.batch_size": [32, 64]}}))
+    out = cli("sweep", path, "--runs-dir", tmp_path / "runs", "--executor", executor, "--quiet")
+    assert out.exit_code == 0, out.output
+    (sweep_dir,) = (tmp_path / "runs" / "sweeps").iterdir()
+    assert [r["status"] for r in read_csv(sweep_dir / "results.csv")] == ["completed"] * 4
+    assert sorted(reads) == sorted(data.MNIST_SHA256)  # each IDX file once, for all four trials
+    assert data._kept is None  # nothing held once the sweep is over
+
+
 def test_stack_keys():
     spec = sweeps.from_data(BASE, "t")
     assert stack_key(spec) == stack_key(sweeps.from_data({**BASE, "seed": 5}, "t"))

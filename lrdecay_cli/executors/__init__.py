@@ -173,13 +173,16 @@ def run_stack(trials: list[Trial], sweep_dir: Path, force: bool = False, observe
 
 def run_stacks_here(stacked: list[list[Trial]], sweep_dir: Path, on_start: OnStart, on_done: OnDone,
                     force: bool = False, observer=None) -> None:
-    """Stacks one after another in this process (the sequential and vectorized executors); `observer`
-    (a train.TrainObserver) sees each stack's epochs."""
-    for stack in stacked:
-        for trial in stack:
-            on_start(trial)
-        for trial, summary in zip(stack, run_stack(stack, sweep_dir, force, observer)):
-            on_done(trial, summary)
+    """Stacks one after another in this process (the sequential and vectorized executors), loading the data
+    once for all; `observer` (a train.TrainObserver) sees each stack's epochs."""
+    from lrdecay_cli.data import splits_kept
+
+    with splits_kept():
+        for stack in stacked:
+            for trial in stack:
+                on_start(trial)
+            for trial, summary in zip(stack, run_stack(stack, sweep_dir, force, observer)):
+                on_done(trial, summary)
 
 
 def run(name: Executor, trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_done: OnDone, workers: int = 2,
