@@ -249,12 +249,14 @@ class SweepProgress:
         self.done = self.failed = 0
         self.running: list[str] = []
         self.epoch: tuple[int, int] | None = None
+        self.trained = 0.0
+        """The fraction of its training the stack in training has done (the bar counts its trials by it)."""
         self.observer = StackEpochs(self)
         self.best: tuple[float, str] | None = None
-        self.progress = Progress(TextColumn(escape(title)), BarColumn(), MofNCompleteColumn(),
+        self.progress = Progress(TextColumn(escape(title)), BarColumn(), TextColumn(f"{{task.fields[finished]}}/{total}"),
                                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("eta"),
                                  TimeRemainingColumn(), console=console)
-        self.task = self.progress.add_task("sweep", total=total, status="")
+        self.task = self.progress.add_task("sweep", total=total, status="", finished=0)
         if console.is_terminal:
             self.progress.start()
 
@@ -265,7 +267,8 @@ class SweepProgress:
         names = ", ".join(self.running[:3]) + (f" (+{len(self.running) - 3})" if len(self.running) > 3 else "")
         if names and self.epoch:
             names += f" at epoch {self.epoch[0]}/{self.epoch[1]}"
-        self.progress.update(self.task, completed=self.done + self.failed,
+        under_way = len(self.running) * self.trained if self.epoch else 0.0  # an ETA that moves while a stack trains
+        self.progress.update(self.task, completed=self.done + self.failed + under_way, finished=self.done + self.failed,
                              status=", ".join(filter(None, [f"running {names or '-'}", f"failed {self.failed}",
                                                             self._best_text()])))
 
@@ -304,17 +307,22 @@ class SweepProgress:
 
 class StackEpochs:
     """The training loop's observer (train.TrainObserver's methods) for a sweep's display: the epoch the
-    stack in training is at, where the executor trains in this process."""
+    stack in training is at and how far it is, where the executor trains in this process."""
 
     def __init__(self, progress: SweepProgress):
         self.progress = progress
+        self.epoch, self.epochs, self.steps = 1, 1, 1
 
     def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        self.epoch, self.epochs, self.steps = epoch, epochs, steps
         self.progress.epoch = (epoch, epochs)
+        self.on_progress(0, 0.0, 0.0)
+
+    def on_progress(self, steps_done: int, loss: float, lr: float) -> None:
+        self.progress.trained = (self.epoch - 1 + steps_done / self.steps) / self.epochs
         self.progress._refresh()
 
     def on_start(self, run_dir, summary) -> None: ...
-    def on_progress(self, steps_done: int, loss: float, lr: float) -> None: ...
     def on_epoch_end(self, row: dict) -> None: ...
     def on_finish(self, summary: dict) -> None: ...
 

@@ -164,6 +164,37 @@ def test_help_summaries_are_whole_and_every_command_shows_examples(cli):
     assert "configs/sweeps/" in cli("sweep", "--help").stdout
 
 
+def test_sweep_progress_counts_the_stack_in_training_by_how_far_it_is():
+    """A stack's trials finish together; the bar (and so its ETA) moves while the stack trains."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from lrdecay_cli.compare import METRICS
+    from lrdecay_cli.report import SweepProgress
+
+    progress = SweepProgress(6, METRICS["val_acc"], Console(file=io.StringIO(), force_terminal=False, width=80))
+    trials = [SimpleNamespace(dirname=f"t00{i}", fields={"seed": i}) for i in range(6)]
+    completed = lambda: progress.progress.tasks[0].completed  # noqa: E731
+    for trial in trials[:4]:  # a stack of four of the six
+        progress.on_start(trial)
+    assert completed() == 0
+    progress.observer.on_epoch_start(1, 2, 10)
+    progress.observer.on_progress(5, 0.3, 0.1)
+    assert completed() == pytest.approx(4 * 0.25) and progress.progress.tasks[0].fields["finished"] == 0
+    progress.observer.on_epoch_start(2, 2, 10)
+    progress.observer.on_progress(10, 0.2, 0.1)
+    assert completed() == pytest.approx(4.0)
+    for trial in trials[:4]:  # as its trials finish one by one, the count stays where it is
+        progress.on_done(trial, {"status": "completed", "best_val_acc": 0.9})
+        assert completed() == pytest.approx(4.0)
+    assert progress.progress.tasks[0].fields["finished"] == 4  # what the bar's count shows: trials finished
+    progress.on_start(trials[4])  # a trial trained elsewhere (processes, ray): no epochs seen here
+    assert completed() == pytest.approx(4.0)
+    progress.stop()
+
+
 def test_sweep_progress_in_a_log_is_one_plain_line_per_trial_with_the_eta():
     """Where stderr is a file, no bar (a log would keep only the last one): a line per finished trial,
     with its metric, the best so far (the word said once) and the time left."""
