@@ -311,15 +311,15 @@ class StackEpochs:
 
     def __init__(self, progress: SweepProgress):
         self.progress = progress
-        self.epoch, self.epochs, self.steps = 1, 1, 1
+        self.steps = 1
 
     def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
-        self.epoch, self.epochs, self.steps = epoch, epochs, steps
-        self.progress.epoch = (epoch, epochs)
+        self.progress.epoch, self.steps = (epoch, epochs), steps
         self.on_progress(0, 0.0, 0.0)
 
     def on_progress(self, steps_done: int, loss: float, lr: float) -> None:
-        self.progress.trained = (self.epoch - 1 + steps_done / self.steps) / self.epochs
+        epoch, epochs = self.progress.epoch
+        self.progress.trained = (epoch - 1 + steps_done / self.steps) / epochs
         self.progress._refresh()
 
     def on_start(self, run_dir, summary) -> None: ...
