@@ -21,8 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from lrdecay_cli.data import default_data_root, ensure_mnist
-from lrdecay_cli.device import device_name, resolve_device
+from lrdecay_cli.training.data import default_data_root, ensure_mnist
+from lrdecay_cli.training.device import device_name, resolve_device
 
 METHODS = [{"schedule": {"name": "constant"}}, {"schedule": {"name": "cosine", "interval": "step"}},
            {"schedule": {"name": "linear", "interval": "step"}},

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from lrdecay_cli.data import default_data_root, ensure_mnist
-from lrdecay_cli.device import device_name, resolve_device
+from lrdecay_cli.training.data import default_data_root, ensure_mnist
+from lrdecay_cli.training.device import device_name, resolve_device
 
 TARGETS = {("cpu", "mlp", "sgd"): ("ratio", 2.0), ("cuda", "cnn", "sgd"): ("model-epochs/s", 10.0)}
 OPTIMIZERS = {"sgd": {"name": "sgd", "lr": 0.1, "momentum": 0.9}, "adam": {"name": "adam", "lr": 0.001},

@@ -20,12 +20,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
-from lrdecay_cli import spec as spec_module
-from lrdecay_cli.data import default_data_root, ensure_mnist
-from lrdecay_cli.device import device_name, resolve_device
-from lrdecay_cli.models import build_model
-from lrdecay_cli.optim import OPTIMIZERS, hyper_parameters
-from lrdecay_cli.train import TrainObserver, train
+from lrdecay_cli.config import spec_file as spec_module
+from lrdecay_cli.training.data import default_data_root, ensure_mnist
+from lrdecay_cli.training.device import device_name, resolve_device
+from lrdecay_cli.training.models import build_model
+from lrdecay_cli.training.optim import OPTIMIZERS, hyper_parameters
+from lrdecay_cli.training.loop import TrainObserver
+from lrdecay_cli.training.loop import train
 
 TARGETS = {("cpu", "mlp"): 6.0, ("cuda", "cnn"): 3.5}
 """Speed-up over the recipe that issue #2 asks for, by (device type, model)."""

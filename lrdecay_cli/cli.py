@@ -1,4 +1,5 @@
-"""The `lrdecay` command: parses options, calls the library, maps user errors to one line + exit 2.
+"""The `lrdecay` command: parses options, calls `api` (or the module a command reads from), renders with
+`output`, and maps errors to exit codes: a user error is one line and exit 2, an interruption 130 / 143.
 
 torch is imported only inside the commands that train, so `lrdecay --help` starts fast.
 """
@@ -6,6 +7,7 @@ torch is imported only inside the commands that train, so `lrdecay --help` start
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -14,9 +16,9 @@ from typing import Callable, List, Optional
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from lrdecay_cli.choices import Band, CompareMetric, Executor, FigureFormat, ListFormat, PreviewFormat, XUnit
+from lrdecay_cli.config.choices import Band, CompareMetric, Executor, FigureFormat, ListFormat, PreviewFormat, XUnit
 from lrdecay_cli.errors import UserError
-from lrdecay_cli.rundir import Status
+from lrdecay_cli.rundir.layout import Status
 
 class OneLineUsageErrors(TyperGroup):
     """Command-line mistakes (an unknown option, `--steps abc`) get the same one line and exit 2 as
@@ -34,11 +36,11 @@ class OneLineUsageErrors(TyperGroup):
             if ctx is not None and exc.format_message() == ctx.get_help():
                 sys.stderr.write(exc.format_message() + "\n")
             else:
-                from lrdecay_cli import report
+                from lrdecay_cli.output import console
 
                 command = ctx.command_path if ctx else "lrdecay"
                 message = exc.format_message().rstrip(".").replace("Value error, ", "")  # typer's choice check says so
-                report.error(UserError(message, fix=f"see {command} --help").line())
+                console.error(UserError(message, fix=f"see {command} --help").line())
             sys.exit(2)
         except typer.Abort:
             sys.exit(130)
@@ -119,20 +121,28 @@ def command(fn: Callable | None = None, *, name: str | None = None) -> Callable:
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
-            from lrdecay_cli import report
+            from lrdecay_cli.output import console
 
-            report.error(exc.line())
+            console.error(exc.line())
             raise typer.Exit(2) from None
         except OSError as exc:  # the machine, not the input: a full disk, inodes used up, a read-only mount
-            from lrdecay_cli import report
+            from lrdecay_cli.output import console
 
             where = str(exc.filename) if exc.filename else None
-            report.error(UserError(exc.strerror or type(exc).__name__, where=where,
+            console.error(UserError(exc.strerror or type(exc).__name__, where=where,
                                    fix="free space or fix the permissions, then run again (--resume continues "
                                        "an interrupted run)").line())
             raise typer.Exit(1) from None
 
     return app.command(name, cls=PlainArguments)(run)
+
+
+def stop(message: str, signal_name: str | None) -> None:
+    """End the command as interrupted: `message` on stderr, exit 143 for SIGTERM, else 130 (Ctrl-C)."""
+    from lrdecay_cli.output import console
+
+    console.error(message)
+    raise typer.Exit(143 if signal_name == "SIGTERM" else 130)
 
 
 SetOption = typer.Option(None, "--set", metavar="KEY.PATH=VALUE",
@@ -143,6 +153,25 @@ AddressOption = typer.Option(None, "--address", metavar="HOST:PORT", help="A Ray
 NodeIpOption = typer.Option(None, "--node-ip", metavar="IP", help="This machine's address as the Ray cluster sees it (--executor ray). Default: 127.0.0.1 for a new local instance or a loopback --address, else Ray's choice.")
 RetriesOption = typer.Option(0, "--retries", min=0, metavar="N", help="Run a trial again this often if its worker process dies (processes, ray).")
 ForceOption = typer.Option(False, "--force", help="With --resume: continue trials under another CPU thread count than they ran with (their numbers then differ).")
+EXECUTOR_OPTIONS = {"workers": (int, WorkersOption), "address": (Optional[str], AddressOption),
+                    "node_ip": (Optional[str], NodeIpOption), "retries": (int, RetriesOption), "force": (bool, ForceOption)}
+
+
+def runs_trials(fn: Callable) -> Callable:
+    """Give a command that runs trials (sweep, study) the executors' options (EXECUTOR_OPTIONS), which reach
+    it together as its `options` argument, as `api.sweep` and `api.study` take them."""
+    signature = inspect.signature(fn)
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+              for name, (kind, option) in EXECUTOR_OPTIONS.items()]
+
+    @functools.wraps(fn)
+    def run(**kwargs):
+        options = {name: kwargs.pop(name) for name in EXECUTOR_OPTIONS}
+        return fn(**kwargs, options=options)
+
+    run.__signature__ = signature.replace(parameters=[p for p in signature.parameters.values()
+                                                      if p.name != "options"] + shared)
+    return run
 
 
 @command
@@ -168,52 +197,40 @@ def train(
       lrdecay train configs/quickstart.yaml
       lrdecay train configs/quickstart.yaml --set schedule.decay_rate=0.8 --set train.epochs=3
       lrdecay train --resume runs/20261201-101500-quickstart"""
-    from lrdecay_cli import report, spec
+    from lrdecay_cli import api
+    from lrdecay_cli.errors import Interrupted
+    from lrdecay_cli.output import console
 
     if spec_path is None and resume_dir is None:
         raise UserError("missing SPEC", fix="name a spec, e.g. lrdecay train configs/quickstart.yaml, or --resume RUN_DIR")
-    if spec_path is None and overrides:
-        spec_path = resume_dir / "config.yaml"
-    loaded = spec.load(spec_path, overrides or []) if spec_path is not None else None
-    if loaded is not None and resume_dir is None and not quiet:
-        from lrdecay_cli.preview import flat_run_warning
-
-        loaded.check_schedule(str(spec_path))
-        if warning := flat_run_warning(loaded):
-            report.warning(warning)
-    from lrdecay_cli.rundir import Status
-
-    progress = None if quiet or json_out else report.TrainProgress()  # says what loads, before torch does
-    from lrdecay_cli.train import Interrupted, TrainObserver, resume, train as run_training
-
-    observer = progress or TrainObserver()
+    loaded = api.load_spec(spec_path, overrides or []) if resume_dir is None else None
+    if loaded is not None and not quiet and (warning := api.check_schedule(loaded, str(spec_path))):
+        console.warning(warning)
+    progress = None if quiet or json_out else console.TrainProgress()  # says what loads, before torch does
     try:
-        if resume_dir is not None:
-            result = resume(resume_dir, loaded, force, observer)
-        else:
-            result = run_training(loaded, runs_dir, observer, source=str(spec_path))
+        result = (api.resume(resume_dir, spec_path, overrides or [], force, progress) if resume_dir is not None
+                  else api.train(loaded, runs_dir, progress, source=str(spec_path)))
     except Interrupted as exc:  # before the run directory existed (loading torch or the data)
-        report.error(f"interrupted ({exc}) before training started; nothing was written")
-        raise typer.Exit(143 if str(exc) == "SIGTERM" else 130) from None
+        stop(f"interrupted ({exc}) before training started; nothing was written", str(exc))
     finally:
         if progress:
             progress.stop()
     if not result.resumed:
-        report.note(f"{resume_dir} is already {result.summary['status']}; nothing to resume")
+        console.note(f"{resume_dir} is already {result.summary['status']}; nothing to resume")
     if json_out:
-        report.print_json(result.summary)
+        console.print_json(result.summary)
     elif not quiet:
-        report.summary_table(result.path, result.summary)
+        console.summary_table(result.path, result.summary)
     status = result.summary["status"]
     if status == Status.INTERRUPTED:
-        report.error(result.summary["message"])
-        raise typer.Exit(143 if result.summary.get("signal") == "SIGTERM" else 130)
+        stop(result.summary["message"], result.summary.get("signal"))
     if status != Status.COMPLETED:  # diverged or failed, now or when it ran
-        report.error(f"run {status}: {result.summary.get('message')} ({result.path})")
+        console.error(f"run {status}: {result.summary.get('message')} ({result.path})")
         raise typer.Exit(1)
 
 
 @command
+@runs_trials
 def sweep(
     sweep_path: Optional[Path] = typer.Argument(None, metavar="SWEEP", help="A sweep spec, or a plain spec to sweep with --grid/--seeds."),
     grid: Optional[List[str]] = typer.Option(None, "--grid", metavar="KEY.PATH=V1,V2", help="Sweep a field over values (repeatable; cartesian product)."),
@@ -222,14 +239,10 @@ def sweep(
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", metavar="DIR", help="The sweep goes to <runs-dir>/sweeps/<UTC time>-<name>/."),
     name: Optional[str] = typer.Option(None, "--name", metavar="NAME", help="The sweep's name (its directory's and its figures'); default: the sweep file's name, or the spec's."),
     executor: Executor = typer.Option(Executor.AUTO, "--executor", help="auto: vectorized on CUDA, else sequential; vectorized trains each group of compatible trials as one stacked model; processes and ray run stacks in worker processes or on a Ray cluster."),
-    workers: int = WorkersOption,
-    address: Optional[str] = AddressOption,
-    node_ip: Optional[str] = NodeIpOption,
-    retries: int = RetriesOption,
-    force: bool = ForceOption,
     dry_run: bool = typer.Option(False, "--dry-run", help="List the trials and their resolved schedules; train nothing."),
     resume: Optional[Path] = typer.Option(None, "--resume", metavar="SWEEP_DIR", help="Run what a sweep has not completed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+    options: dict = None,
 ) -> None:
     """Run many trials and rank them.
 
@@ -245,60 +258,45 @@ def sweep(
       lrdecay sweep --resume runs/sweeps/20261201-101500-decay_methods"""
     from collections import Counter
 
-    from lrdecay_cli import report
-    from lrdecay_cli import sweep as sweeps
-    from lrdecay_cli.compare import METRICS, view
-    from lrdecay_cli.rundir import Status
+    from lrdecay_cli import api
+    from lrdecay_cli.analysis.compare import METRICS, view
+    from lrdecay_cli.config.sweep_file import field_names
+    from lrdecay_cli.output import console
 
-    if resume is not None:
-        if sweep_path is not None or grid or seeds or overrides or name:
-            raise UserError("--resume takes only the sweep directory", where="--resume",
-                            fix="drop SWEEP, --grid, --seeds, --set and --name: the sweep directory holds them")
-        plan = sweeps.reopen(resume)
-    elif sweep_path is None:
-        raise UserError("missing SWEEP", fix="name a sweep spec or a spec, e.g. lrdecay sweep configs/sweeps/decay_methods.yaml")
-    else:
-        plan = sweeps.plan(sweep_path, grid or [], seeds, overrides or [], name)
+    plan = api.sweep_plan(sweep_path, grid or [], seeds, overrides or [], name, resume)
     if dry_run:
-        from lrdecay_cli.preview import flat_run_warning
-
-        todo = plan.pending()
+        todo, warnings = plan.preview()
         where = f" still to run in {plan.path}" if plan.path else f" of {plan.sweep.name}"
-        report.trials_table(todo, sweeps.field_names(plan.trials), f"{len(todo)} of {len(plan.trials)} trials{where}")
-        for trial in todo:
-            if warning := flat_run_warning(trial.spec):
-                report.warning(f"{trial.dirname}: {warning}")
+        console.trials_table(todo, field_names(plan.trials), f"{len(todo)} of {len(plan.trials)} trials{where}")
+        for line in warnings:
+            console.warning(line)
         return
-    progress = None if quiet else (lambda todo: report.SweepProgress(len(todo), METRICS[plan.sweep.metric]))
-    outcome = sweeps.execute(plan, runs_dir, executor, progress, workers=workers, address=address, retries=retries,
-                             node_ip=node_ip, force=force)
+    progress = None if quiet else (lambda todo: console.SweepProgress(len(todo), METRICS[plan.sweep.metric]))
+    outcome = api.sweep(plan, runs_dir=runs_dir, executor=executor, progress=progress, **options)
     if outcome.interrupted:
-        report.error(f"sweep interrupted ({outcome.interrupted}); continue with: lrdecay sweep --resume {plan.path}")
-        raise typer.Exit(143 if outcome.interrupted == "SIGTERM" else 130)
+        stop(f"sweep interrupted ({outcome.interrupted}); continue with: lrdecay sweep --resume {plan.path}",
+             outcome.interrupted)
     if not quiet and outcome.board:
-        report.compare_table(view(outcome.board))
+        console.compare_table(view(outcome.board))
     unfinished = [row for row in outcome.rows if row["status"] != Status.COMPLETED]
     if unfinished:  # diverged ones too, as lrdecay train exits 1 for a diverged run
         counts = Counter(row["status"] for row in unfinished)
-        report.error(f"{len(unfinished)} of {len(outcome.rows)} trials did not complete "
-                     f"({', '.join(f'{n} {status}' for status, n in counts.items())}); see {plan.path / 'results.csv'}"
-                     + (f" and run lrdecay sweep --resume {plan.path}" if outcome.incomplete else ""))
+        console.error(f"{len(unfinished)} of {len(outcome.rows)} trials did not complete "
+                      f"({', '.join(f'{n} {status}' for status, n in counts.items())}); see {plan.path / 'results.csv'}"
+                      + (f" and run lrdecay sweep --resume {plan.path}" if outcome.incomplete else ""))
         raise typer.Exit(1)
 
 
 @command
+@runs_trials
 def study(
     study_path: Optional[Path] = typer.Argument(None, metavar="STUDY", help="A study file, e.g. configs/studies/decay_methods.yaml."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", metavar="DIR", help="The study goes to <runs-dir>/studies/<UTC time>-<name>/."),
     executor: Executor = typer.Option(Executor.VECTORIZED, "--executor", help="How each stage's trials run, as for lrdecay sweep; vectorized (the default) trains all methods x LRs of one budget as one stacked model."),
-    workers: int = WorkersOption,
-    address: Optional[str] = AddressOption,
-    node_ip: Optional[str] = NodeIpOption,
-    retries: int = RetriesOption,
-    force: bool = ForceOption,
     dry_run: bool = typer.Option(False, "--dry-run", help="Show every method's LR curve at every budget and the trials to run; train nothing."),
     resume: Optional[Path] = typer.Option(None, "--resume", metavar="STUDY_DIR", help="Go on with a study: run what its stages have not finished."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+    options: dict = None,
 ) -> None:
     """Find which decay method wins at each training budget.
 
@@ -313,32 +311,24 @@ def study(
       lrdecay study configs/studies/decay_methods.yaml --dry-run
       lrdecay study configs/studies/decay_methods.yaml
       lrdecay study --resume runs/studies/20261201-101500-decay_methods"""
-    from lrdecay_cli import report
-    from lrdecay_cli import study as studies
+    from lrdecay_cli import api
+    from lrdecay_cli.output import console
 
-    if resume is not None:
-        if study_path is not None:
-            raise UserError("--resume takes only the study directory", where="--resume", fix="drop STUDY")
-        plan = studies.reopen(resume)
-    elif study_path is None:
-        raise UserError("missing STUDY", fix="name a study file, e.g. lrdecay study configs/studies/decay_methods.yaml")
-    else:
-        plan = studies.load(study_path)
+    plan = api.study_plan(study_path, resume)
     if dry_run:
-        report.study_preview(plan, studies.preview(plan))
+        console.study_preview(plan, plan.preview())
         return
-    outcome = studies.execute(plan, runs_dir, executor, None if quiet else report.stage_progress(plan.spec.metric),
-                              workers=workers, address=address, retries=retries, node_ip=node_ip, force=force)
+    outcome = api.study(plan, runs_dir=runs_dir, executor=executor,
+                        progress=None if quiet else console.stage_progress(plan.spec.metric), **options)
     if outcome.interrupted:
-        report.error(f"study interrupted ({outcome.interrupted}) in its {outcome.waiting} stage; "
-                     f"continue with: lrdecay study --resume {plan.path}")
-        raise typer.Exit(143 if outcome.interrupted == "SIGTERM" else 130)
+        stop(f"study interrupted ({outcome.interrupted}) in its {outcome.waiting} stage; "
+             f"continue with: lrdecay study --resume {plan.path}", outcome.interrupted)
     if outcome.waiting:
-        report.error(f"trials of the {outcome.waiting} stage did not finish (see {plan.path / outcome.waiting / 'results.csv'}); "
-                     f"run them with: lrdecay study --resume {plan.path}")
+        console.error(f"trials of the {outcome.waiting} stage did not finish (see {plan.path / outcome.waiting / 'results.csv'}); "
+                      f"run them with: lrdecay study --resume {plan.path}")
         raise typer.Exit(1)
     if not quiet:
-        report.study_table(plan, outcome.rows, outcome.report)
+        console.study_table(plan, outcome.rows, outcome.report)
 
 
 @command
@@ -357,13 +347,13 @@ def schedules(
       lrdecay schedules cosine"""
     import difflib
 
-    from lrdecay_cli import report
+    from lrdecay_cli.output import console
     from lrdecay_cli.schedules import METHODS
 
     if name is None:
-        report.schedules_table(METHODS)
+        console.schedules_table(METHODS)
     elif name in METHODS:
-        report.method_table(METHODS[name])
+        console.method_table(METHODS[name])
     else:
         close = difflib.get_close_matches(name, list(METHODS), n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
@@ -387,31 +377,18 @@ def schedule(
     \b
       lrdecay schedule configs/cosine.yaml --format plot
       lrdecay schedule configs/step.yaml --steps 2000 --png step.png"""
-    from lrdecay_cli import report, spec
-    from lrdecay_cli.preview import flat_run_warning, notes, preview
+    from lrdecay_cli import api
+    from lrdecay_cli.output import console
 
-    loaded = spec.load(spec_path, overrides or [])
-    loaded.check_schedule(str(spec_path))
+    lrs, notes, warning = api.schedule_preview(api.load_spec(spec_path, overrides or []), steps, png, str(spec_path))
+    for line in notes:
+        console.note(line)
+    if warning:
+        console.warning(warning)
+    {PreviewFormat.CSV: console.lr_csv, PreviewFormat.JSON: console.lr_json,
+     PreviewFormat.PLOT: console.lr_terminal_plot}[output_format](lrs)
     if png is not None:
-        from lrdecay_cli.rundir import check_output_file
-
-        check_output_file(png, f"--png {png}")
-        if png.suffix and png.suffix.lstrip(".") not in tuple(FigureFormat):  # no suffix: png
-            raise UserError(f"'{png.suffix}' is not a figure format", where=f"--png {png}",
-                            fix=f"end the name in .{', .'.join(FigureFormat)}")
-    lrs = preview(loaded, steps or loaded.train.epochs * loaded.steps_per_epoch())
-    for line in notes(loaded):
-        report.note(line)
-    if warning := flat_run_warning(loaded):
-        report.warning(warning)
-    {PreviewFormat.CSV: report.lr_csv, PreviewFormat.JSON: report.lr_json,
-     PreviewFormat.PLOT: report.lr_terminal_plot}[output_format](lrs)
-    if png is not None:
-        from lrdecay_cli.plot import lr_curve_png
-
-        method = loaded.schedule.name
-        lr_curve_png(lrs, png, method if loaded.name == method else f"{loaded.name}: {method}", loaded.steps_per_epoch())
-        report.note(f"wrote {png}")  # on stderr: stdout holds the LRs
+        console.note(f"wrote {png}")  # on stderr: stdout holds the LRs
 
 
 @command
@@ -426,10 +403,10 @@ def data(
 
     \b
       lrdecay data --root ~/datasets"""
-    from lrdecay_cli import report
-    from lrdecay_cli.data import default_data_root, ensure_mnist
+    from lrdecay_cli.output import console
+    from lrdecay_cli.training.data import default_data_root, ensure_mnist
 
-    report.data_ready(ensure_mnist(default_data_root(str(root) if root else None)))
+    console.data_ready(ensure_mnist(default_data_root(str(root) if root else None)))
 
 
 @command
@@ -456,25 +433,10 @@ def plot(
     \b
       lrdecay plot runs/20261201-101500-quickstart
       lrdecay plot runs/sweeps/20261201-101500-decay_methods --out figures --format svg --log lr,loss"""
-    from lrdecay_cli import plot as plots
-    from lrdecay_cli import report
-    from lrdecay_cli.runs import collect, expand_targets
+    from lrdecay_cli import api
+    from lrdecay_cli.output import console
 
-    if out is None and len(targets) > 1:
-        raise UserError(f"{len(targets)} targets and no output directory", where="--out",
-                        fix="pass --out DIR (one target writes to TARGET/plots by default)")
-    out = out if out is not None else targets[0] / "plots"
-    plots.check_out_dir(out)
-    targets, notes = expand_targets(targets)
-    for line in notes:
-        report.note(line)
-    axes = frozenset(a.strip() for a in (log or "").split(",") if a.strip())
-    if log is not None and (not axes or not axes <= set(plots.LOG_AXES)):
-        raise UserError(f"cannot put '{log}' on a log scale", where="--log", fix="give lr, loss or lr,loss")
-    built = plots.figures(collect(targets), band=band, log=axes, x=x)
-    for line in built.notes:
-        report.note(line)
-    report.files_written(plots.save(built, out, output_format))
+    console.files_written(api.plot(targets, out, output_format, band, log, x, on_note=console.note))
 
 
 @command(name="report")
@@ -494,21 +456,10 @@ def report_page(
     \b
       lrdecay report runs/sweeps/20261201-101500-decay_methods
       lrdecay report runs/2026* --out decay.html --metric test_acc"""
-    from lrdecay_cli import report
-    from lrdecay_cli.page import page
-    from lrdecay_cli.rundir import check_output_file, write_atomic
-    from lrdecay_cli.runs import collect
+    from lrdecay_cli import api
+    from lrdecay_cli.output import console
 
-    if out is None and len(targets) > 1:
-        raise UserError(f"{len(targets)} targets and no output file", where="--out",
-                        fix="pass --out FILE (one target writes TARGET/report.html by default)")
-    out = out if out is not None else targets[0] / "report.html"
-    check_output_file(out, "--out")
-    runs = collect(targets)
-    title = runs[0].sweep if len(targets) == 1 and runs[0].sweep else ", ".join(t.name for t in targets)
-    text = page(runs, f"lrdecay report: {title}", metric)
-    write_atomic(out, text)
-    report.files_written([out])
+    console.files_written([api.report(targets, out, metric)])
 
 
 @command
@@ -542,24 +493,19 @@ def compare(
       lrdecay compare runs/sweeps/20261201-101500-decay_methods
       lrdecay compare runs          (every single run and sweep trial in runs/; a note says what it took in)
       lrdecay compare runs/2026* --metric test_acc --target 0.98 --markdown"""
-    from lrdecay_cli import compare as comparing
-    from lrdecay_cli import report
-    from lrdecay_cli.runs import collect, expand_targets
+    from lrdecay_cli import api
+    from lrdecay_cli.analysis.compare import csv_rows, view
+    from lrdecay_cli.output import console
 
     if csv_out and markdown:
         raise UserError("--csv and --markdown exclude each other", where="--csv/--markdown", fix="pick one")
-    chosen = comparing.METRICS[metric]
-    comparing.check_target(chosen, target)  # before reading any run directory
-    targets, notes = expand_targets(targets)
-    for line in notes:
-        report.note(line)
-    result = comparing.compare(collect(targets), chosen, target)
+    result = api.compare(targets, metric, target, on_note=console.note)
     if csv_out:
-        report.compare_csv(comparing.csv_rows(result))
+        console.compare_csv(csv_rows(result))
     elif markdown:
-        report.compare_markdown(comparing.view(result))
+        console.compare_markdown(view(result))
     else:
-        report.compare_table(comparing.view(result))
+        console.compare_table(view(result))
 
 
 @command
@@ -587,18 +533,19 @@ def runs(
       lrdecay runs
       lrdecay runs --status interrupted     (then lrdecay train --resume DIR, or sweep --resume DIR)
       lrdecay runs runs/showcase --name decay --format csv"""
-    from lrdecay_cli import listing, report
+    from lrdecay_cli.analysis import listing
+    from lrdecay_cli.output import console
 
     rows, nested = listing.list_runs(runs_dir)
     for path in nested:
-        report.note(f"{path} holds runs of its own: lrdecay runs {path}")
+        console.note(f"{path} holds runs of its own: lrdecay runs {path}")
     chosen = listing.select(rows, status, name)
     if not chosen:
-        report.note(listing.nothing_listed(runs_dir, len(rows), status, name))
+        console.note(listing.nothing_listed(runs_dir, len(rows), status, name))
     elif output_format == ListFormat.CSV:
-        report.runs_csv(listing.csv_rows(chosen))
+        console.runs_csv(listing.csv_rows(chosen))
     else:
-        report.runs_table(chosen, listing.title(chosen, runs_dir))
+        console.runs_table(chosen, listing.title(chosen, runs_dir))
 
 
 @command
@@ -629,21 +576,20 @@ def find_lr(
     \b
       lrdecay find-lr configs/quickstart.yaml
       lrdecay find-lr configs/quickstart.yaml --write tuned.yaml"""
-    from lrdecay_cli import report, spec
-    from lrdecay_cli.find_lr import Settings, find_lr as run_test
+    from lrdecay_cli import api
+    from lrdecay_cli.output import console
 
-    settings = Settings(min_lr=min_lr, max_lr=max_lr, steps=steps, smoothing=smoothing, diverge=diverge)
-    loaded = spec.load(spec_path, overrides or [])
-    progress = None if quiet else report.FindLrProgress(settings.steps)
+    progress = None if quiet else console.FindLrProgress(steps)
     try:
-        result = run_test(loaded, settings, runs_dir, spec_out, force, progress.on_step if progress else None)
+        result = api.find_lr(spec_path, overrides or [], runs_dir, spec_out, force, progress.on_step if progress else None,
+                             min_lr=min_lr, max_lr=max_lr, steps=steps, smoothing=smoothing, diverge=diverge)
     finally:
         if progress:
             progress.stop()
     if not quiet:
-        report.find_lr_result(result.path, result.summary)
+        console.find_lr_result(result.path, result.summary)
     if spec_out is not None and result.summary["spec_written"] is None:
-        report.error(f"{spec_out} not written: {result.summary['message']}")
+        console.error(f"{spec_out} not written: {result.summary['message']}")
         raise typer.Exit(1)
 
 

@@ -1,4 +1,7 @@
-"""The one exception type for user errors: the CLI prints it as one line and exits 2."""
+"""The exceptions a command ends with: `UserError` (bad input: one line, exit 2) and `Interrupted` (a signal
+stopped a run: exit 130 or 143)."""
+
+import signal
 
 
 class UserError(Exception):
@@ -14,3 +17,11 @@ class UserError(Exception):
         head = f"{self.where}: {self.what}" if self.where else self.what
         text = f"{head}; {self.fix}" if self.fix else head
         return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived while a run trained; the loop stopped after the step in flight."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)

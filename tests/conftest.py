@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from lrdecay_cli.cli import app
-from lrdecay_cli.spec import merge_sections
+from lrdecay_cli.config.spec_file import merge_sections
 
 TINY = {
     "name": "tiny",
@@ -39,7 +39,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session", autouse=True)
 def mnist():
     """Make sure the user's MNIST cache is there and verified before any training test."""
-    from lrdecay_cli.data import default_data_root, ensure_mnist
+    from lrdecay_cli.training.data import default_data_root, ensure_mnist
 
     return ensure_mnist(default_data_root())
 

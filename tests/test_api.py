@@ -9,7 +9,7 @@ import pytest
 
 from conftest import TINY, read_csv
 from lrdecay_cli.errors import UserError
-from lrdecay_cli.spec import merge_sections
+from lrdecay_cli.config.spec_file import merge_sections
 
 
 def test_train_sweep_read_and_compare_from_python(write_spec, tmp_path):

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from conftest import TINY
-from lrdecay_cli.spec import merge_sections
+from lrdecay_cli.config.spec_file import merge_sections
 
 
 @dataclass
@@ -263,8 +263,8 @@ def interrupted_run(tmp_path_factory) -> Path:
     """A run directory with a checkpoint and an interrupted status, for the --resume cases."""
     import json
 
-    from lrdecay_cli.spec import from_data
-    from lrdecay_cli.train import train
+    from lrdecay_cli.config.spec_file import from_data
+    from lrdecay_cli.training.loop import train
 
     result = train(from_data(merge_sections(TINY, {"train": {"epochs": 1}}), "tiny"), tmp_path_factory.mktemp("made"))
     summary = json.loads((result.path / "summary.json").read_text())

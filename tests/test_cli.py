@@ -38,7 +38,7 @@ def test_runs_dir_without_write_permission(cli, write_spec, tmp_path):
 
 def test_unwritable_runs_dir_is_refused_before_anything_is_written(monkeypatch, cli, write_spec, tmp_path):
     """As root nothing is unwritable, so simulate the permission check failing; nothing may be created."""
-    from lrdecay_cli import rundir
+    from lrdecay_cli.rundir import fs as rundir
 
     spec = write_spec()
     real_access = os.access
@@ -52,7 +52,7 @@ def test_a_full_disk_is_refused_before_anything_is_written(monkeypatch, cli, wri
     """The runs directory's disk must hold the run (checkpoint twice, CSVs): checked before data is loaded."""
     import collections
 
-    from lrdecay_cli import rundir
+    from lrdecay_cli.rundir import fs as rundir
 
     spec = write_spec()
     usage = collections.namedtuple("usage", "total used free")
@@ -131,7 +131,7 @@ def test_training_progress_says_what_loads_and_shows_the_runs_eta():
 
     from rich.console import Console
 
-    from lrdecay_cli.report import TrainProgress
+    from lrdecay_cli.output.console import TrainProgress
 
     out = io.StringIO()
     progress = TrainProgress(Console(file=out, force_terminal=True, width=160))
@@ -171,8 +171,8 @@ def test_sweep_progress_counts_the_stack_in_training_by_how_far_it_is():
 
     from rich.console import Console
 
-    from lrdecay_cli.compare import METRICS
-    from lrdecay_cli.report import SweepProgress
+    from lrdecay_cli.analysis.compare import METRICS
+    from lrdecay_cli.output.console import SweepProgress
 
     progress = SweepProgress(6, METRICS["val_acc"], Console(file=io.StringIO(), force_terminal=False, width=80))
     trials = [SimpleNamespace(dirname=f"t00{i}", fields={"seed": i}) for i in range(6)]
@@ -203,8 +203,8 @@ def test_sweep_progress_in_a_log_is_one_plain_line_per_trial_with_the_eta():
 
     from rich.console import Console
 
-    from lrdecay_cli.compare import METRICS
-    from lrdecay_cli.report import SweepProgress
+    from lrdecay_cli.analysis.compare import METRICS
+    from lrdecay_cli.output.console import SweepProgress
 
     out = io.StringIO()
     progress = SweepProgress(3, METRICS["val_acc"], Console(file=out, force_terminal=False, width=80))

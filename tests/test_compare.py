@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from conftest import read_csv
-from lrdecay_cli.stats import t_quantile, t_sf
+from lrdecay_cli.analysis.stats import t_quantile, t_sf
 
 LARGER = {"val_acc": True, "test_acc": True, "val_loss": False}
 
@@ -307,9 +307,9 @@ def test_at_80_columns_no_number_is_cut_and_what_is_left_out_is_said(finished_sw
 
     from rich.console import Console
 
-    from lrdecay_cli.compare import METRICS, compare, view
-    from lrdecay_cli.report import compare_table
-    from lrdecay_cli.runs import collect
+    from lrdecay_cli.analysis.compare import METRICS, compare, view
+    from lrdecay_cli.output.console import compare_table
+    from lrdecay_cli.rundir.read import collect
 
     shown = view(compare(collect([finished_sweep]), METRICS["val_acc"], target=0.5))
     for width in (80, 200):

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_dirs
-from lrdecay_cli import spec
+from lrdecay_cli.config import spec_file as spec
+from lrdecay_cli.config.spec_file import flatten
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -65,7 +66,7 @@ def test_recipe_configs_hold_the_recipe_and_say_what_differs(name):
     config = REPO / "configs" / f"{name}.yaml"
     text = config.read_text()
     assert f"lrdecay train configs/{name}.yaml" in text and "What still differs" in text
-    loaded = spec.flatten(spec.load(config).model_dump(mode="json"))
+    loaded = flatten(spec.load(config).model_dump(mode="json"))
     assert {key: loaded[key] for key in RECIPES[name]} == RECIPES[name]
 
 

@@ -18,8 +18,8 @@ import pytest
 import torch
 import torchvision
 
-from lrdecay_cli import data
-from lrdecay_cli.data import Batches, default_data_root, ensure_mnist, load_splits
+from lrdecay_cli.training import data
+from lrdecay_cli.training.data import Batches, default_data_root, ensure_mnist, load_splits
 from lrdecay_cli.errors import UserError
 
 # The published digests of the official, gunzipped MNIST files; data.py must pin exactly these.
@@ -415,25 +415,22 @@ def test_unit_is_x_over_255_and_standard_keeps_the_old_values(mnist_raw):
     assert torch.equal(unit.train_y, standard.train_y)  # the same split, only scaled otherwise
 
 
-def test_splits_kept_loads_once_per_arguments_and_holds_nothing_outside(mnist_raw, monkeypatch):
+def test_kept_splits_load_once_per_arguments_and_only_where_kept(mnist_raw, monkeypatch):
     root, cpu = mnist_raw.parent.parent, torch.device("cpu")
     reads = []
     real_read = data._read_idx
     monkeypatch.setattr(data, "_read_idx", lambda path: reads.append(path.name) or real_read(path))
+    kept = data.KeptSplits()
 
     def split(seed=0):
-        return load_splits(root, val_size=50, limit=500, split_seed=seed, device=cpu)
+        return kept.load(root, 50, 500, seed, cpu, "standard")
 
-    with data.splits_kept():
-        first = split()
-        assert split() is first and len(reads) == 4  # the four IDX files, read once
-        other = split(seed=1)
-        assert other is not first and not torch.equal(other.val_x, first.val_x) and len(reads) == 8
-        with data.splits_kept():  # nested: the same store
-            assert split(seed=1) is other and len(reads) == 8
-        assert split(seed=1) is other
-    assert data._kept is None
-    again = split(seed=1)
+    first = split()
+    assert split() is first and len(reads) == 4  # the four IDX files, read once
+    other = split(seed=1)
+    assert other is not first and not torch.equal(other.val_x, first.val_x) and len(reads) == 8
+    assert split(seed=1) is other and len(reads) == 8
+    again = load_splits(root, val_size=50, limit=500, split_seed=1, device=cpu)  # nothing kept outside a store
     assert again is not other and len(reads) == 12 and torch.equal(again.val_x, other.val_x)
 
 

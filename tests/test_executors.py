@@ -1,6 +1,7 @@
 """The vectorized executor: one stacked model per group, each member equal to its sequential run."""
 
 import csv
+import gc
 import io
 import json
 
@@ -9,8 +10,9 @@ import torch
 import yaml
 
 from conftest import TINY, read_csv
-from lrdecay_cli import sweep as sweeps
-from lrdecay_cli.stack import stack_key
+from lrdecay_cli.config.spec_file import from_data
+from lrdecay_cli.experiments import sweep as sweeps
+from lrdecay_cli.training.stacked import stack_key
 
 BASE = {**TINY, "model": {"name": "mlp", "hidden": [32]}, "train": {**TINY["train"], "epochs": 2}}
 
@@ -87,7 +89,7 @@ def test_dropout_members_differ_in_masks_but_agree_in_outcome(cli, tmp_path):
 
 @pytest.mark.parametrize("executor", ["sequential", "vectorized"])
 def test_a_sweep_in_this_process_reads_the_data_once(cli, tmp_path, monkeypatch, executor):
-    from lrdecay_cli import data
+    from lrdecay_cli.training import data
 
     reads = []
     real_read = data._read_idx
@@ -100,24 +102,25 @@ def test_a_sweep_in_this_process_reads_the_data_once(cli, tmp_path, monkeypatch,
     (sweep_dir,) = (tmp_path / "runs" / "sweeps").iterdir()
     assert [r["status"] for r in read_csv(sweep_dir / "results.csv")] == ["completed"] * 4
     assert sorted(reads) == sorted(data.MNIST_SHA256)  # each IDX file once, for all four trials
-    assert data._kept is None  # nothing held once the sweep is over
+    gc.collect()
+    assert not [o for o in gc.get_objects() if type(o) is data.Splits]  # nothing held once the sweep is over
 
 
 def test_stack_keys():
-    spec = sweeps.from_data(BASE, "t")
-    assert stack_key(spec) == stack_key(sweeps.from_data({**BASE, "seed": 5}, "t"))
-    assert stack_key(spec) != stack_key(sweeps.from_data({**BASE, "train": {**BASE["train"], "batch_size": 32}}, "t"))
-    assert stack_key(sweeps.from_data({**BASE, "optimizer": {"name": "rmsprop"}}, "t")) is not None
-    assert stack_key(sweeps.from_data({**BASE, "train": {**BASE["train"], "compile": True}}, "t")) is None
-    assert stack_key(spec) != stack_key(sweeps.from_data({**BASE, "data": {**BASE["data"], "normalize": "unit"}}, "t"))
-    assert stack_key(spec) != stack_key(sweeps.from_data({**BASE, "model": {**BASE["model"], "init": "glorot_uniform"}}, "t"))
+    spec = from_data(BASE, "t")
+    assert stack_key(spec) == stack_key(from_data({**BASE, "seed": 5}, "t"))
+    assert stack_key(spec) != stack_key(from_data({**BASE, "train": {**BASE["train"], "batch_size": 32}}, "t"))
+    assert stack_key(from_data({**BASE, "optimizer": {"name": "rmsprop"}}, "t")) is not None
+    assert stack_key(from_data({**BASE, "train": {**BASE["train"], "compile": True}}, "t")) is None
+    assert stack_key(spec) != stack_key(from_data({**BASE, "data": {**BASE["data"], "normalize": "unit"}}, "t"))
+    assert stack_key(spec) != stack_key(from_data({**BASE, "model": {**BASE["model"], "init": "glorot_uniform"}}, "t"))
 
 
 def test_glorot_members_start_from_their_single_runs_weights():
-    from lrdecay_cli.stack import StackedTrainer
-    from lrdecay_cli.train import Trainer
+    from lrdecay_cli.training.stacked import StackedTrainer
+    from lrdecay_cli.training.trainer import SingleTrainer as Trainer
 
-    specs = [sweeps.from_data({**BASE, "seed": seed, "data": {"limit": 300, "val_size": 30},
+    specs = [from_data({**BASE, "seed": seed, "data": {"limit": 300, "val_size": 30},
                                "model": {"name": "mlp", "hidden": [32], "init": "glorot_uniform"}}, "t")
              for seed in (4, 5)]
     for spec, member in zip(specs, StackedTrainer(specs).model_states(), strict=True):

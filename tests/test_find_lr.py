@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from conftest import TINY, read_csv, run_dirs
 from lrdecay_cli.cli import app
-from lrdecay_cli.spec import load, merge_sections
+from lrdecay_cli.config.spec_file import load, merge_sections
 
 SKIP_BEGIN, SKIP_END = 10, 1  # Lightning's suggestion(skip_begin=10, skip_end=1)
 

@@ -18,8 +18,8 @@ import torch
 import yaml
 
 from conftest import TINY, read_csv, run_dirs
-from lrdecay_cli.spec import from_data, merge_sections
-from lrdecay_cli.train import train
+from lrdecay_cli.config.spec_file import from_data, merge_sections
+from lrdecay_cli.training.loop import train
 from test_resume import SignalAfterEpoch, without_seconds
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,7 +84,7 @@ def test_plot_refuses_a_fifo_where_a_figure_goes(cli, finished_sweep, tmp_path):
 
 def test_plot_into_an_unwritable_directory_is_one_line(cli, finished_sweep, tmp_path, monkeypatch):
     """As root nothing is unwritable: the permission check is simulated."""
-    from lrdecay_cli import plot
+    from lrdecay_cli.output import plot
 
     real = os.access
     monkeypatch.setattr(plot.os, "access", lambda path, mode: False if mode & os.W_OK else real(path, mode))
@@ -191,7 +191,7 @@ def test_a_checkpoint_that_is_not_ours_is_refused_and_runs_nothing(cli, interrup
 # --- one process at a time in a run or sweep directory -------------------------------------------
 
 def test_a_run_or_sweep_in_use_is_refused_naming_the_process(cli, interrupted, tmp_path):
-    from lrdecay_cli.rundir import locked
+    from lrdecay_cli.rundir.fs import locked
 
     run, _ = interrupted()
     with locked(run):
@@ -204,10 +204,11 @@ def test_a_run_or_sweep_in_use_is_refused_naming_the_process(cli, interrupted, t
     assert cli("sweep", path, "--runs-dir", tmp_path / "runs", "--quiet", "--dry-run").exit_code == 0
     sweep_dir = tmp_path / "runs" / "sweeps" / "made"
     sweep_dir.mkdir(parents=True)
-    from lrdecay_cli import sweep as sweeps
+    from lrdecay_cli.config import sweep_file
+    from lrdecay_cli.experiments import sweep as sweeps
 
     plan = sweeps.plan(path)
-    (sweep_dir / "sweep.yaml").write_text(sweeps.resolved_yaml(plan.sweep, plan.base))
+    (sweep_dir / "sweep.yaml").write_text(sweep_file.resolved_yaml(plan.sweep, plan.base))
     with locked(sweep_dir):
         one_line(cli("sweep", "--resume", sweep_dir, "--quiet"), 2, f"in use by PID {os.getpid()}")
     assert sorted(p.name for p in sweep_dir.iterdir()) == ["sweep.yaml"]  # nothing trained, nothing cleared
@@ -217,7 +218,8 @@ def test_two_sweep_resumes_at_once_train_each_trial_once(tmp_path):
     path = tmp_path / "sweep.yaml"
     base = merge_sections(TINY, {"data": {"limit": 6000, "val_size": 500}, "train": {"epochs": 3}})
     path.write_text(yaml.safe_dump({"name": "s", "base": base, "seeds": 3}))
-    from lrdecay_cli import sweep as sweeps
+    from lrdecay_cli.config import sweep_file
+    from lrdecay_cli.experiments import sweep as sweeps
 
     plan = sweeps.plan(path)
     sweeps.create(plan, tmp_path / "runs")
@@ -247,7 +249,7 @@ def test_resume_under_another_thread_count_needs_force(cli, interrupted, tmp_pat
 # --- the machine fails, not the input: one line, exit 1, the run marked -------------------------
 
 def test_a_full_disk_mid_run_is_one_line_and_the_run_says_failed(cli, write_spec, tmp_path, monkeypatch):
-    from lrdecay_cli import rundir
+    from lrdecay_cli.rundir import record as rundir
 
     real = rundir.write_atomic
     writes = {"metrics": 0}
@@ -294,7 +296,7 @@ def test_output_that_cannot_be_written_fails_the_command(write_spec):
 # --- signals at the edges of a run --------------------------------------------------------------
 
 def test_a_signal_during_the_test_evaluation_interrupts_the_run(cli, tmp_path, monkeypatch):
-    from lrdecay_cli.train import Trainer
+    from lrdecay_cli.training.trainer import SingleTrainer as Trainer
 
     spec = from_data(TINY, "test")
     whole = train(spec, tmp_path / "whole")
@@ -319,9 +321,7 @@ def test_a_signal_during_the_test_evaluation_interrupts_the_run(cli, tmp_path, m
 
 SIGNAL_AT_START = """
 import os, signal, sys
-from pathlib import Path
-from lrdecay_cli.spec import from_data
-from lrdecay_cli.train import TrainObserver, train
+from lrdecay_cli.training.loop import TrainObserver
 
 class SignalAtStart(TrainObserver):
     def on_start(self, run_dir, summary):
@@ -354,7 +354,7 @@ def test_resuming_a_diverged_run_exits_1_like_train(cli, write_spec, tmp_path):
 def test_resume_on_a_disk_that_takes_no_writes_is_one_line(cli, interrupted, monkeypatch, code):
     """A read-only mount, a full disk, a quota: the resume stops at its first write with one line naming
     the file (exit 1: the machine, not the input), and the run stays resumable as it was."""
-    from lrdecay_cli import rundir
+    from lrdecay_cli.rundir import record as rundir
 
     run, _ = interrupted()
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}

@@ -22,11 +22,14 @@ import pytest
 import yaml
 
 from conftest import TINY, read_csv
-from lrdecay_cli import sweep as sweeps
+from lrdecay_cli.config import sweep_file
+from lrdecay_cli.experiments import sweep as sweeps
 from lrdecay_cli.errors import UserError
 from lrdecay_cli.schedules import lr_schedule
 from lrdecay_cli.schedules.registry import Schedule, check_run
-from lrdecay_cli.spec import MAX_FILE_BYTES, MAX_NODES, Spec, from_data, load
+from lrdecay_cli.config.spec import Spec
+from lrdecay_cli.config.spec_file import from_data, load
+from lrdecay_cli.config.yaml_io import MAX_FILE_BYTES, MAX_NODES
 
 BASE = {**TINY, "data": {"limit": 1500, "val_size": 300}, "model": {"name": "mlp", "hidden": [16]},
         "train": {**TINY["train"], "epochs": 1}}
@@ -111,7 +114,7 @@ def test_sweep_yaml_re_expands_to_the_same_trials(tmp_path):
                   {"variants": [{"seed": 4}, {"seed": 2}]}, {"seeds": 2, "grid": {"optimizer.lr": [0.05, 0.1]}},
                   {"base": {**BASE, "seed": 9}}):
         plan = sweeps.plan(write_sweep(tmp_path, **sweep))
-        again = write(tmp_path, sweeps.resolved_yaml(plan.sweep, plan.base), "resolved.yaml")
+        again = write(tmp_path, sweep_file.resolved_yaml(plan.sweep, plan.base), "resolved.yaml")
         trials = sweeps.plan(again).trials
         assert [(t.fields, t.spec) for t in trials] == [(t.fields, t.spec) for t in plan.trials]
     assert [t.spec.seed for t in trials] == [9]
@@ -182,7 +185,7 @@ def test_deep_nesting_complex_keys_and_too_many_values_are_one_line(cli, tmp_pat
 def test_trials_are_counted_and_bounded_before_any_is_built(cli, tmp_path, sweep, argv, line):
     path = write_sweep(tmp_path, **sweep)
     refused(cli("sweep", path, "--dry-run", *argv), line.format(path=path))
-    assert sweeps.SweepSpec(seeds=10_000).size() == sweeps.SweepSpec(grid={"a": list(range(100))}, seeds=100).size()
+    assert sweep_file.SweepSpec(seeds=10_000).size() == sweep_file.SweepSpec(grid={"a": list(range(100))}, seeds=100).size()
 
 
 def test_a_preview_computes_at_most_its_maximum_of_steps(cli, tmp_path):
@@ -198,7 +201,7 @@ def test_a_preview_computes_at_most_its_maximum_of_steps(cli, tmp_path):
 
 
 def test_find_lr_steps_are_bounded(cli, tmp_path):
-    from lrdecay_cli.find_lr import Settings
+    from lrdecay_cli.experiments.find_lr import Settings
 
     path = write(tmp_path, yaml.safe_dump(TINY))
     refused(cli("find-lr", path, "--steps", 100_001, "--runs-dir", tmp_path / "runs"),
@@ -381,8 +384,8 @@ def edited_copy(seeded_sweep: Path, tmp_path: Path, edit) -> Path:
 
 def test_results_take_each_trials_values_from_its_own_config(seeded_sweep, tmp_path):
     sweep_dir = edited_copy(seeded_sweep, tmp_path, lambda data: data["grid"].update({"optimizer.lr": [0.05, 0.07]}))
-    sweep, base = sweeps.parse_sweep(yaml.safe_load((sweep_dir / "sweep.yaml").read_text()), "t", sweep_dir)
-    rows = sweeps.results(sweep_dir, sweeps.expand(sweep, base, "t"))
+    sweep, base = sweep_file.parse_sweep(yaml.safe_load((sweep_dir / "sweep.yaml").read_text()), "t", sweep_dir)
+    rows = sweeps.results(sweep_dir, sweep_file.expand(sweep, base, "t"))
     assert [(r["optimizer.lr"], r["seed"]) for r in rows] == [(0.05, 1), (0.05, 2), (0.1, 1), (0.1, 2)]
 
 

@@ -5,8 +5,8 @@ import math
 import torch
 from torch import nn
 
-from lrdecay_cli.models import build_model
-from lrdecay_cli.spec import MlpSpec
+from lrdecay_cli.training.models import build_model
+from lrdecay_cli.config.spec import MlpSpec
 
 
 def linears(model: nn.Module) -> list[nn.Linear]:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import read_csv
-from lrdecay_cli import plot
-from lrdecay_cli.runs import collect
+from lrdecay_cli.output import plot
+from lrdecay_cli.rundir.read import collect
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -20,10 +20,11 @@ import pytest
 import yaml
 
 from conftest import read_csv
-from lrdecay_cli import sweep as sweeps
+from lrdecay_cli.experiments import sweep as sweeps
 from lrdecay_cli.errors import UserError
-from lrdecay_cli.executors import ray_cluster
-from lrdecay_cli.train import train
+from lrdecay_cli.experiments.executors import ray_cluster
+from lrdecay_cli.training.checkpoint import state_of
+from lrdecay_cli.training.loop import train
 from test_executors import BASE, assert_member_equals_sequential
 from test_resume import SignalAfterEpoch
 
@@ -155,7 +156,7 @@ def test_a_sweep_resumed_on_ray_continues_its_interrupted_trial_from_the_checkpo
     shutil.copy(seq_dir / "sweep.yaml", sweep_dir)
     first, second = sweeps.reopen(sweep_dir).trials
     cut = train(first.spec, sweep_dir, SignalAfterEpoch(1), dirname=first.dirname)
-    assert cut.summary["status"] == "interrupted" and sweeps.resumable(sweep_dir, first)
+    assert cut.summary["status"] == "interrupted" and state_of(sweep_dir / first.dirname).resumable
     kept = (cut.path / "metrics.csv").read_bytes()
     assert len(read_csv(cut.path / "metrics.csv")) == 1
 

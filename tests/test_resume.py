@@ -10,8 +10,9 @@ import time
 import pytest
 
 from conftest import TINY, read_csv, run_dirs
-from lrdecay_cli.spec import from_data, merge_sections
-from lrdecay_cli.train import TrainObserver, resume, train
+from lrdecay_cli.config.spec_file import from_data, merge_sections
+from lrdecay_cli.training.loop import TrainObserver
+from lrdecay_cli.training.loop import resume, train
 
 
 class SignalAfterEpoch(TrainObserver):
@@ -129,23 +130,23 @@ def test_rows_written_after_the_checkpoint_are_discarded(tmp_path):
 def test_an_interrupted_sweep_resumes_its_trial_from_the_checkpoint(cli, tmp_path, monkeypatch):
     import yaml
 
-    from lrdecay_cli import sweep as sweeps
-    from lrdecay_cli import executors
+    from lrdecay_cli.experiments import sweep as sweeps
+    from lrdecay_cli.experiments import executors
 
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump({"name": "s", "base": merge_sections(TINY, {"train": {"epochs": 3}}), "seeds": 3}))
     real = executors.run_stack
     calls = []
 
-    def interrupt_second_trial(trials, sweep_dir, force=False, observer=None):
+    def interrupt_second_trial(trials, sweep_dir, states, force=False, observer=None, kept=None):
         (trial,) = trials
         calls.append(trial.dirname)
         if trial.dirname == "t001" and calls.count("t001") == 1:
-            from lrdecay_cli.train import train
+            from lrdecay_cli.training.loop import train
 
             train(trial.spec, sweep_dir, SignalAfterEpoch(2), dirname=trial.dirname)
             raise KeyboardInterrupt
-        return real(trials, sweep_dir, force, observer)
+        return real(trials, sweep_dir, states, force, observer, kept)
 
     monkeypatch.setattr(executors, "run_stack", interrupt_second_trial)
     out = cli("sweep", path, "--runs-dir", tmp_path / "runs", "--quiet")
@@ -196,7 +197,7 @@ def test_concurrent_runs_never_share_a_directory(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
     from datetime import datetime, timezone
 
-    from lrdecay_cli.rundir import RunDir
+    from lrdecay_cli.rundir.record import RunDir
 
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     with ThreadPoolExecutor(8) as pool:

@@ -10,9 +10,10 @@ import pytest
 import yaml
 
 from conftest import TINY, read_csv
-from lrdecay_cli import runs
+from lrdecay_cli.analysis import grouping
+from lrdecay_cli.rundir import read as runs
 from lrdecay_cli.errors import UserError
-from lrdecay_cli.rundir import METRICS_COLUMNS
+from lrdecay_cli.rundir.layout import METRICS_COLUMNS
 
 
 def test_a_sweep_expands_to_its_trials_with_typed_rows(finished_sweep):
@@ -34,7 +35,7 @@ def test_the_same_directory_is_read_once(finished_sweep):
 
 
 def test_groups_are_the_runs_that_differ_only_by_seed(finished_sweep):
-    groups = runs.group_runs(runs.collect([finished_sweep]))
+    groups = grouping.group_runs(runs.collect([finished_sweep]))
     assert [g.label for g in groups] == ["constant", "step", "cosine"]
     assert [g.seeds for g in groups] == [[0, 1], [0, 1], [0, 1]]
     assert groups[1].fields == {"schedule.name": "step"}  # step_size, gamma follow from the method
@@ -43,14 +44,14 @@ def test_groups_are_the_runs_that_differ_only_by_seed(finished_sweep):
 def test_labels_name_fields_that_vary_within_a_method(finished_sweep, tmp_path):
     found = runs.collect([finished_sweep / "t002", finished_sweep / "t003"])  # step, seeds 0 and 1
     found[1].config = {**found[1].config, "schedule.gamma": 0.5, "optimizer.lr": 0.05}
-    assert runs.differing_fields(found) == ["optimizer.lr", "schedule.gamma"]
-    assert [g.label for g in runs.group_runs(found)] == ["lr=0.1, gamma=0.3", "lr=0.05, gamma=0.5"]
-    assert runs.label_of({"model.hidden": [64, 32], "model.dropout": 0.25, "train.dropout": 0.5}) \
+    assert grouping.differing_fields(found) == ["optimizer.lr", "schedule.gamma"]
+    assert [g.label for g in grouping.group_runs(found)] == ["lr=0.1, gamma=0.3", "lr=0.05, gamma=0.5"]
+    assert grouping.label_of({"model.hidden": [64, 32], "model.dropout": 0.25, "train.dropout": 0.5}) \
         == "hidden=[64,32], model.dropout=0.25, train.dropout=0.5"
 
 
 def test_identical_runs_are_labelled_by_their_name(finished_sweep):
-    (group,) = runs.group_runs(runs.collect([finished_sweep / "t000"]))
+    (group,) = grouping.group_runs(runs.collect([finished_sweep / "t000"]))
     assert group.label == group.runs[0].summary["name"]
 
 
@@ -98,7 +99,7 @@ def test_what_is_not_a_run_is_a_clear_error(tmp_path, make, message):
 def test_written_files_get_the_usual_permissions(tmp_path):
     import os
 
-    from lrdecay_cli.rundir import write_atomic
+    from lrdecay_cli.rundir.fs import write_atomic
 
     old = os.umask(0o022)
     try:
@@ -238,7 +239,7 @@ def test_a_run_held_by_a_live_process_is_running_and_one_whose_process_died_is_k
     ([], "pending", "pending, 0/6 completed"),
 ])
 def test_a_sweeps_status_is_its_worst_trials(tmp_path, trials, state, detail):
-    from lrdecay_cli.listing import sweep_row
+    from lrdecay_cli.analysis.listing import sweep_row
 
     row = sweep_row(make_sweep(tmp_path / "20261201-120000-s", trials))
     assert (row.state, row.status) == (state, detail)
@@ -250,7 +251,8 @@ def test_the_table_keeps_numbers_whole_at_80_columns(runs_dir, monkeypatch):
 
     from rich.console import Console
 
-    from lrdecay_cli import listing, report
+    from lrdecay_cli.analysis import listing
+    from lrdecay_cli.output import console as report
 
     monkeypatch.chdir(runs_dir.parent)
     rows, _ = listing.list_runs(Path("runs"))
@@ -294,7 +296,8 @@ def test_a_run_written_before_a_field_existed_groups_with_an_equal_new_one(finis
 
     import yaml
 
-    from lrdecay_cli.runs import collect, group_runs
+    from lrdecay_cli.analysis.grouping import group_runs
+    from lrdecay_cli.rundir.read import collect
 
     old = shutil.copytree(finished_sweep / "t001", tmp_path / "old")
     config = yaml.safe_load((old / "config.yaml").read_text())

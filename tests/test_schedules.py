@@ -5,7 +5,7 @@ import math
 import pytest
 
 from lrdecay_cli.schedules import METHODS, lr_schedule
-from lrdecay_cli.spec import Spec
+from lrdecay_cli.config.spec import Spec
 
 STEPS = range(0, 5000, 7)
 
@@ -69,7 +69,7 @@ def test_epoch_interval_changes_only_at_epoch_boundaries():
 
 def test_schedule_spec_validates_parameters():
     from lrdecay_cli.errors import UserError
-    from lrdecay_cli.spec import from_data
+    from lrdecay_cli.config.spec_file import from_data
 
     for bad in ({"decay_rate": 0}, {"decay_rate": -1}, {"decay_steps": 0}, {"decay_rate": float("inf")}):
         with pytest.raises(UserError, match="schedule.decay_"):
@@ -143,14 +143,14 @@ def test_plateau_state_round_trips_and_mode_follows_monitor():
 
 
 def params(**kw):
-    from lrdecay_cli.spec import from_data
+    from lrdecay_cli.config.spec_file import from_data
 
     return from_data({"schedule": kw}, "test").schedule
 
 
 def checked_params(**kw):
     """As `params`, then the check a run makes before it starts (the LR of every step of the run)."""
-    from lrdecay_cli.spec import from_data
+    from lrdecay_cli.config.spec_file import from_data
 
     spec = from_data({"schedule": kw}, "test")
     spec.check_schedule("test")

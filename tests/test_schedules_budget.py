@@ -4,7 +4,7 @@ import pytest
 
 from lrdecay_cli.errors import UserError
 from lrdecay_cli.schedules import lr_schedule
-from lrdecay_cli.spec import from_data
+from lrdecay_cli.config.spec_file import from_data
 
 STEPS_PER_EPOCH = 5
 EPOCHS = (1, 2, 4, 8)
@@ -101,7 +101,8 @@ def test_step_fraction_one_is_the_whole_run(epochs):
 def test_fractions_round_trip_through_the_resolved_spec(tmp_path):
     """The resolved spec writes every field: step_size is None beside step_fraction, or it would read back
     as both given."""
-    from lrdecay_cli import spec
+    from lrdecay_cli.config import spec_file as spec
+    from lrdecay_cli.config.spec import Spec
 
     for schedule in ({"name": "step", "step_fraction": 0.5}, {"name": "multistep", "milestone_fractions": [0.5]}):
         path = tmp_path / "spec.yaml"
@@ -109,11 +110,11 @@ def test_fractions_round_trip_through_the_resolved_spec(tmp_path):
         loaded = spec.load(path)
         path.write_text(loaded.dump())
         assert spec.load(path) == loaded
-    assert loaded.schedule.milestones is None and spec.Spec().schedule.name == "constant"
+    assert loaded.schedule.milestones is None and Spec().schedule.name == "constant"
 
 
 def test_a_flat_run_by_fraction_names_the_fraction():
-    from lrdecay_cli.preview import flat_run_warning
+    from lrdecay_cli.schedules.preview import flat_run_warning
 
     loaded = from_data({"schedule": {"name": "step", "step_fraction": 1.0}}, "spec.yaml")
     assert "change schedule.step_fraction, or train longer" in flat_run_warning(loaded)
@@ -147,7 +148,8 @@ BAD = [
 def test_bad_fractions_are_one_line_user_errors(tmp_path, schedule, epochs, message):
     import yaml
 
-    from lrdecay_cli import spec
+    from lrdecay_cli.config import spec_file as spec
+    from lrdecay_cli.config.spec import Spec
 
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump({"schedule": schedule, "train": {"epochs": epochs, "batch_size": 64},

@@ -354,7 +354,7 @@ def test_own_warmup_excludes_the_generic_one(name, params):
 
 
 def test_spec_errors_point_at_the_field():
-    from lrdecay_cli.spec import from_data
+    from lrdecay_cli.config.spec_file import from_data
 
     with pytest.raises(UserError, match=r"schedule\.values.*1 boundaries need 2 values"):
         from_data({"schedule": {"name": "piecewise_constant", "boundaries": [10], "values": [0.1]}}, "x.yaml")

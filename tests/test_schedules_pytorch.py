@@ -360,7 +360,7 @@ def test_eta_min_above_lr(name, params):
 
 
 def test_spec_errors_point_at_the_field():
-    from lrdecay_cli.spec import from_data
+    from lrdecay_cli.config.spec_file import from_data
 
     with pytest.raises(UserError, match=r"schedule\.milestones.*strictly increasing"):
         from_data({"schedule": {"name": "multistep", "milestones": [30, 20]}}, "x.yaml")

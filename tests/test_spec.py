@@ -2,7 +2,9 @@
 
 import pytest
 
-from lrdecay_cli import spec
+from lrdecay_cli.config import spec_file as spec
+from lrdecay_cli.config.spec import Spec
+from lrdecay_cli.config.yaml_io import parse_yaml
 from lrdecay_cli.errors import UserError
 
 
@@ -13,7 +15,7 @@ def write(tmp_path, text, name="spec.yaml"):
 
 
 def test_defaults_fill_every_section():
-    s = spec.Spec()
+    s = Spec()
     assert (s.model.name, s.optimizer.name, s.schedule.name) == ("mlp", "sgd", "constant")
     assert s.data.val_size == 5000 and s.train.batch_size == 64
     assert s.steps_per_epoch() == 860  # ceil(55000 / 64)
@@ -25,7 +27,7 @@ def test_val_size_0_trains_on_all_images_and_plateau_may_watch_the_train_loss(tm
                                        "schedule: {name: plateau, monitor: train_loss}\n"))
     assert loaded.data.train_size() == 1000 and loaded.steps_per_epoch() == 16
     assert loaded.schedule.resolved_mode() == "min"
-    assert spec.Spec.model_validate({"data": {"val_size": 0}}).data.train_size() == 60_000
+    assert Spec.model_validate({"data": {"val_size": 0}}).data.train_size() == 60_000
 
 
 def test_resolved_spec_round_trips(tmp_path):
@@ -179,11 +181,11 @@ def test_any_yaml_document_is_a_spec_or_one_clean_error(document):
 
     text = document if isinstance(document, str) else pyyaml.safe_dump(document)
     try:
-        result = spec.from_data(spec.parse_yaml(text, "prop.yaml"), "prop.yaml")
+        result = spec.from_data(parse_yaml(text, "prop.yaml"), "prop.yaml")
     except UserError as exc:
         assert "\n" not in exc.line() and exc.line()
     else:
-        assert isinstance(result, spec.Spec)
+        assert isinstance(result, Spec)
 
 
 @settings(max_examples=300, deadline=None)
@@ -198,18 +200,19 @@ def test_any_set_strings_give_a_spec_or_one_clean_error(overrides):
     except UserError as exc:
         assert "\n" not in exc.line() and exc.line()
     else:
-        assert isinstance(result, spec.Spec)
+        assert isinstance(result, Spec)
 
 
 def test_validation_does_not_scan_the_run(monkeypatch):
     """A Spec is validated field by field; the LR of every step is computed only by check_schedule,
     once, where a run is about to start (a 2,000-epoch spec used to cost 2.3 s at each construction)."""
-    from lrdecay_cli import spec as specs
+    from lrdecay_cli.config import spec as specs
+    from lrdecay_cli.config.spec_file import from_data
     from lrdecay_cli.errors import UserError
 
     calls = []
     monkeypatch.setattr(specs, "check_run", lambda *args: calls.append(args))
-    long = specs.from_data({"train": {"epochs": 2000}, "schedule": {"name": "exponential", "decay_rate": 1e-300}}, "t")
+    long = from_data({"train": {"epochs": 2000}, "schedule": {"name": "exponential", "decay_rate": 1e-300}}, "t")
     assert calls == []
     long.check_schedule("t")
     assert calls == [(long.schedule, long.optimizer.lr, long.steps_per_epoch(), 2000)]

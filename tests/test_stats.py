@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from lrdecay_cli.stats import incomplete_beta, summarize, t_cdf, t_quantile, t_sf, welch
+from lrdecay_cli.analysis.stats import incomplete_beta, summarize, t_cdf, t_quantile, t_sf, welch
 
 QUANTILES = [  # (p, df, scipy.stats.t.ppf(p, df))
     (0.975, 1, 12.706204736174694), (0.975, 2, 4.302652729749462), (0.975, 11, 2.200985160091639),

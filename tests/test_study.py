@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import TINY, read_csv
-from lrdecay_cli.spec import merge_sections
+from lrdecay_cli.config.spec_file import merge_sections
 
 BASE = merge_sections(TINY, {"data": {"limit": 1200, "val_size": 200}, "train": {"eval_batch_size": 200}})
 """1,000 training images, 16 steps per epoch."""
@@ -116,7 +116,7 @@ def test_the_stages_are_sweeps_that_compare_and_plot_read(finished, cli, tmp_pat
 def test_a_resumed_study_retrains_nothing_that_finished(tmp_path, monkeypatch, cli):
     """The final stage stops after two of its trials (as Ctrl-C would); --resume trains only the rest,
     sequentially this time, and leaves the finished trials' files as they were."""
-    from lrdecay_cli import executors
+    from lrdecay_cli.experiments import executors
 
     real_run, trained, stopped = executors.run, [], []
 

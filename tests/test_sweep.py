@@ -11,7 +11,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import TINY, read_csv
-from lrdecay_cli import sweep as sweeps
+from lrdecay_cli.config import sweep_file
+from lrdecay_cli.experiments import sweep as sweeps
 
 BASE = {**TINY, "data": {"limit": 1500, "val_size": 300}, "model": {"name": "mlp", "hidden": [16]},
         "train": {**TINY["train"], "epochs": 1}}
@@ -35,21 +36,21 @@ def test_expansion_is_variants_times_grid_times_draws_times_seeds(tmp_path):
                        random={"n": 3, "seed": 4, "fields": {"optimizer.momentum": [0.5, 0.9],
                                                              "train.batch_size": [32, 64]}},
                        seeds=2)
-    sweep, base = sweeps.load(path)
-    trials = sweeps.expand(sweep, base, str(path))
+    sweep, base = sweep_file.load(path)
+    trials = sweep_file.expand(sweep, base, str(path))
     assert len(trials) == 2 * 2 * 3 * 2
     assert [t.dirname for t in trials[:3]] == ["t000", "t001", "t002"]
     first = trials[0]
     assert first.fields["schedule.name"] == "step" and first.spec.schedule.step_size == 1
     assert first.spec.optimizer.lr == first.fields["optimizer.lr"] == 0.1
     assert {t.spec.seed for t in trials} == {0, 1}
-    again = sweeps.expand(*sweeps.load(path), str(path))
+    again = sweep_file.expand(*sweep_file.load(path), str(path))
     assert [t.fields for t in again] == [t.fields for t in trials]  # seeded draws: a resume finds the same trials
 
 
 def test_log_uniform_draws_stay_in_range(tmp_path):
     path = write_sweep(tmp_path, random={"n": 50, "fields": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}}})
-    lrs = [t.spec.optimizer.lr for t in sweeps.expand(*sweeps.load(path), str(path))]
+    lrs = [t.spec.optimizer.lr for t in sweep_file.expand(*sweep_file.load(path), str(path))]
     assert all(1e-3 <= lr <= 1e-1 for lr in lrs) and len(set(lrs)) == 50
     assert min(lrs) < 1e-2 < max(lrs)  # spread over decades, not bunched at the top
 
@@ -94,11 +95,11 @@ def test_trials_do_not_depend_on_the_order_of_grid_values(names, lrs, momenta, o
     variants = [{"optimizer": {"momentum": m}} for m in momenta]
 
     def trial_specs(grid_names, grid_lrs, variant_list):
-        sweep = sweeps.SweepSpec(name="p", variants=variant_list,
+        sweep = sweep_file.SweepSpec(name="p", variants=variant_list,
                                  grid={"schedule.name": grid_names, "optimizer.lr": grid_lrs}, seeds=[0])
-        trials = sweeps.expand(sweep, base, "test")
+        trials = sweep_file.expand(sweep, base, "test")
         assert base == written  # nothing written back into the base
-        assert yaml.safe_load(sweeps.resolved_yaml(sweep, base))["base"] == written
+        assert yaml.safe_load(sweep_file.resolved_yaml(sweep, base))["base"] == written
         return sweep, {json.dumps(t.fields, sort_keys=True): t.spec.model_dump(mode="json") for t in trials}
 
     _, first = trial_specs(names, lrs, variants)
@@ -114,8 +115,8 @@ def test_trials_do_not_depend_on_the_order_of_grid_values(names, lrs, momenta, o
 def test_a_variant_naming_the_base_method_keeps_its_parameters(tmp_path):
     path = write_sweep(tmp_path, variants=[{"schedule": {"name": "step"}}, {"schedule": {"name": "exponential"}},
                                            {"schedule": {"decay_rate": 0.5}}])
-    sweep, base = sweeps.load(path)
-    step, same, changed = (t.spec.schedule for t in sweeps.expand(sweep, base, str(path)))
+    sweep, base = sweep_file.load(path)
+    step, same, changed = (t.spec.schedule for t in sweep_file.expand(sweep, base, str(path)))
     assert (step.step_size, step.gamma) == (10, 0.1)  # another method: its own defaults
     assert (same.decay_steps, same.decay_rate) == (20, 0.8)  # the base's method: the base's values
     assert (changed.decay_steps, changed.decay_rate) == (20, 0.5)
@@ -188,14 +189,14 @@ def test_processes_executor_matches_sequential(cli, tmp_path):
 def test_shipped_sweep_specs_expand():
     for path in sorted((Path(__file__).resolve().parent.parent / "configs" / "sweeps").glob("*.yaml")):
         assert path.read_text().startswith("# ")
-        sweep, base = sweeps.load(path)
-        trials = sweeps.expand(sweep, base, str(path))
+        sweep, base = sweep_file.load(path)
+        trials = sweep_file.expand(sweep, base, str(path))
         assert len(trials) == max(1, len(sweep.variants)) * len(sweep.seed_list())
 
 
 def test_a_sweep_takes_the_name_given_and_its_figures_show_it(cli, tmp_path):
-    from lrdecay_cli import plot
-    from lrdecay_cli.runs import collect
+    from lrdecay_cli.output import plot
+    from lrdecay_cli.rundir.read import collect
 
     path = write_sweep(tmp_path, grid={"optimizer.lr": [0.1, 0.05]})
     out = cli("sweep", path, "--name", "lr-study", "--runs-dir", tmp_path / "runs", "--quiet")
@@ -211,7 +212,8 @@ def test_a_sweep_takes_the_name_given_and_its_figures_show_it(cli, tmp_path):
 @pytest.mark.parametrize("executor, epochs", [("vectorized", [1, 2]), ("sequential", [1, 2, 1, 2])])
 def test_the_sweep_display_sees_each_stacks_epochs(write_spec, tmp_path, executor, epochs):
     """The progress object's `observer` gets the training loop's epochs (one stack, or one per trial)."""
-    from lrdecay_cli import sweep as sweeps
+    from lrdecay_cli.config import sweep_file
+    from lrdecay_cli.experiments import sweep as sweeps
 
     seen = []
 

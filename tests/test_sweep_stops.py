@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import TINY, read_csv
-from lrdecay_cli.spec import merge_sections
+from lrdecay_cli.config.spec_file import merge_sections
 from test_executors import assert_member_equals_sequential
 from test_resume import SignalAfterEpoch, without_seconds
 
@@ -139,11 +139,11 @@ def test_a_stopped_sweep_resumes_to_the_uninterrupted_result(cli, sweep_file, un
 
 def test_a_stacked_trial_resumes_alone_with_lrdecay_train(cli, sweep_file, uninterrupted, tmp_path):
     """A member's checkpoint is the file its single run writes: `lrdecay train --resume` continues it."""
-    from lrdecay_cli import sweep as sweeps
-    from lrdecay_cli.train import Planned, train_runs
+    from lrdecay_cli.config import sweep_file as sweep_files
+    from lrdecay_cli.training.loop import Planned, train_runs
 
-    sweep, base = sweeps.load(sweep_file)
-    trials = sweeps.expand(sweep, base, str(sweep_file))
+    sweep, base = sweep_files.load(sweep_file)
+    trials = sweep_files.expand(sweep, base, str(sweep_file))
     sweep_dir = tmp_path / "sweep"
     train_runs([Planned(t.spec, sweep_dir, t.dirname) for t in trials], SignalAfterEpoch(2))
     assert all(json.loads((sweep_dir / t / "summary.json").read_text())["status"] == "interrupted" for t in TRIALS)
@@ -159,9 +159,10 @@ def test_a_stack_killed_while_replacing_its_checkpoints_resumes_as_it_was(sweep_
     """The moment a kill -9 of a vectorized sweep can leave members at different steps: after the first
     member's new checkpoint and before the others'. --resume still trains the three as the one stack they
     were, from epoch 1's checkpoints, and ends bit for bit equal to the uninterrupted sweep."""
-    from lrdecay_cli import executors
-    from lrdecay_cli import sweep as sweeps
-    from lrdecay_cli.rundir import RunDir
+    from lrdecay_cli.experiments import executors
+    from lrdecay_cli.experiments import sweep as sweeps
+    from lrdecay_cli.training import checkpoint
+    from lrdecay_cli.training.checkpoint import state_of
 
     class Killed(BaseException):
         pass
@@ -169,19 +170,19 @@ def test_a_stack_killed_while_replacing_its_checkpoints_resumes_as_it_was(sweep_
     plan = sweeps.plan(sweep_file)
     sweeps.create(plan, tmp_path / "runs")
     writes = []
-    real = RunDir.write_checkpoint
+    real = checkpoint.write_one
 
-    def dies_at_the_second_member_of_epoch_2(run, save):
-        writes.append(run.path.name)
+    def dies_at_the_second_member_of_epoch_2(run_dir, state):
+        writes.append(run_dir.name)
         if len(writes) == 8:  # rounds of 3: before training, epoch 1, then t000 of epoch 2 is written
             raise Killed
-        real(run, save)
+        real(run_dir, state)
 
-    monkeypatch.setattr(RunDir, "write_checkpoint", dies_at_the_second_member_of_epoch_2)
+    monkeypatch.setattr(checkpoint, "write_one", dies_at_the_second_member_of_epoch_2)
     with pytest.raises(Killed):
         executors.run("vectorized", plan.trials, plan.path, lambda t: None, lambda t, s: None)
     monkeypatch.undo()
-    steps = {t: executors.start_step(plan.path, trial) for t, trial in zip(TRIALS, plan.trials)}
+    steps = {t: state_of(plan.path / t).step for t in TRIALS}
     assert steps["t000"] == 2 * steps["t001"] == 2 * steps["t002"] > 0  # one member ahead of the others
     assert all((plan.path / t / "checkpoint.prev.pt").is_file() for t in TRIALS)
 
@@ -199,15 +200,16 @@ def test_trials_interrupted_alone_resume_as_one_stack(sweep_file, uninterrupted,
     """Checkpoints written by single runs load into a stack (the stack keeps some parameters, and their
     optimizer state, in another memory layout): a sequential sweep stopped after epoch 2 and resumed
     vectorized ends as the uninterrupted sequential sweep, within the float noise of stacking."""
-    from lrdecay_cli import executors
-    from lrdecay_cli import sweep as sweeps
-    from lrdecay_cli.train import Planned, train_runs
+    from lrdecay_cli.experiments import executors
+    from lrdecay_cli.experiments import sweep as sweeps
+    from lrdecay_cli.training.loop import Planned, train_runs
 
     plan = sweeps.plan(sweep_file)
     sweeps.create(plan, tmp_path / "runs")
     for trial in plan.trials:
         train_runs([Planned(trial.spec, plan.path, trial.dirname)], SignalAfterEpoch(2))
-    assert len(executors.stacks(plan.pending(), plan.path)) == 1  # all three at epoch 2's step: one stack
+    todo = plan.pending()
+    assert len(executors.stacks(todo, executors.states_of(todo, plan.path))) == 1  # all at epoch 2's step: one stack
     done = []
     executors.run("vectorized", plan.pending(), plan.path, lambda t: None, lambda t, s: done.append(s["status"]))
     assert done == ["completed"] * 3

@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from conftest import TINY, read_csv, run_dirs
-from lrdecay_cli import sweep as sweeps
-from lrdecay_cli.stack import stack_key
-from lrdecay_cli.spec import from_data, merge_sections
-from lrdecay_cli.train import resume, train
+from lrdecay_cli.experiments import sweep as sweeps
+from lrdecay_cli.training.stacked import stack_key
+from lrdecay_cli.config.spec_file import from_data, merge_sections
+from lrdecay_cli.training.loop import resume, train
 from test_resume import SignalAfterEpoch
 
 pytest.importorskip("tensorboard")

@@ -101,7 +101,7 @@ def test_cnn_with_dropout_learns(cli, write_spec, tmp_path):
 
 
 def test_val_size_0_trains_on_every_image_without_val_metrics(cli, write_spec, tmp_path):
-    from lrdecay_cli.rundir import RunRecord
+    from lrdecay_cli.rundir.record import RunRecord
 
     spec = write_spec({"data": {"limit": 1000, "val_size": 0}, "train": {"epochs": 3},
                        "schedule": {"name": "plateau", "monitor": "train_loss", "patience": 0, "factor": 0.5,
@@ -171,7 +171,7 @@ def test_real_subprocess_with_set_overrides(write_spec, tmp_path):
 def test_two_runs_in_the_same_second_get_distinct_directories(tmp_path):
     from datetime import datetime, timezone
 
-    from lrdecay_cli.rundir import RunDir
+    from lrdecay_cli.rundir.record import RunDir
 
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     names = [RunDir.create(tmp_path, "x", now).path.name for _ in range(3)]
@@ -230,7 +230,7 @@ def poison_gradient(parameter, at_call: int, member: int | None = None):
 
 
 def test_a_non_finite_gradient_with_a_finite_loss_is_divergence(cli, write_spec, tmp_path, monkeypatch):
-    from lrdecay_cli import train as training
+    from lrdecay_cli.training import trainer as training
 
     real = training.build_model
 
@@ -252,7 +252,7 @@ def test_a_non_finite_gradient_with_a_finite_loss_is_divergence(cli, write_spec,
 def test_a_stacked_member_with_a_non_finite_gradient_diverges_alone(cli, tmp_path, monkeypatch):
     import yaml
 
-    from lrdecay_cli.stack import StackedTrainer
+    from lrdecay_cli.training.stacked import StackedTrainer
 
     real = StackedTrainer._in_gradient_layout
 

@@ -56,7 +56,7 @@ class InverseTimeParams(ScheduleParams):
 
 
 @register(ConstantParams, "lr; with factor or total_iters: lr * factor for t < total_iters, then lr",
-          "plain constant learning rate, or PyTorch ConstantLR", breaks=monotone)
+          "plain constant learning rate, or PyTorch ConstantLR", breaks=monotone, unchanging=True)
 def constant(p: ConstantParams, lr: float, total: int):
     if p.factor is None and p.total_iters is None:
         return lambda t: lr
@@ -68,7 +68,7 @@ def constant(p: ConstantParams, lr: float, total: int):
 
 
 @register(StepParams, "lr * gamma ** floor(t / step_size); step_fraction f: step_size = round(f * total)",
-          "PyTorch StepLR", breaks=monotone)
+          "PyTorch StepLR", breaks=monotone, horizon=("step_size", "step_fraction"))
 def step(p: StepParams, lr: float, total: int):
     step_size = p.step_size or run_count(p.step_fraction, total)
     return lambda t: lr * p.gamma ** (t // step_size)
@@ -80,11 +80,13 @@ def _decay_exponent(t: int, p: ExponentialParams | InverseTimeParams) -> float:
     return math.floor(ratio) if p.staircase else ratio
 
 
-@register(ExponentialParams, "lr * decay_rate ** (t / decay_steps)", "Keras ExponentialDecay", breaks=monotone)
+@register(ExponentialParams, "lr * decay_rate ** (t / decay_steps)", "Keras ExponentialDecay", breaks=monotone,
+          horizon=("decay_steps",))
 def exponential(p: ExponentialParams, lr: float, total: int):
     return lambda t: lr * p.decay_rate ** _decay_exponent(t, p)
 
 
-@register(InverseTimeParams, "lr / (1 + decay_rate * t / decay_steps)", "Keras InverseTimeDecay", breaks=monotone)
+@register(InverseTimeParams, "lr / (1 + decay_rate * t / decay_steps)", "Keras InverseTimeDecay", breaks=monotone,
+          horizon=("decay_steps",))
 def inverse_time(p: InverseTimeParams, lr: float, total: int):
     return lambda t: lr / (1 + p.decay_rate * _decay_exponent(t, p))

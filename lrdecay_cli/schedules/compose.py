@@ -61,7 +61,7 @@ def _sequence_breaks(p: SequenceParams, lr: float, total: int) -> list[int]:
 
 
 @register(SequenceParams, "phase i for boundaries[i-1] <= t < boundaries[i], counting t - boundaries[i-1]",
-          "PyTorch SequentialLR / optax.join_schedules", breaks=_sequence_breaks)
+          "PyTorch SequentialLR / optax.join_schedules", breaks=_sequence_breaks, horizon=("boundaries",))
 def sequence(p: SequenceParams, lr: float, total: int):
     spans = _spans(p, total)
     starts = [start for start, _ in spans]

@@ -110,7 +110,7 @@ def polynomial(p: PolynomialParams, lr: float, total: int):
 
 @register(PiecewiseConstantParams,
           "values[i] for boundaries[i-1] < t <= boundaries[i] (LRs from values, not optimizer.lr)",
-          "Keras PiecewiseConstantDecay", breaks=lambda p, lr, total: p.boundaries)
+          "Keras PiecewiseConstantDecay", breaks=lambda p, lr, total: p.boundaries, horizon=("boundaries",))
 def piecewise_constant(p: PiecewiseConstantParams, lr: float, total: int):
     """Fixed LRs between boundaries; a boundary itself still belongs to the piece before it."""
     return lambda t: p.values[bisect.bisect_left(p.boundaries, t)]
@@ -182,7 +182,7 @@ def _restart_breaks(p: CosineRestartsParams, lr: float, total: int) -> list[int]
 @register(CosineRestartsParams,
           "lr * ((1 - alpha) * 0.5 * m_mul**i * (1 + cos(pi * f)) + alpha): period i lasts "
           "first_decay_steps * t_mul**i, f is its completed fraction",
-          "Keras CosineDecayRestarts (SGDR)", breaks=_restart_breaks)
+          "Keras CosineDecayRestarts (SGDR)", breaks=_restart_breaks, horizon=("first_decay_steps",))
 def cosine_restarts(p: CosineRestartsParams, lr: float, total: int):
     """SGDR: cosine periods growing by t_mul, each restarting at m_mul x the previous peak."""
 

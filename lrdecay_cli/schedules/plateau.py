@@ -73,6 +73,6 @@ class Plateau:
 
 
 @register(PlateauParams, "lr *= factor once patience + 1 epochs in a row bring no improvement of monitor",
-          "PyTorch ReduceLROnPlateau", breaks=monotone)  # it only falls, and only on a metric
+          "PyTorch ReduceLROnPlateau", breaks=monotone, unchanging=True)  # it only falls, on a metric
 def plateau(p: PlateauParams, lr: float, total: int) -> Plateau:
     return Plateau(p, lr)

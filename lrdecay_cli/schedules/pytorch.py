@@ -154,7 +154,7 @@ def _milestones(p: MultiStepParams, total: int) -> list[int]:
 
 # Monotone wherever the milestones fall: every drop multiplies by the same gamma.
 @register(MultiStepParams, "lr * gamma ** (number of milestones <= t); milestone_fractions f: milestones at "
-          "round(f * total)", "PyTorch MultiStepLR", breaks=monotone)
+          "round(f * total)", "PyTorch MultiStepLR", breaks=monotone, horizon=("milestones", "milestone_fractions"))
 def multistep(p: MultiStepParams, lr: float, total: int):
     """StepLR with hand-placed drops, at counts or at fractions of the run."""
     milestones = _milestones(p, total)
@@ -205,7 +205,7 @@ def _warm_restart_breaks(p: CosineWarmRestartsParams, lr: float, total: int) -> 
 @register(CosineWarmRestartsParams,
           "eta_min + (lr - eta_min) * (1 + cos(pi * T_cur / T_i)) / 2: period i lasts T_i = T_0 * T_mult**i, "
           "T_cur counts from its start",
-          "PyTorch CosineAnnealingWarmRestarts (SGDR)", breaks=_warm_restart_breaks)
+          "PyTorch CosineAnnealingWarmRestarts (SGDR)", breaks=_warm_restart_breaks, horizon=("T_0",))
 def cosine_warm_restarts(p: CosineWarmRestartsParams, lr: float, total: int):
     """SGDR: cosine periods growing by T_mult, each restarting at lr."""
     _check_eta_min(p.eta_min, lr)
@@ -291,7 +291,8 @@ def _cycle_length(p: CyclicParams) -> int:
           # Its LR stays between base_lr and max_lr (exp_range's damped triangle need not be monotone
           # in a half cycle): the first and last cycles are looked at as for any periodic method.
           breaks=lambda p, lr, total: period_breaks(p, lr, total, lambda k: k * _cycle_length(p),
-                                                    total // _cycle_length(p), turn=p.step_size_up))
+                                                    total // _cycle_length(p), turn=p.step_size_up),
+          horizon=("step_size_up",))
 def cyclic(p: CyclicParams, lr: float, total: int):
     """Cyclical learning rates: a triangle wave between base_lr and max_lr, optionally damped."""
     base = lr if p.base_lr is None else p.base_lr

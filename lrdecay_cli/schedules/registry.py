@@ -72,6 +72,12 @@ class Method:
     breaks: Breaks
     """The counts, for the builder's arguments, where the LR may turn (piece, phase or period starts);
     between two of them it is monotone. A short list, however long the run (see `period_breaks`)."""
+    horizon: tuple[str, ...] = ()
+    """The parameters that set when its LR first changes, the first that is set counting (step_size, else
+    step_fraction): what a warning of a run whose LR never changes tells the user to change."""
+    unchanging: bool = False
+    """Its LR stays put by design (constant) or follows a metric, not the step count (plateau): a run whose LR
+    never changes is no slip."""
 
     def parameters(self) -> dict[str, Any]:
         """The method's own parameters and their defaults (not name, interval, warmup)."""
@@ -129,8 +135,10 @@ def first_change(predicate: Callable[[int], bool], low: int, high: int) -> int:
     return high
 
 
-def register(params: type[ScheduleParams], formula: str, origin: str, breaks: Breaks):
-    """Decorator: add a builder `(params, initial_lr, total) -> lr_at` to the catalogue.
+def register(params: type[ScheduleParams], formula: str, origin: str, breaks: Breaks, horizon: tuple[str, ...] = (),
+             unchanging: bool = False):
+    """Decorator: add a builder `(params, initial_lr, total) -> lr_at` to the catalogue (Method says what
+    `breaks`, `horizon` and `unchanging` are).
 
     `total` is the length of the run in the method's own unit (steps, or epochs with
     `interval: epoch`), for methods whose horizon defaults to the run (one_cycle, wsd, ...).
@@ -140,7 +148,7 @@ def register(params: type[ScheduleParams], formula: str, origin: str, breaks: Br
     name = params.model_fields["name"].default
 
     def add(build: Callable[[ScheduleParams, float, int], LrAt]):
-        METHODS[name] = Method(name, params, build, formula, origin, breaks)
+        METHODS[name] = Method(name, params, build, formula, origin, breaks, horizon, unchanging)
         return build
 
     return add

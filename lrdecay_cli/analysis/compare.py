@@ -1,0 +1,362 @@
+"""The one ranking: runs grouped by everything but the seed, their metric summarized over seeds, and
+Welch's t-test of each group against the best one; `lrdecay compare`, a sweep's leaderboard and a study
+(one comparison per budget, `compare_by`) all rank so (no torch import; output/ prints it).
+
+Each seed enters the statistics with one value, its run's *best* metric (max val_acc or min val_loss
+over its epochs; test_acc, measured once after training, as it is). Reruns of one seed are not more
+seeds: their values are averaged into that seed's one value, so n counts distinct seeds. Only
+completed runs count: diverged, failed, interrupted and still-running runs are counted per group
+and left out.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable
+
+from lrdecay_cli.analysis.grouping import Group, group_runs, show_value
+from lrdecay_cli.analysis.stats import Summary, Welch, summarize, welch
+from lrdecay_cli.config.choices import CompareMetric
+from lrdecay_cli.errors import UserError
+from lrdecay_cli.rundir.layout import Status
+from lrdecay_cli.rundir.read import Run, summary_number
+
+ALPHA = 0.05
+"""Significance level of the test against the best group."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    larger_is_better: bool
+    per_epoch: bool
+    """True: a value per epoch in metrics.csv; False: one value in summary.json, after the last epoch."""
+    best_means: str
+    summary_field: str
+    """The field of summary.json that holds a run's best value (what a sweep's progress shows)."""
+
+    @property
+    def is_accuracy(self) -> bool:
+        return self.name.endswith("_acc")
+
+    @property
+    def value_name(self) -> str:
+        """What one run contributes: `best val_acc`, or `test_acc` where there is one value only."""
+        return f"best {self.name}" if self.per_epoch else self.name
+
+    def best(self, values: list[float]) -> float:
+        return max(values) if self.larger_is_better else min(values)
+
+    def reaches(self, value: float, target: float) -> bool:
+        return value >= target if self.larger_is_better else value <= target
+
+
+METRICS = {
+    CompareMetric.VAL_ACC: Metric("val_acc", True, True, "the max over its epochs", "best_val_acc"),
+    CompareMetric.VAL_LOSS: Metric("val_loss", False, True, "the min over its epochs", "best_val_loss"),
+    CompareMetric.TEST_ACC: Metric("test_acc", True, False, "measured once, after the last epoch", "test_acc"),
+}
+
+
+def check_target(metric: Metric, target: float | None) -> None:
+    """An accuracy target lies in (0, 1]; a loss target is positive."""
+    if target is None:
+        return
+    if metric.is_accuracy and not 0 < target <= 1:
+        raise UserError(f"an accuracy target must lie in (0, 1], got {target}", where="--target",
+                        fix="give a fraction, e.g. --target 0.98 for 98%")
+    if not metric.is_accuracy and not (0 < target < math.inf):
+        raise UserError(f"a loss target must be a positive number, got {target}", where="--target",
+                        fix="e.g. --target 0.1 (reached when val_loss <= 0.1)")
+
+
+@dataclass
+class RunResult:
+    """One run's best and final metric, the first epoch reaching the target, or why it is left out."""
+
+    run: Run
+    best: float | None = None
+    final: float | None = None
+    reached: bool = False
+    epoch: int | None = None
+    seconds: float | None = None
+    excluded: str | None = None
+
+
+NO_VALIDATION = "no validation set (data.val_size 0)"
+"""Why a run is left out of a val_* comparison when it trained on all its images."""
+
+
+def run_result(run: Run, metric: Metric, target: float | None) -> RunResult:
+    if run.status != Status.COMPLETED:
+        return RunResult(run, excluded=run.status)
+    if metric.name.startswith("val_") and run.summary.get("val_size") == 0:
+        return RunResult(run, excluded=NO_VALIDATION)
+    if metric.per_epoch:
+        rows = [row for row in run.metrics if summary_number(row[metric.name]) is not None]
+        if not rows:
+            return RunResult(run, excluded=f"no {metric.name}")
+        values = [row[metric.name] for row in rows]
+        result = RunResult(run, metric.best(values), values[-1])
+        first = next((row for row in rows if target is not None and metric.reaches(row[metric.name], target)), None)
+        if first is not None:
+            result.reached, result.epoch, result.seconds = True, first["epoch"], first["seconds"]
+        return result
+    value = summary_number(run.summary.get(metric.name))
+    if value is None:
+        return RunResult(run, excluded=f"no {metric.name}")
+    return RunResult(run, value, value, reached=target is not None and metric.reaches(value, target))
+
+
+@dataclass
+class GroupResult:
+    """A group of seeds: summaries of the completed runs' best and final metric, and the test verdict."""
+
+    group: Group
+    results: list[RunResult]
+    best: Summary = field(init=False)
+    final: Summary = field(init=False)
+    test: Welch | None = None
+    verdict: str = "n/a"
+    """best | indistinguishable (from the best, p >= ALPHA) | worse | n/a (fewer than 2 seeds on a side)."""
+
+    def __post_init__(self):
+        self.best = summarize(self.per_seed("best"))
+        self.final = summarize(self.per_seed("final"))
+
+    @property
+    def used(self) -> list[RunResult]:
+        return [r for r in self.results if r.excluded is None]
+
+    @property
+    def seeds(self) -> dict[int, list[RunResult]]:
+        """The completed runs by seed, in order of first appearance."""
+        by_seed: dict[int, list[RunResult]] = {}
+        for r in self.used:
+            by_seed.setdefault(r.run.seed, []).append(r)
+        return by_seed
+
+    def per_seed(self, attribute: str) -> list[float]:
+        """One value per distinct seed: the run's `best` or `final`, the mean over a seed's reruns."""
+        return [statistics.fmean(getattr(r, attribute) for r in runs) for runs in self.seeds.values()]
+
+    @property
+    def reruns(self) -> dict[int, int]:
+        """Seeds run more than once -> how many completed runs they have."""
+        return {seed: len(runs) for seed, runs in self.seeds.items() if len(runs) > 1}
+
+    @property
+    def reached(self) -> list[RunResult]:
+        return [r for r in self.used if r.reached]
+
+    @property
+    def excluded(self) -> dict[str, int]:
+        """Why runs are left out -> how many."""
+        counts: dict[str, int] = {}
+        for r in self.results:
+            if r.excluded is not None:
+                counts[r.excluded] = counts.get(r.excluded, 0) + 1
+        return counts
+
+    def mean_to_target(self, attribute: str) -> float | None:
+        """Mean epochs or seconds to the target over the runs that reached it (None where none did or
+        the metric has no epochs)."""
+        values = [getattr(r, attribute) for r in self.reached if getattr(r, attribute) is not None]
+        return sum(values) / len(values) if values else None
+
+
+@dataclass
+class Comparison:
+    metric: Metric
+    target: float | None
+    fields: list[str]
+    """The spec fields that tell the groups apart (dotted), in the spec's order."""
+    groups: list[GroupResult]
+    """Best first; groups without a completed run last."""
+
+    @property
+    def runs(self) -> int:
+        return sum(len(g.results) for g in self.groups)
+
+
+def compare(runs: list[Run], metric: Metric, target: float | None = None) -> Comparison:
+    """Group the runs by everything but the seed, rank the groups by mean best metric, and test each
+    against the leader with Welch's t-test on the per-run best values."""
+    check_target(metric, target)
+    groups = [GroupResult(g, [run_result(run, metric, target) for run in g.runs]) for g in group_runs(runs)]
+    sign = -1 if metric.larger_is_better else 1
+    groups.sort(key=lambda g: (g.best.mean is None, sign * g.best.mean if g.best.mean is not None else 0))
+    leader = groups[0]
+    if leader.best.n:
+        leader.verdict = "best"
+        leader_values = leader.per_seed("best")
+        for other in groups[1:]:
+            if leader.best.n >= 2 and other.best.n >= 2:
+                other.test = welch(other.per_seed("best"), leader_values)
+                other.verdict = "indistinguishable" if other.test.p >= ALPHA else "worse"
+    fields = list(dict.fromkeys(name for g in groups for name in g.group.fields))
+    return Comparison(metric, target, fields, groups)
+
+
+def compare_by(runs: list[Run], metric: Metric, key: Callable[[Run], Hashable],
+               target: float | None = None) -> dict[Hashable, Comparison]:
+    """One comparison per value of `key` (a study's budget), in order of first appearance."""
+    parts: dict[Hashable, list[Run]] = {}
+    for run in runs:
+        parts.setdefault(key(run), []).append(run)
+    return {value: compare(part, metric, target) for value, part in parts.items()}
+
+
+def average_ranks(comparison: Comparison) -> dict[int, float]:
+    """REX's measure: per seed that every group with a completed run has, the groups ranked by their value
+    (1 = best, ties share the mean rank), averaged over those seeds; by the group's place in the comparison."""
+    ranked = {number: g for number, g in enumerate(comparison.groups) if g.best.n}
+    values = {number: dict(zip(g.seeds, g.per_seed("best"))) for number, g in ranked.items()}
+    seeds = set.intersection(*(set(v) for v in values.values())) if values else set()
+    sign = 1 if comparison.metric.larger_is_better else -1
+    ranks: dict[int, list[float]] = {number: [] for number in values}
+    for seed in sorted(seeds):
+        at = {number: sign * v[seed] for number, v in values.items()}
+        for number, value in at.items():
+            ranks[number].append(sum(v > value for v in at.values()) + (sum(v == value for v in at.values()) + 1) / 2)
+    return {number: statistics.fmean(r) for number, r in ranks.items() if r}
+
+
+# -- what the output shows: cells for a table, rows for CSV, notes under the table ------------------
+
+@dataclass
+class View:
+    title: str
+    columns: list[tuple[str, bool]]
+    """(header, right-aligned)."""
+    rows: list[list[str]]
+    notes: list[str]
+
+
+def view(comparison: Comparison) -> View:
+    """The comparison as text cells (accuracies in %), for the terminal table and the Markdown table."""
+    metric, target = comparison.metric, comparison.target
+    unit = " (%)" if metric.is_accuracy else ""
+    columns = [(name, False) for name in comparison.fields] or [("run", False)]
+    columns += [(f"{metric.value_name}{unit}", True), ("95% CI", True), ("n", True)]
+    if metric.per_epoch:
+        columns.append((f"final {metric.name}{unit}", True))
+    columns.append(("vs best (Welch)", False))
+    if target is not None:
+        columns.append((f"reached {_target_text(metric, target)}", True))
+        if metric.per_epoch:
+            columns += [("epochs", True), ("seconds", True)]
+    any_excluded = any(g.excluded for g in comparison.groups)
+    if any_excluded:
+        columns.append(("left out", False))
+    rows = []
+    for g in comparison.groups:
+        row = [show_value(g.group.fields.get(name, "-")) for name in comparison.fields] or [g.group.label]
+        bounds = g.best.ci95_bounds
+        ci = f"{_num(bounds[0], metric)} – {_num(bounds[1], metric)}" if bounds else "n/a" if g.best.n else "-"
+        n = str(g.best.n) + (f" ({len(g.used)} runs)" if g.reruns else "")
+        row += [_mean_std(g.best, metric), ci, n]
+        if metric.per_epoch:
+            row.append(_mean_std(g.final, metric))
+        row.append(_verdict_text(g))
+        if target is not None:
+            row.append(f"{len(g.reached)}/{len(g.used)}")
+            if metric.per_epoch:
+                epochs, seconds = g.mean_to_target("epoch"), g.mean_to_target("seconds")
+                row += ["-" if epochs is None else f"{epochs:.3g}", "-" if seconds is None else f"{seconds:.1f}"]
+        if any_excluded:
+            row.append(", ".join(f"{count} {why}" for why, count in g.excluded.items()) or "-")
+        rows.append(row)
+    title = f"{metric.name}: {comparison.runs} runs in {len(comparison.groups)} groups, mean ± std over seeds"
+    return View(title, columns, rows, notes(comparison))
+
+
+def notes(comparison: Comparison) -> list[str]:
+    """What the numbers are, in sentences: the paragraph under the table."""
+    metric, target, groups = comparison.metric, comparison.target, comparison.groups
+    sizes = [g.best.n for g in groups]
+    n_text = f"n = {sizes[0]} per group" if len(set(sizes)) == 1 else f"n per group: {', '.join(map(str, sizes))}"
+    lines = [f"Mean ± std over seeds ({n_text}) of each run's {metric.value_name} ({metric.best_means}); "
+             f"95% CI = mean ± t(0.975, n−1)·std/√n. vs best: Welch's two-sided t-test of the per-seed values "
+             f"against the best group's, α = {ALPHA} (≈ best: p ≥ {ALPHA}; worse: p < {ALPHA}; "
+             f"n/a: fewer than 2 seeds on a side)."]
+    reruns = [(g, seed, runs) for g in groups for seed, runs in g.reruns.items()]
+    if reruns:
+        shown = "; ".join(f"{g.group.label}: {runs} runs of seed {seed}" for g, seed, runs in reruns[:3])
+        more = f"; and {len(reruns) - 3} more" if len(reruns) > 3 else ""
+        lines.append(f"n counts distinct seeds: reruns of a seed ({shown}{more}) are averaged into that seed's one "
+                     f"value, so they add no weight to the mean, CI or test; give each run its own seed "
+                     f"(lrdecay sweep --seeds N) to measure the spread over seeds.")
+    if target is not None:
+        if metric.per_epoch:
+            lines.append(f"Target: the first epoch with {_target_text(metric, target)}; epochs and seconds "
+                         f"(wall time to the end of that epoch, evaluation included) are means over the runs "
+                         f"that reached it.")
+        else:
+            lines.append(f"Target: {_target_text(metric, target)} after training ({metric.name} has no "
+                         f"per-epoch values, so no epochs or seconds to reach it).")
+    excluded: dict[str, int] = {}
+    for g in groups:
+        for why, count in g.excluded.items():
+            excluded[why] = excluded.get(why, 0) + count
+    if excluded:
+        total = sum(excluded.values())
+        why = ", ".join(f"{count} {reason}" for reason, count in excluded.items())
+        lines.append(f"Left out of all statistics: {total} of {comparison.runs} runs ({why}); "
+                     f"only completed runs count.")
+        if NO_VALIDATION in excluded:
+            lines.append(f"Runs trained with data.val_size 0 have no {metric.name}: compare them with "
+                         f"--metric test_acc.")
+    else:
+        lines.append(f"All {comparison.runs} runs completed.")
+    return lines
+
+
+def csv_rows(comparison: Comparison) -> list[dict[str, Any]]:
+    """One row per group, numbers unrounded (accuracies as fractions); empty where there is none."""
+    rows = []
+    for rank, g in enumerate(comparison.groups, 1):
+        bounds = g.best.ci95_bounds or (None, None)
+        row: dict[str, Any] = {"rank": rank, "label": g.group.label}
+        row.update({name: g.group.fields.get(name) for name in comparison.fields})
+        row.update(metric=comparison.metric.name, n=g.best.n, completed=len(g.used), runs=len(g.results),
+                   left_out=";".join(f"{count} {why}" for why, count in g.excluded.items()),
+                   best_mean=g.best.mean, best_std=g.best.std, ci95_low=bounds[0], ci95_high=bounds[1],
+                   final_mean=g.final.mean, final_std=g.final.std,
+                   welch_t=g.test.t if g.test else None, welch_df=g.test.df if g.test else None,
+                   p_value=g.test.p if g.test else None, vs_best=g.verdict)
+        if comparison.target is not None:
+            row.update(target=comparison.target, reached=len(g.reached), epochs_to_target=g.mean_to_target("epoch"),
+                       seconds_to_target=g.mean_to_target("seconds"))
+        rows.append(row)
+    return rows
+
+
+def _target_text(metric: Metric, target: float) -> str:
+    shown = f"{100 * target:g}%" if metric.is_accuracy else f"{target:g}"
+    return f"{metric.name} {'≥' if metric.larger_is_better else '≤'} {shown}"
+
+
+def _num(value: float, metric: Metric) -> str:
+    return f"{100 * value:.2f}" if metric.is_accuracy else f"{value:.4f}"
+
+
+def _mean_std(summary: Summary, metric: Metric) -> str:
+    if summary.mean is None:
+        return "-"
+    if summary.std is None:
+        return _num(summary.mean, metric)
+    return f"{_num(summary.mean, metric)} ± {_num(summary.std, metric)}"
+
+
+def _verdict_text(g: GroupResult) -> str:
+    if g.test is None:
+        return {"best": "best", "n/a": "n/a" if g.best.n else "-"}[g.verdict]
+    if math.isinf(g.test.t):
+        p = "p = 0 (no spread on either side)"
+    else:
+        p = "p < 0.001" if g.test.p < 0.001 else f"p = {g.test.p:.3g}"
+    return f"≈ best, {p}" if g.verdict == "indistinguishable" else f"worse, {p}"
+

@@ -1,0 +1,117 @@
+"""Spec data: read from a file, edited before validation (`--set key.path=value`, a sweep's grid points
+and variants, a study's methods), and validated into a `Spec`, the only way lrdecay makes one from user
+data (runs read back, sweep trials and study cells too). A value is set at a path the schema has; each
+edit's result shares nothing with its input."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from lrdecay_cli.config.messages import did_you_mean, model_at, spec_error
+from lrdecay_cli.config.spec import Spec
+from lrdecay_cli.config.yaml_io import parse_yaml, read_yaml_file
+from lrdecay_cli.errors import UserError
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> Spec:
+    """Read a spec file, apply `--set key.path=value` overrides, validate into a `Spec`."""
+    path = Path(path)
+    raw = read_yaml_file(path)
+    if raw is None:
+        raise UserError("the spec is empty", where=str(path), fix="see configs/quickstart.yaml for an example")
+    return from_data(raw, str(path), overrides)
+
+
+def from_data(raw: Any, source: str, overrides: list[str] = (), given: dict[str, str] | None = None) -> Spec:
+    """Validate spec data (already parsed) after applying overrides. An error names what caused it: the
+    `--set` that set the field (or a field of the section at fault), a value in `given` (dotted field
+    -> the option or sweep value that set it), else `source`."""
+    if not isinstance(raw, dict):
+        raise UserError(f"the spec must be a mapping of sections, got {type(raw).__name__}", where=source,
+                        fix="see configs/quickstart.yaml for an example")
+    causes = dict(given or {})
+    for override in overrides:
+        causes[apply_override(raw, override)] = f"--set {override}"
+    try:
+        return Spec.model_validate(raw)
+    except ValidationError as exc:
+        raise spec_error(exc, raw, source, causes) from None
+
+
+def load_base(base: str | dict, base_dir: Path) -> dict:
+    """A sweep's or a study's base spec as raw data: inline, or a path relative to its file."""
+    if isinstance(base, dict):
+        return base
+    path = Path(base) if Path(base).is_absolute() else base_dir / base
+    loaded = read_yaml_file(path)
+    if not isinstance(loaded, dict):
+        raise UserError("the base spec must be a mapping", where=str(path), fix="point base: at a spec file")
+    return loaded
+
+
+def apply_override(raw: dict, override: str) -> str:
+    """Apply one `key.path=value` (value parsed as YAML, typed later by the schema); return the path."""
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise UserError(f"cannot parse --set '{override}'", fix="write it as --set key.path=value, e.g. --set train.epochs=3")
+    try:
+        value = parse_yaml(text, "--set") if text.strip() else None
+    except UserError:
+        raise UserError(f"cannot parse the value of --set '{override}'",
+                        fix="quote it or write plain YAML, e.g. 0.1, true, [1, 2]") from None
+    set_field(raw, key, value, f"--set '{override}'")
+    return key
+
+
+def set_field(raw: dict, key: str, value: Any, source: str) -> None:
+    """Set the dotted field `key` in raw spec data, creating sections; the path must exist in the schema."""
+    parts = key.split(".")
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise UserError(f"{source}: '{'.'.join(parts[:depth + 1])}' is not a section", fix="set the field itself")
+        node = child
+    before = model_at(parts[:-1], raw)
+    node[parts[-1]] = value
+    model = model_at(parts[:-1], raw)
+    if model is None or parts[-1] not in model.model_fields:
+        raise UserError(f"{source}: the spec has no field '{key}'", fix=did_you_mean(parts, raw))
+    if parts[-1] == "name" and before is not None and model is not before:
+        # another method: keep the settings it shares (lr, warmup...) but not the old method's parameters,
+        # nor its unit: a schedule's interval returns to the new method's own default
+        for stale in [k for k in node if k not in model.model_fields or k == "interval"]:
+            del node[stale]
+
+
+def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    """{"schedule": {"name": "step"}} -> {"schedule.name": "step"}."""
+    out = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+def merge_sections(base: dict, changes: dict) -> dict:
+    """Nested update of raw spec data, as a new value that shares nothing with `base` or `changes`
+    (each sweep trial is built from one and may then be changed field by field). A section naming
+    another method (model, optimizer, schedule) replaces the old section instead of inheriting
+    parameters the new method lacks; one naming the same method keeps the base's parameters."""
+    merged = copy.deepcopy(base)
+    for key, value in changes.items():
+        old = merged.get(key)
+        same_kind = (isinstance(old, dict) and isinstance(value, dict)
+                     and value.get("name", old.get("name")) == old.get("name"))
+        merged[key] = merge_sections(old, value) if same_kind else copy.deepcopy(value)
+    return merged

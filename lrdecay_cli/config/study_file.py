@@ -1,0 +1,147 @@
+"""A study file: its schema (methods, initial LRs, budgets, seeds, the selection metric) and its base spec;
+experiments/study.py plans and runs it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, field_validator, \
+    model_validator
+
+from lrdecay_cli.config.choices import SelectionMetric
+from lrdecay_cli.config.spec_file import from_data, load_base, merge_sections
+from lrdecay_cli.config.messages import first_problem, validated
+from lrdecay_cli.config.yaml_io import dump_yaml, read_yaml_file
+from lrdecay_cli.errors import UserError
+
+MAX_CELLS = 1_000
+"""The most method x budget x LR combinations: each is a training run per tuning seed."""
+
+
+class LogRange(BaseModel):
+    """`lrs: {log_range: [0.01, 1.0], count: 5}`: count LRs evenly spaced in log between the two ends."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+    log_range: tuple[StrictFloat, StrictFloat] = Field(..., strict=False)  # YAML writes a pair as a list
+    count: int = Field(..., ge=2, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        low, high = self.log_range
+        if not 0 < low < high:
+            raise ValueError(f"log_range needs 0 < low < high, got [{low}, {high}]")
+        return self
+
+    def values(self) -> list[float]:
+        """Rounded to 4 significant digits, so that study.yaml and the tables read 0.03162, not 0.0316227766."""
+        low, high = (math.log(v) for v in self.log_range)
+        return [float(f"{math.exp(low + (high - low) * i / (self.count - 1)):.4g}") for i in range(self.count)]
+
+
+class MethodEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    schedule: dict = Field(..., description="a schedule section, as in a spec")
+    label: str | None = Field(None, min_length=1, max_length=40, description="its name in tables and figures")
+
+    @property
+    def name(self) -> str:
+        return self.label or str(self.schedule.get("name", "?"))
+
+
+class StudySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+    name: str = Field("study", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
+    base: str | dict = Field(..., description="a spec path (relative to the study file) or a spec")
+    methods: list[MethodEntry] = Field(..., min_length=1)
+    lrs: list[StrictFloat] | LogRange = Field(..., description="initial LRs to tune over, or a log range")
+    budgets: list[StrictInt] = Field(..., min_length=1, description="training budgets, in epochs")
+    tune_seeds: int = Field(1, ge=1, le=100, description="seeds each method x budget x LR is tuned with: 0..n-1")
+    seeds: int = Field(3, ge=1, le=100, description="seeds of the final runs, after the tuning seeds")
+    metric: SelectionMetric = Field(SelectionMetric.BEST_VAL_ACC, strict=False,
+                                    description="what picks a method's LR at a budget (validation only)")
+
+    @field_validator("lrs", mode="before")
+    @classmethod
+    def _list_or_range(cls, lrs: Any) -> Any:
+        """One message for each form (a union's error would speak of the list form only)."""
+        if isinstance(lrs, dict):
+            try:
+                return LogRange.model_validate(lrs)
+            except ValidationError as exc:
+                raise ValueError(first_problem(exc)) from None
+        if not isinstance(lrs, list) or not lrs:
+            raise ValueError("give a list of initial LRs, e.g. [0.01, 0.1], or {log_range: [0.01, 1.0], count: 5}")
+        return lrs
+
+    @field_validator("lrs")
+    @classmethod
+    def _distinct_lrs(cls, lrs):
+        values = lrs.values() if isinstance(lrs, LogRange) else lrs
+        if any(v <= 0 for v in values):
+            raise ValueError(f"initial LRs must be positive, got {values}")
+        if len(set(values)) != len(values):
+            raise ValueError(f"lrs lists a value twice: {values}")
+        return lrs
+
+    @field_validator("budgets")
+    @classmethod
+    def _increasing(cls, budgets: list[int]) -> list[int]:
+        if any(b < 1 for b in budgets) or any(b <= a for a, b in zip(budgets, budgets[1:])):
+            raise ValueError(f"budgets must be epochs >= 1 in increasing order, without repeats, got {budgets}")
+        return budgets
+
+    @model_validator(mode="after")
+    def _distinct_methods(self):
+        names = [m.name for m in self.methods]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValueError(f"methods.{names.index(name)} and methods.{i} are both called '{name}': "
+                                 f"give each a distinct label")
+        if self.cells() > MAX_CELLS:
+            raise ValueError(f"{len(self.methods)} methods x {len(self.budgets)} budgets x {len(self.lr_list())} "
+                             f"LRs is {self.cells():,} combinations, more than {MAX_CELLS:,}")
+        return self
+
+    def lr_list(self) -> list[float]:
+        """The initial LRs, smallest first (a tie in the metric goes to the smaller LR)."""
+        return sorted(self.lrs.values() if isinstance(self.lrs, LogRange) else self.lrs)
+
+    def cells(self) -> int:
+        return len(self.methods) * len(self.budgets) * len(self.lr_list())
+
+    def tune_seed_list(self) -> list[int]:
+        return list(range(self.tune_seeds))
+
+    def final_seed_list(self) -> list[int]:
+        """Seeds no tuning run used: the final runs are fresh draws, not the tuned ones again."""
+        return list(range(self.tune_seeds, self.tune_seeds + self.seeds))
+
+
+def parse(raw: Any, source: str, base_dir: Path) -> tuple[StudySpec, dict]:
+    """A study file's data, validated, with its base loaded as raw data; each method is checked as the spec
+    it will train before anything is written."""
+    spec = validated(StudySpec, raw, source, "study", "configs/studies/decay_methods.yaml",
+                     items={"methods": MethodEntry})
+    base = load_base(spec.base, base_dir)
+    for i, method in enumerate(spec.methods):  # each method once, with the error naming it
+        checked = from_data(merge_sections(base, {"schedule": method.schedule}), f"{source}: methods.{i}")
+        if checked.data.val_size == 0:
+            raise UserError("the base spec has no validation set (data.val_size: 0), and a study chooses each "
+                            "LR on it", where=f"{source}: base", fix="give the base a data.val_size, e.g. 5000")
+    return spec, base
+
+
+def load(path: Path) -> tuple[StudySpec, dict]:
+    return parse(read_yaml_file(path), str(path), path.parent)
+
+
+def resolved_yaml(spec: StudySpec, base: dict) -> str:
+    """study.yaml: the study with its base inlined and its LRs listed, which a resume plans again from."""
+    data = spec.model_dump(mode="json", exclude_none=True)
+    data.update(base=base, lrs=spec.lr_list())
+    return dump_yaml(data)

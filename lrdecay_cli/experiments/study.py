@@ -1,0 +1,316 @@
+"""Studies: which decay method wins, fairly, at every budget (Schmidt et al. 2021: tune each method with
+the same budget, then compare over seeds; Li et al. 2020 and Chen et al. 2021: the answer depends on
+the budget).
+
+    <runs dir>/studies/<UTC time>-<name>/
+      study.yaml     the resolved study (base inlined, LRs and seeds listed): --resume re-plans from it
+      tune/          a sweep: every method x budget x initial LR, on the tuning seeds, without a test evaluation
+      tuning.csv     one row per method x budget x LR: its validation metric, and which LR was chosen
+      final/         a sweep: every method x budget at its chosen LR, on other seeds, evaluated on the test set
+      study.csv      one row per method x budget: the chosen LR, test accuracy over seeds, CI, rank
+                     (`lrdecay compare`'s ranking of the final runs, one per budget)
+      report.md, *.png   the tables, figures and a verdict (output/study_report.py)
+
+The two stages are ordinary sweep directories, so `plot`, `compare` and `sweep --resume` work on them.
+The tuning runs never evaluate on the test set (`train.test_eval: false`): the test set plays no part
+in choosing, by construction. A budget is the run's length, so a method whose horizon defaults to the
+run (cosine, linear, rex, one_cycle, wsd, multistep's milestone_fractions, ...) is rebuilt for each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lrdecay_cli.analysis.compare import METRICS, Comparison, average_ranks, compare_by
+from lrdecay_cli.config.choices import CompareMetric, SelectionMetric
+from lrdecay_cli.config.spec_file import from_data, merge_sections
+from lrdecay_cli.config.study_file import StudySpec, load as load_file, parse, resolved_yaml
+from lrdecay_cli.config.sweep_file import SweepSpec, Trial
+from lrdecay_cli.config.yaml_io import read_yaml_file
+from lrdecay_cli.errors import UserError
+from lrdecay_cli.experiments import sweep as sweeps
+from lrdecay_cli.rundir import layout
+from lrdecay_cli.rundir.csvfile import to_csv
+from lrdecay_cli.rundir.fs import check_writable, locked, make_unique_dir, write_atomic
+from lrdecay_cli.rundir.layout import Status, utc_stamp
+from lrdecay_cli.rundir.read import load_run, read_summary, summary_number
+from lrdecay_cli.schedules import lr_schedule
+from lrdecay_cli.schedules.preview import flat_run_warning
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One method at one budget: a row of study.csv."""
+
+    method: int
+    budget: int
+    """In epochs."""
+
+
+@dataclass
+class Choice:
+    """The LR tuning chose for a cell (None where every LR diverged or failed) and its validation metric."""
+
+    cell: Cell
+    lr: float | None
+    metric: float | None
+
+
+@dataclass
+class Study:
+    """A study: its spec, base spec (raw data), where it came from, and its directory (None until `create`)."""
+
+    spec: StudySpec
+    base: dict
+    source: str
+    path: Path | None = None
+    _cells: dict | None = None
+
+    def cells(self) -> list[Cell]:
+        """Budget-major: all methods of one budget side by side (they stack: one train section)."""
+        return [Cell(m, b) for b in self.spec.budgets for m in range(len(self.spec.methods))]
+
+    def by_schedule(self) -> dict[tuple[int, str], Cell]:
+        """(epochs, resolved schedule as JSON) -> its cell: how a trial is known for what it trains."""
+        if self._cells is None:
+            self._cells = {(c.budget, self.spec_of(c).schedule.model_dump_json()): c for c in self.cells()}
+        return self._cells
+
+    def spec_of(self, cell: Cell):
+        """The cell's spec at the base's LR (validated; the schedule as it trains)."""
+        return from_data(merge_sections(self.base, self._variant(cell)), self.source)
+
+    def label(self, cell: Cell) -> str:
+        return self.spec.methods[cell.method].name
+
+    def _variant(self, cell: Cell) -> dict:
+        return {"schedule": self.spec.methods[cell.method].schedule, "train": {"epochs": cell.budget}}
+
+    def tune_plan(self) -> sweeps.Plan:
+        """Every cell x LR on the tuning seeds; the tuning runs skip the test evaluation."""
+        sweep = SweepSpec(name=f"{self.spec.name}-tune", variants=[self._variant(c) for c in self.cells()],
+                                 grid={"optimizer.lr": self.spec.lr_list()}, seeds=self.spec.tune_seed_list(),
+                                 metric=self.spec.metric.compare_metric)
+        base = merge_sections(self.base, {"train": {"test_eval": False}})
+        return sweeps.plan_of(sweep, base, f"{self.source} (tuning)")
+
+    def preview(self) -> list[DryRunRow]:
+        """Each method's curve at each budget, at a few points of the run, before any compute; a metric-driven
+        method (plateau) is shown as it starts, before any plateau cuts it."""
+        out = []
+        for cell in self.cells():
+            spec = self.spec_of(cell)
+            steps = spec.steps_per_epoch() * cell.budget
+            schedule = lr_schedule(spec.schedule, 1.0, spec.steps_per_epoch(), cell.budget)
+            factors = [schedule(round(at * (steps - 1))) for at in SHOWN_AT]
+            out.append(DryRunRow(self.label(cell), cell.budget, steps, factors, schedule.metric_driven,
+                                 flat_run_warning(spec), SHOWN_AT))
+        return out
+
+    def final_plan(self, choices: list[Choice]) -> sweeps.Plan:
+        """Every cell that has a chosen LR, at that LR, on the final seeds, with the test evaluation."""
+        variants = [merge_sections(self._variant(c.cell), {"optimizer": {"lr": c.lr}}) for c in choices
+                    if c.lr is not None]
+        sweep = SweepSpec(name=f"{self.spec.name}-final", variants=variants,
+                                 seeds=self.spec.final_seed_list(), metric="test_acc")
+        base = merge_sections(self.base, {"train": {"test_eval": True}})
+        return sweeps.plan_of(sweep, base, f"{self.source} (final)")
+
+
+def load(path: Path) -> Study:
+    return Study(*load_file(path), str(path))
+
+
+def create(study: Study, runs_dir: Path) -> Path:
+    """Make `<runs_dir>/studies/<UTC time>-<name>/` with its study.yaml, where the disk has room for both stages."""
+    from lrdecay_cli.training.loop import run_bytes  # torch: here, not for a --dry-run
+
+    tune = study.tune_plan()
+    per_seed = sum(run_bytes(t.spec) for t in tune.trials) / len(study.spec.tune_seed_list())
+    check_writable(runs_dir, int(per_seed * (study.spec.tune_seeds + study.spec.seeds / len(study.spec.lr_list()))))
+    study.path = make_unique_dir(runs_dir / "studies", f"{utc_stamp()}-{study.spec.name}")
+    write_atomic(study.path / layout.STUDY, resolved_yaml(study.spec, study.base))
+    return study.path
+
+
+def reopen(study_dir: Path) -> Study:
+    path = study_dir / layout.STUDY
+    if not path.is_file():
+        raise UserError("not a study directory (no study.yaml)", where=str(study_dir),
+                        fix="pass a directory under <runs>/studies/")
+    return Study(*parse(read_yaml_file(path), str(path), study_dir), str(path), study_dir)
+
+
+def stage(study: Study, name: str, plan: sweeps.Plan) -> sweeps.Plan:
+    """The stage's sweep directory `tune/` or `final/`: made on first use, else reopened, and then it must
+    hold the plan's own trials (a study.yaml edited since would resume as what it is not)."""
+    at = study.path / name
+    if not (at / layout.SWEEP).is_file():
+        if at.exists():  # made, but its sweep.yaml never written: nothing in it ran
+            at.rmdir()
+        sweeps.create(plan, study.path, at=at)
+        return plan
+    opened = sweeps.reopen(at)
+    if [t.spec for t in opened.trials] != [t.spec for t in plan.trials]:
+        raise UserError(f"{name}/ holds other trials than study.yaml plans", where=str(at),
+                        fix="restore study.yaml as the study wrote it, or start a new study")
+    return opened
+
+
+def metric_of(summary: dict | None, metric: SelectionMetric) -> float | None:
+    """A tuning run's validation metric; None unless it completed (a diverged LR is never chosen)."""
+    if not summary or summary.get("status") != Status.COMPLETED:
+        return None
+    return summary_number(summary.get(metric.value))
+
+
+def tuning_rows(study: Study, plan: sweeps.Plan) -> list[dict]:
+    """One row per cell x LR: the selection metric's mean over the tuning seeds (None where any seed did
+    not complete), read from the runs' summaries. Test metrics are not read: the runs have none."""
+    per_lr = {}
+    for trial in plan.trials:
+        key = (cell_of(study, trial), trial.spec.optimizer.lr)
+        per_lr.setdefault(key, []).append(metric_of(read_summary(plan.path / trial.dirname), study.spec.metric))
+    rows = []
+    for (cell, lr), values in per_lr.items():
+        complete = [v for v in values if v is not None]
+        rows.append({"method": study.label(cell), "budget_epochs": cell.budget, "lr": lr,
+                     "metric": study.spec.metric.value,
+                     "value": sum(complete) / len(complete) if complete and len(complete) == len(values) else None,
+                     "n": len(complete), "cell": cell})
+    return rows
+
+
+def cell_of(study: Study, trial: Trial) -> Cell:
+    """The cell a stage's trial belongs to, from what it trains (its schedule and epochs)."""
+    key = (trial.spec.train.epochs, trial.spec.schedule.model_dump_json())
+    if key not in study.by_schedule():
+        raise UserError(f"trial {trial.dirname} is no method x budget of the study", where=study.source,
+                        fix="restore study.yaml as the study wrote it")
+    return study.by_schedule()[key]
+
+
+def choose(study: Study, rows: list[dict]) -> list[Choice]:
+    """Per cell, the LR with the best validation metric (a tie: the smaller LR); None where none completed."""
+    pick = max if study.spec.metric.larger_is_better else min  # both return the first best: the smaller LR
+    choices = []
+    for cell in study.cells():
+        candidates = sorted((r for r in rows if r["cell"] == cell and r["value"] is not None), key=lambda r: r["lr"])
+        best = pick(candidates, key=lambda r: r["value"], default=None)
+        choices.append(Choice(cell, best and best["lr"], best and best["value"]))
+    for row in rows:
+        row["chosen"] = any(c.cell == row["cell"] and c.lr == row["lr"] for c in choices)
+    return choices
+
+
+STUDY_COLUMNS = ("method", "budget_epochs", "lr", "tune_metric", "test_acc_mean", "test_acc_std", "n", "ci_low",
+                 "ci_high", "rank")
+
+
+def results(study: Study, choices: list[Choice], plan: sweeps.Plan) -> list[dict]:
+    """study.csv's rows (accuracies as fractions), from `lrdecay compare`'s ranking of the final runs by test
+    accuracy, one comparison per budget; each row also holds its Welch p against its budget's best
+    (`p_value`, None for the best itself or too few seeds) and its average rank over seeds."""
+    trial_cells = {trial.dirname: cell_of(study, trial) for trial in plan.trials}
+    started = [load_run(plan.path / name) for name in trial_cells if (plan.path / name / layout.SUMMARY).is_file()]
+    boards = compare_by(started, METRICS[CompareMetric.TEST_ACC], key=lambda run: trial_cells[run.path.name].budget)
+    found = {}
+    for board in boards.values():
+        ranks = average_ranks(board)
+        for number, group in enumerate(board.groups):
+            found[trial_cells[group.group.runs[0].path.name]] = (group, rank_of(board, number), ranks.get(number))
+    rows = []
+    for choice in choices:
+        group, rank, average_rank = found.get(choice.cell, (None, None, None))
+        s = group.best if group else None
+        low, high = (s and s.ci95_bounds) or (None, None)
+        rows.append({"method": study.label(choice.cell), "budget_epochs": choice.cell.budget, "lr": choice.lr,
+                     "tune_metric": choice.metric, "test_acc_mean": s and s.mean, "test_acc_std": s and s.std,
+                     "n": s.n if s else 0, "ci_low": low, "ci_high": high, "rank": rank,
+                     "p_value": group.test.p if group and group.test else None, "average_rank": average_rank})
+    return rows
+
+
+def rank_of(board: Comparison, number: int) -> int | None:
+    """Group `number`'s competition rank by mean (equal means share a rank; None: no completed run)."""
+    mean = board.groups[number].best.mean
+    return None if mean is None else 1 + sum(g.best.mean is not None and g.best.mean > mean for g in board.groups)
+
+
+def write_tables(study: Study, tuning: list[dict], rows: list[dict] | None) -> None:
+    write_atomic(study.path / layout.TUNING, to_csv([{k: v for k, v in r.items() if k != "cell"} for r in tuning]))
+    if rows is not None:
+        write_atomic(study.path / layout.STUDY_TABLE, to_csv([{k: r[k] for k in STUDY_COLUMNS} for r in rows]))
+
+
+@dataclass
+class DryRunRow:
+    label: str
+    budget: int
+    steps: int
+    factors: list[float]
+    """The LR at the fractions `at` of the run (SHOWN_AT), as a multiple of the initial LR."""
+    metric_driven: bool
+    warning: str | None
+    """preview.flat_run_warning's, where the curve never moves in this budget's run."""
+    at: tuple[float, ...] = ()
+
+
+SHOWN_AT = (0.0, 0.5, 0.9, 1.0)
+
+
+@dataclass
+class Outcome:
+    """Where a study run ended: `interrupted` by a signal (None: it ran its course), `waiting` for stage
+    trials that did not finish (failed, interrupted: --resume runs them), and the tables so far."""
+
+    tuning: list[dict]
+    choices: list[Choice] | None = None
+    rows: list[dict] | None = None
+    interrupted: str | None = None
+    waiting: str | None = None
+    """The stage whose unfinished trials keep the study from going on."""
+    report: Path | None = None
+    path: Path | None = None
+    """The study directory."""
+
+
+def execute(study: Study, runs_dir: Path, executor: str = "vectorized", progress=None, **options) -> Outcome:
+    """A study's whole lifecycle: its directory made (a new study) or locked (a reopened one), then `run`."""
+    if study.path is None:
+        create(study, runs_dir)
+    with locked(study.path):
+        return run(study, executor, progress, **options)
+
+
+def run(study: Study, executor: str, progress=None, **options) -> Outcome:
+    """Tune, choose, run the final stage, write the tables, figures and report; each stage runs only its
+    pending trials, so a resumed study re-trains nothing that finished. `progress(stage, todo)` returns
+    the display of a stage (an object with on_start, on_done, stop) or is None for none."""
+    def run_stage(name: str, plan: sweeps.Plan) -> tuple[sweeps.Plan, sweeps.Outcome]:
+        plan = stage(study, name, plan)
+        shown = (lambda todo: progress(name, todo)) if progress else None
+        return plan, sweeps.execute(plan, study.path, executor, shown, **options)
+
+    tune, done = run_stage("tune", study.tune_plan())
+    outcome = Outcome(tuning_rows(study, tune), path=study.path)
+    if done.interrupted or done.incomplete:
+        write_tables(study, outcome.tuning, None)
+        outcome.interrupted, outcome.waiting = done.interrupted, "tune"
+        return outcome
+    outcome.choices = choose(study, outcome.tuning)
+    if not any(choice.lr is not None for choice in outcome.choices):
+        write_tables(study, outcome.tuning, None)
+        raise UserError("no tuning run completed: every method diverged or failed at every LR",
+                        where=str(study.path / "tune" / layout.RESULTS), fix="try smaller initial LRs (lrs:)")
+    final, done = run_stage("final", study.final_plan(outcome.choices))
+    outcome.rows = results(study, outcome.choices, final)
+    write_tables(study, outcome.tuning, outcome.rows)
+    if done.interrupted or done.incomplete:
+        outcome.interrupted, outcome.waiting = done.interrupted, "final"
+        return outcome
+    from lrdecay_cli.output.study_report import write_report  # matplotlib: only once the study is done
+
+    outcome.report = write_report(study, outcome.tuning, outcome.rows)
+    return outcome

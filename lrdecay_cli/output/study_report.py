@@ -1,0 +1,233 @@
+"""A study's figures and report.md (matplotlib, no torch import), from study.csv's rows (with each row's
+Welch p against its budget's best and its average rank, as experiments/study.py ranks them with
+analysis/compare.py) and the tuning rows.
+
+The verdict says only what the statistics show: per budget, the method with the highest mean test
+accuracy and which others Welch's t-test cannot tell from it (p >= 0.05, uncorrected); an LR chosen at
+the edge of the grid is flagged, since the grid may then not hold that method's best LR.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lrdecay_cli.analysis.compare import ALPHA
+from lrdecay_cli.output.plot import DPI, palette, render
+from lrdecay_cli.rundir.fs import write_atomic
+from lrdecay_cli.rundir.layout import STUDY_REPORT
+
+SIZE = (8.0, 4.5)
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch{'s' * (n != 1)}"
+
+
+def by_cell(rows: list[dict], column: str) -> dict[tuple[str, int], float]:
+    """(method, budget) -> the rows' `column` (p_value, average_rank), where it has one."""
+    return {(r["method"], r["budget_epochs"]): r[column] for r in rows if r.get(column) is not None}
+
+
+def _figure():
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=SIZE, dpi=DPI, layout="constrained")
+
+
+def _budget_axis(ax, budgets: list[int]) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(budgets, [str(b) for b in budgets])
+    ax.minorticks_off()
+    ax.set_xlabel("budget (epochs)")
+
+
+def figures(study, tuning: list[dict], rows: list[dict]) -> dict:
+    """The three figures, by name (not yet written)."""
+    methods = [m.name for m in study.spec.methods]
+    colors = dict(zip(methods, palette(len(methods))))
+    return {"test_acc_vs_budget": _accuracy_figure(study, rows, colors), "average_rank": _rank_figure(study, rows, colors),
+            "lr_sensitivity": _sensitivity_figure(study, tuning, colors)}
+
+
+def _accuracy_figure(study, rows: list[dict], colors: dict):
+    """Test accuracy against budget, mean over the final seeds with its 95% CI band."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    for method, color in colors.items():
+        mine = [r for r in rows if r["method"] == method and r["test_acc_mean"] is not None]
+        ax.plot([r["budget_epochs"] for r in mine], [100 * r["test_acc_mean"] for r in mine], "o-",
+                color=color, label=method)
+        banded = [r for r in mine if r["ci_low"] is not None]
+        if banded:
+            ax.fill_between([r["budget_epochs"] for r in banded], [100 * r["ci_low"] for r in banded],
+                            [100 * r["ci_high"] for r in banded], color=color, alpha=0.15, linewidth=0)
+    _budget_axis(ax, study.spec.budgets)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{study.spec.name}: test accuracy at each budget (mean over {study.spec.seeds} seeds, 95% CI band)")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
+    return fig
+
+
+def _rank_figure(study, rows: list[dict], colors: dict):
+    """The average rank over seeds against budget; hollow where significantly below the budget's best."""
+    ranks, p = by_cell(rows, "average_rank"), by_cell(rows, "p_value")
+    fig = _figure()
+    ax = fig.add_subplot()
+    for method, color in colors.items():
+        points = [(b, ranks[method, b], p.get((method, b))) for b in study.spec.budgets if (method, b) in ranks]
+        ax.plot([b for b, _, _ in points], [r for _, r, _ in points], "-", color=color, label=method)
+        for b, r, pv in points:  # filled: not significantly below the budget's best
+            below = pv is not None and pv < ALPHA
+            ax.plot([b], [r], "o", color=color, markerfacecolor="white" if below else color)
+    _budget_axis(ax, study.spec.budgets)
+    ax.invert_yaxis()
+    ax.set_ylabel("average rank (1 = best)")
+    ax.set_title(f"average rank over seeds; hollow: significantly below the best (Welch p < {ALPHA})", fontsize="medium")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
+    return fig
+
+
+def _sensitivity_figure(study, tuning: list[dict], colors: dict):
+    """The validation metric against the initial LR, a panel per budget; a star marks the chosen LR."""
+    budgets, metric = study.spec.budgets, study.spec.metric
+    fig = _figure()
+    fig.set_size_inches(max(SIZE[0], 2.6 * len(budgets) + 1.5), SIZE[1])
+    axes = fig.subplots(1, len(budgets), sharey=True, squeeze=False)[0]
+    scale = 100 if metric.larger_is_better else 1
+    for ax, budget in zip(axes, budgets):
+        for method, color in colors.items():
+            mine = sorted((r for r in tuning if r["method"] == method and r["budget_epochs"] == budget
+                           and r["value"] is not None), key=lambda r: r["lr"])
+            ax.plot([r["lr"] for r in mine], [scale * r["value"] for r in mine], ".-", color=color, label=method)
+            ax.plot([r["lr"] for r in mine if r.get("chosen")], [scale * r["value"] for r in mine if r.get("chosen")],
+                    "*", color=color, markersize=11)
+        ax.set_xscale("log")
+        ax.set_xticks(study.spec.lr_list(), [f"{lr:g}" for lr in study.spec.lr_list()], rotation=45)
+        ax.minorticks_off()
+        ax.set_xlabel("initial LR")
+        ax.set_title(_epochs(budget))
+    axes[0].set_ylabel(f"{metric.value}{' (%)' if scale == 100 else ''} (validation)")
+    axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="small")
+    fig.suptitle(f"LR sensitivity (tuning seed{'s' * (study.spec.tune_seeds > 1)}; star: the chosen LR; "
+                 f"a flat curve is robust to the LR)")
+    return fig
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def verdict(study, rows: list[dict], p: dict) -> list[str]:
+    """Plain sentences, one per budget and one overall, that claim no more than the tests show."""
+    lines, never_worse = [], None
+    for budget in study.spec.budgets:
+        ranked = sorted((r for r in rows if r["budget_epochs"] == budget and r["rank"] is not None),
+                        key=lambda r: r["rank"])
+        if not ranked:
+            lines.append(f"At {_epochs(budget)}: no method completed its final runs.")
+            continue
+        best = ranked[0]
+        tied = [r["method"] for r in ranked[1:] if p.get((r["method"], budget)) is None
+                or p[r["method"], budget] >= ALPHA]
+        lower = [r["method"] for r in ranked[1:] if r["method"] not in tied]
+        text = (f"At {_epochs(budget)}, **{best['method']}** has the highest mean test accuracy "
+                f"({_pct(best['test_acc_mean'])}%, n = {best['n']})")
+        if tied:
+            text += (f"; {', '.join(tied)} {'is' if len(tied) == 1 else 'are'} not significantly different from it "
+                     f"(Welch p >= {ALPHA}), so these seeds do not single out a winner")
+        if lower:
+            text += f"; {'every other method is' if not tied else ', '.join(lower) + (' is' if len(lower) == 1 else ' are')} significantly lower"
+        lines.append(text + ".")
+        group = {best["method"], *tied}
+        never_worse = group if never_worse is None else never_worse & group
+    tops = [min((r for r in rows if r["budget_epochs"] == b and r["rank"]), key=lambda r: r["rank"], default=None)
+            for b in study.spec.budgets]
+    top_names = [t["method"] for t in tops if t]
+    if top_names and len(set(top_names)) == 1:
+        lines.append(f"Overall: {top_names[0]} has the highest mean at every budget.")
+    elif top_names:
+        lines.append("Overall: the method with the highest mean changes with the budget ("
+                     + ", ".join(f"{b}: {t['method']}" for b, t in zip(study.spec.budgets, tops) if t) + ").")
+    if never_worse:
+        lines.append(f"Never significantly below the best at any budget: {', '.join(sorted(never_worse))}.")
+    lines.append(f"Each mean is over {study.spec.seeds} seed{'s' * (study.spec.seeds != 1)} at the LR the tuning stage "
+                 f"chose; the p-values are not corrected for multiple comparisons, so read a single p near "
+                 f"{ALPHA} as a hint, not a finding.")
+    return lines
+
+
+def edge_choices(study, rows: list[dict]) -> list[str]:
+    """Methods whose chosen LR is the grid's smallest or largest: their best LR may lie outside the grid."""
+    lrs = study.spec.lr_list()
+    return [f"{r['method']} at {_epochs(r['budget_epochs'])} chose {r['lr']:g}, the grid's "
+            f"{'largest' if r['lr'] == lrs[-1] else 'smallest'}" for r in rows if r["lr"] in (lrs[0], lrs[-1])]
+
+
+def _table(header: list[str], body: list[list[str]]) -> str:
+    rule = "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"
+    return "\n".join(["| " + " | ".join(header) + " |", rule, *("| " + " | ".join(r) + " |" for r in body)])
+
+
+def _by_method(study, show) -> str:
+    """A table with a row per method and a column per budget, each cell `show(method, budget)`."""
+    budgets = study.spec.budgets
+    return _table(["method", *(_epochs(b) for b in budgets)],
+                  [[m.name, *(show(m.name, b) for b in budgets)] for m in study.spec.methods])
+
+
+def _intro(study) -> str:
+    spec, budgets = study.spec, study.spec.budgets
+    base = f"the base spec's {study.base.get('model', {}).get('name', 'mlp')} model"
+    return (f"{len(spec.methods)} methods on {base}, budgets {', '.join(map(str, budgets))} epochs. **Tuning:** every "
+            f"method x budget x initial LR ({', '.join(f'{lr:g}' for lr in spec.lr_list())}) on tuning seed"
+            f"{'s' * (spec.tune_seeds > 1)} {', '.join(map(str, spec.tune_seed_list()))}; per method and budget the LR "
+            f"with the best `{spec.metric.value}` on the validation set is chosen (the tuning runs never evaluate on "
+            f"the test set). **Final:** each method x budget at its chosen LR on seeds "
+            f"{', '.join(map(str, spec.final_seed_list()))}, evaluated on the test set.")
+
+
+def markdown(study, rows: list[dict]) -> str:
+    at = {(r["method"], r["budget_epochs"]): r for r in rows}
+    p, ranks = by_cell(rows, "p_value"), by_cell(rows, "average_rank")
+
+    def accuracy(m: str, b: int) -> str:
+        r = at.get((m, b))
+        if not r or r["test_acc_mean"] is None:
+            return "-"
+        spread = f" ± {_pct(r['test_acc_std'])}" if r["test_acc_std"] is not None else ""
+        return f"{_pct(r['test_acc_mean'])}{spread} (#{r['rank']})"
+
+    def welch(m: str, b: int) -> str:
+        if p.get((m, b)) is None:
+            return "best" if at.get((m, b), {}).get("rank") == 1 else "-"
+        return f"{p[m, b]:.3f}{'*' if p[m, b] < ALPHA else ''}"
+
+    parts = [
+        f"# Study {study.spec.name}: which decay method wins at each budget", "", _intro(study), "",
+        "## Verdict", "", *(f"- {line}" for line in verdict(study, rows, p)), "",
+        "## Test accuracy (%), mean ± std over the final seeds (rank at that budget)", "", _by_method(study, accuracy), "",
+        "## Average rank over seeds (1 = best; REX's measure)", "",
+        _by_method(study, lambda m, b: f"{ranks[m, b]:.2f}" if (m, b) in ranks else "-"), "",
+        f"## Welch's t-test against each budget's best (p; * below {ALPHA})", "", _by_method(study, welch), "",
+        f"## Chosen initial LRs (by validation {study.spec.metric.value})", "",
+        _by_method(study, lambda m, b: f"{at[m, b]['lr']:g}" if at.get((m, b)) and at[m, b]["lr"] is not None
+                   else "none completed"), "",
+    ]
+    if edges := edge_choices(study, rows):
+        parts += ["At the edge of the LR grid (widen `lrs` to be sure the best LR is inside it): "
+                  + "; ".join(edges) + ".", ""]
+    parts += ["## Figures", "", "![test accuracy against budget](test_acc_vs_budget.png)", "",
+              "![average rank against budget](average_rank.png)", "", "![LR sensitivity](lr_sensitivity.png)", "",
+              "Files: `study.csv` (this table, accuracies as fractions), `tuning.csv` (every method x budget x LR), "
+              "`tune/` and `final/` (sweep directories: `lrdecay plot`, `lrdecay compare` work on them).", ""]
+    return "\n".join(parts)
+
+
+def write_report(study, tuning: list[dict], rows: list[dict]) -> Path:
+    """Render the figures and report.md, then write them (each atomically); the report's path."""
+    rendered = {f"{name}.png": render(fig, "png") for name, fig in figures(study, tuning, rows).items()}
+    text = markdown(study, rows)
+    for name, data in rendered.items():
+        write_atomic(study.path / name, data)
+    write_atomic(study.path / STUDY_REPORT, text)
+    return study.path / STUDY_REPORT

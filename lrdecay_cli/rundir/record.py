@@ -1,0 +1,206 @@
+"""The writing side of a run directory: `RunDir` (its CSV rows, config and summary) and `RunRecord`, the
+run's evidence as it trains, through which every way of training writes, so every run directory has
+the same layout and summary fields (no torch import). layout.py names the files."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import lrdecay_cli
+from lrdecay_cli.rundir import layout
+from lrdecay_cli.rundir.csvfile import check_contiguous, format_cell, read_csv
+from lrdecay_cli.rundir.fs import make_unique_dir, write_atomic
+from lrdecay_cli.rundir.layout import LR_COLUMNS, METRICS_COLUMNS, Status, utc_stamp
+from lrdecay_cli.rundir.read import read_summary
+
+
+class RunDir:
+    """One run's directory; keeps the CSV rows it has written so each flush rewrites a whole file."""
+
+    def __init__(self, path: Path, metrics: Sequence[dict] = (), lr: Sequence[dict] = ()):
+        self.path = path
+        self._metrics = [",".join(METRICS_COLUMNS)] + [self._line(METRICS_COLUMNS, row) for row in metrics]
+        self._lr = [",".join(LR_COLUMNS)] + [self._line(LR_COLUMNS, row) for row in lr]
+        self.metrics = list(metrics)
+
+    @staticmethod
+    def _line(columns: tuple[str, ...], row: dict) -> str:
+        return ",".join(format_cell(row[c]) for c in columns)
+
+    @classmethod
+    def create(cls, runs_dir: Path, name: str, now: datetime | None = None, stamped: bool = True) -> "RunDir":
+        """Make `<runs_dir>/<UTC time>-<name>` (or just `<name>`) exclusively; `-2`, `-3`... where it exists."""
+        return cls(make_unique_dir(runs_dir, f"{utc_stamp(now)}-{name}" if stamped else name))
+
+    @classmethod
+    def reopen(cls, path: Path, epochs: int, steps: int) -> "RunDir":
+        """An existing run cut back to its checkpoint: rows past `epochs` / `steps` (written after the
+        checkpoint by a run killed between the two writes) are dropped, so a resumed run counts nothing twice."""
+        metrics = [r for r in read_csv(path / layout.METRICS, METRICS_COLUMNS) if r["epoch"] <= epochs]
+        lr = [r for r in read_csv(path / layout.LR, LR_COLUMNS) if r["step"] < steps]
+        check_contiguous(metrics, "epoch", 1, path / layout.METRICS, expected=epochs)
+        check_contiguous(lr, "step", 0, path / layout.LR, expected=steps)
+        run = cls(path, metrics, lr)
+        run._flush()
+        return run
+
+    def write_config(self, text: str) -> None:
+        write_atomic(self.path / layout.CONFIG, text)
+
+    def add_rows(self, lr_rows: list[tuple[int, float]], metrics_row: dict | None = None) -> None:
+        """Append one epoch's LR rows (and its metrics row) and flush both CSVs whole."""
+        self._lr.extend(f"{step},{lr!r}" for step, lr in lr_rows)
+        if metrics_row is not None:
+            self._metrics.append(self._line(METRICS_COLUMNS, metrics_row))
+            self.metrics.append(metrics_row)
+        self._flush()
+
+    def _flush(self) -> None:
+        write_atomic(self.path / layout.LR, "\n".join(self._lr) + "\n")
+        write_atomic(self.path / layout.METRICS, "\n".join(self._metrics) + "\n")
+
+    def write_summary(self, summary: dict) -> None:
+        write_summary(self.path, summary)
+
+
+def write_summary(path: Path, summary: dict) -> None:
+    write_atomic(path / layout.SUMMARY, json.dumps(summary, indent=2) + "\n")
+
+
+def mark_failed(path: Path, message: str, config: str) -> None:
+    """Mark a run failed in its summary.json (made, with its `config` text as config.yaml, if the run died
+    before writing them), keeping whatever else its directory holds: a later resume continues from its
+    checkpoint, and `plot` and `compare` read it as a failed run."""
+    path.mkdir(exist_ok=True)
+    if not (path / layout.CONFIG).is_file():
+        write_atomic(path / layout.CONFIG, config)
+    summary = read_summary(path) or {}
+    summary.update(status=Status.FAILED, message=message)
+    write_summary(path, summary)
+
+
+def git_revision() -> str | None:
+    """The lrdecay source revision, where it runs from a git checkout."""
+    root = Path(lrdecay_cli.__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def provenance(device: str, device_name: str, torch_version: str, threads: int) -> dict:
+    """The summary fields that say where and with what a run was made (train and find-lr alike);
+    `threads`, torch's CPU threads, because a CPU run's numbers depend on them (summation order)."""
+    return {"device": device, "device_name": device_name, "threads": threads, "torch": torch_version,
+            "lrdecay": lrdecay_cli.__version__, "git_revision": git_revision(), "started_at": now_utc(),
+            "finished_at": None}
+
+
+def opening_summary(spec, origin: dict, **fields) -> dict:
+    """A new run's summary.json (a training run's, or find-lr's): running, its spec's name and seed, the
+    kind's own `fields`, and where and with what it is made (`origin`: `provenance`)."""
+    return {"status": Status.RUNNING, "message": None, "name": spec.name, "seed": spec.seed, **fields, **origin}
+
+
+class RunRecord:
+    """One run's evidence as it trains: its directory, summary.json, CSV rows and, where the spec asks
+    for them, TensorBoard events. Every way of training writes through it, so every run directory has
+    the same layout and summary fields."""
+
+    def __init__(self, run: RunDir, summary: dict, events=None, seconds_before: float = 0.0):
+        self.run, self.path, self.summary, self.events = run, run.path, summary, events
+        self.train_size = summary["train_size"]
+        self.start = time.perf_counter() - seconds_before  # a resumed run's seconds go on counting
+        run.write_summary(summary)
+
+    @classmethod
+    def create(cls, spec, run: RunDir, steps_per_epoch: int, sizes: tuple[int, int, int], origin: dict) -> "RunRecord":
+        """A new run of `spec` (a validated Spec) in the fresh directory `run`; `origin` is its `provenance`."""
+        summary = opening_summary(
+            spec, origin, epochs=spec.train.epochs, epochs_completed=0, steps=0, steps_per_epoch=steps_per_epoch,
+            train_size=sizes[0], val_size=sizes[1], test_size=sizes[2], best_val_acc=None, best_epoch=None,
+            best_val_loss=None, final_val_acc=None, final_val_loss=None, final_train_loss=None, test_acc=None,
+            test_loss=None, wall_seconds=0.0, diverged=None)
+        run.write_config(spec.dump())
+        return cls(run, summary, _events(spec.train.tensorboard, run.path, spec.dump()))
+
+    @classmethod
+    def reopen(cls, path: Path, epoch: int, step: int, tensorboard: bool = False) -> "RunRecord":
+        """An interrupted run's record, cut back to its checkpoint after `epoch` epochs and `step` steps."""
+        events = _events(tensorboard, path, (path / layout.CONFIG).read_text(), first_step=step)
+        run = RunDir.reopen(path, epoch, step)
+        summary = read_summary(path) or {}
+        summary.pop("signal", None)
+        rows = run.metrics
+        validated = [r for r in rows if r["val_acc"] is not None]  # none where data.val_size is 0
+        best = max(validated, key=lambda r: r["val_acc"], default=None)
+        last = rows[-1] if rows else None
+        summary.update(
+            status=Status.RUNNING, message=None, epochs_completed=epoch, steps=step, diverged=None,
+            test_acc=None, test_loss=None, finished_at=None,
+            best_val_acc=best and best["val_acc"], best_epoch=best and best["epoch"],
+            best_val_loss=min((r["val_loss"] for r in validated), default=None),
+            final_val_acc=last and last["val_acc"], final_val_loss=last and last["val_loss"],
+            final_train_loss=last and last["train_loss"])
+        return cls(run, summary, events, last["seconds"] if last else 0.0)
+
+    def end_epoch(self, epoch: int, lr_rows: list[tuple[int, float]], step_losses: list[float], train_loss: float,
+                  correct: int, val_loss: float | None, val_acc: float | None) -> dict:
+        """Flush the epoch's rows (`step_losses`: the loss of each of its steps), events and summary;
+        return its metrics row. Without a validation set (None) the val cells stay empty and the val fields None."""
+        row = {"epoch": epoch, "step": lr_rows[-1][0] + 1, "lr": lr_rows[-1][1], "train_loss": train_loss,
+               "train_acc": correct / self.train_size, "val_loss": val_loss, "val_acc": val_acc,
+               "seconds": time.perf_counter() - self.start}
+        self.run.add_rows(lr_rows, row)
+        if self.events:
+            self.events.steps(lr_rows, step_losses)
+            self.events.epoch(row)
+        if val_acc is not None and (self.summary["best_val_acc"] is None or val_acc > self.summary["best_val_acc"]):
+            self.summary.update(best_val_acc=val_acc, best_epoch=epoch)
+        if val_loss is not None and (self.summary.get("best_val_loss") is None or val_loss < self.summary["best_val_loss"]):
+            self.summary.update(best_val_loss=val_loss)
+        self.summary.update(epochs_completed=epoch, steps=row["step"], final_val_acc=val_acc, final_val_loss=val_loss,
+                            final_train_loss=train_loss, wall_seconds=row["seconds"])
+        self.run.write_summary(self.summary)
+        return row
+
+    def diverged(self, lr_rows: list[tuple[int, float]], step_losses: list[float], epoch: int, loss: float,
+                 cause: str) -> None:
+        """The last of `lr_rows` is the step whose loss (cause "loss") or gradient ("gradient") was not
+        finite: keep the rows up to it; the status says where."""
+        step, lr = lr_rows[-1]
+        what = f"loss became {loss}" if cause == "loss" else f"the gradient became non-finite (loss {loss})"
+        self.run.add_rows(lr_rows)
+        if self.events:
+            self.events.steps(lr_rows, step_losses[:len(lr_rows)])
+        self.summary.update(status=Status.DIVERGED, message=f"{what} at step {step} (epoch {epoch}, lr {lr!r})",
+                            steps=step + 1, diverged={"step": step, "epoch": epoch, "lr": lr, "cause": cause,
+                                                      "loss": loss if math.isfinite(loss) else str(loss)})
+
+    def close(self, **fields) -> dict:
+        """Final summary: the given fields (status, message, test metrics), wall time, finish time."""
+        self.summary.update(fields, wall_seconds=time.perf_counter() - self.start, finished_at=now_utc())
+        self.run.write_summary(self.summary)
+        if self.events:
+            self.events.close(self.summary)
+        return self.summary
+
+
+def _events(wanted: bool, path: Path, spec_text: str, first_step: int = 0):
+    """TensorBoard events where the spec asks for them (the package is an optional extra)."""
+    if not wanted:
+        return None
+    from lrdecay_cli.rundir.tensorboard import RunEvents
+
+    return RunEvents(path, spec_text, first_step)

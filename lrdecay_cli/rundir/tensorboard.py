@@ -1,0 +1,70 @@
+"""Events for TensorBoard: a run's LR and losses per step, metrics per epoch and spec as text, in
+`<run>/tensorboard` (`train.tensorboard: true`; the tensorboard package is an optional extra).
+
+Every scalar's x axis is the global step. Epoch metrics sit at the epoch's last step (metrics.csv's
+`step` - 1), so a resume, which purges the events from its checkpoint's step on, keeps them.
+torch.utils.tensorboard is imported only here, and only when a run asks for events.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+from lrdecay_cli.errors import UserError
+from lrdecay_cli.rundir.layout import EVENTS
+
+def require():
+    """torch's SummaryWriter; a UserError, raised before any run directory exists, where tensorboard is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError("the tensorboard package is not installed", where="train.tensorboard",
+                        fix="pip install 'lrdecay_cli[tensorboard]', or set train.tensorboard: false") from None
+    return SummaryWriter
+
+
+def _after_existing_files(log_dir: Path) -> None:
+    """Wait into the next second if an events file was opened in this one: TensorBoard reads the files
+    in name order, names start with the second they were opened, and a resumed part must come last."""
+    newest = max((int(p.name.split(".")[3]) for p in log_dir.glob("events.out.tfevents.*")), default=-1)
+    while int(time.time()) <= newest:
+        time.sleep(0.05)
+
+
+class RunEvents:
+    """One run's event writer; `first_step` > 0 continues a resumed run, hiding the events it had
+    written from that step on (written after its checkpoint), so no step is counted twice."""
+
+    def __init__(self, run_path: Path, spec_text: str, first_step: int = 0):
+        summary_writer = require()
+        log_dir = run_path / EVENTS
+        resumed = log_dir.is_dir()
+        if resumed:
+            _after_existing_files(log_dir)
+        self.writer = summary_writer(log_dir=str(log_dir), purge_step=first_step if resumed else None)
+        self.writer.add_text("spec", f"```yaml\n{spec_text}```", global_step=first_step)
+        self.writer.flush()
+
+    def steps(self, lr_rows: Sequence[tuple[int, float]], losses: Sequence[float]) -> None:
+        """Per step: the LR of lr.csv and the training loss of that step's batch."""
+        for (step, lr), loss in zip(lr_rows, losses):
+            self.writer.add_scalar("lr", lr, step)
+            self.writer.add_scalar("train/loss", loss, step)
+
+    def epoch(self, row: dict) -> None:
+        """An epoch's metrics.csv row, at its last step; flushed, so a killed run leaves readable events."""
+        step = row["step"] - 1
+        for tag, column in (("train/loss_epoch", "train_loss"), ("train/acc", "train_acc"),
+                            ("val/loss", "val_loss"), ("val/acc", "val_acc")):
+            if row[column] is not None:  # no val metrics where data.val_size is 0
+                self.writer.add_scalar(tag, row[column], step)
+        self.writer.flush()
+
+    def close(self, summary: dict) -> None:
+        """Test metrics (where the run completed) at its last step; then close the files."""
+        if summary.get("test_loss") is not None:
+            self.writer.add_scalar("test/loss", summary["test_loss"], summary["steps"] - 1)
+            self.writer.add_scalar("test/acc", summary["test_acc"], summary["steps"] - 1)
+        self.writer.close()

@@ -1,0 +1,335 @@
+"""The one training loop: K >= 1 runs trained in lockstep, each into its own complete run directory; and
+the two ways into it for one run: a new run from a spec (`train`) and an interrupted one continued from
+its checkpoint (`resume`).
+
+K = 1 is `lrdecay train` (a plain model, `SingleTrainer`); K > 1 is a stack of models trained as one
+(`stacked.StackedTrainer`, the unit of work of every sweep executor). Both offer one interface
+(`step`, `evaluate`, `states` / `load_states`), so signals, divergence, checkpoints and resume are
+this one loop's, whatever runs it.
+
+The loop applies each run's schedule (`schedule(step)`, a pure function of the step for every
+method but plateau, which `observe`s the epoch's metrics after each epoch) to the run's param
+group before each optimizer step and records the LR the optimizer then holds, so lr.csv is
+evidence, not a recomputation. Losses stay on the device; the loop synchronises only every
+`SYNC_EVERY` steps to check for divergence and report progress.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lrdecay_cli.config.spec import Spec
+from lrdecay_cli.config.spec_file import flatten, load
+from lrdecay_cli.errors import Interrupted, UserError
+from lrdecay_cli.rundir.fs import check_writable, locked, write_atomic
+from lrdecay_cli.rundir.layout import CHECKPOINT, CONFIG, FINISHED, SUMMARY, Status
+from lrdecay_cli.rundir.read import read_summary
+from lrdecay_cli.rundir.record import RunDir, RunRecord, provenance
+from lrdecay_cli.rundir.tensorboard import require as require_tensorboard
+from lrdecay_cli.training import checkpoint
+from lrdecay_cli.training.data import KeptSplits
+from lrdecay_cli.training.device import device_name, resolve_device
+from lrdecay_cli.training.models import build_model
+from lrdecay_cli.training.stacked import StackedTrainer
+from lrdecay_cli.training.trainer import SingleTrainer, Trainer
+
+SYNC_EVERY = 25
+"""Steps between host synchronisations (divergence check, progress update)."""
+
+
+class TrainObserver:
+    """Receives progress from the loop; this base ignores everything (quiet runs, sweeps, tests).
+    `on_start`, `on_epoch_end` and `on_finish` come once per run; the others once per step of the stack."""
+
+    def on_start(self, run_dir: Path, summary: dict) -> None: ...
+    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
+    def on_progress(self, steps_done: int, loss: float, lr: float) -> None: ...
+    def on_epoch_end(self, row: dict) -> None: ...
+    def on_finish(self, summary: dict) -> None: ...
+
+
+@dataclass
+class RunResult:
+    path: Path
+    summary: dict
+    resumed: bool = True
+    """False where `resume` found the run already finished and did nothing."""
+
+
+@contextlib.contextmanager
+def denormals_flushed():
+    """While training, the CPU flushes denormal floats (below ~1e-38) to zero: each costs it a hundred
+    times a normal one, and RMSprop's square averages of tiny gradients made a CPU run ~20x slower.
+    Switched off again after, since the setting holds for all float arithmetic of the process."""
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """While training, Ctrl-C and SIGTERM only raise a flag that the loop checks after each step."""
+    flag = {"signum": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        flag["signum"] = signum
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _check(stop: dict) -> None:
+    if stop["signum"] is not None:
+        raise Interrupted(stop["signum"])
+
+
+@dataclass
+class Planned:
+    """A run about to train: a new one (made as `runs_dir/dirname`, or `<UTC time>-<name>` without a
+    dirname), or one continuing in `path` from its checkpoint `state` (`new_config`: the changed spec
+    it continues with, written once the run is locked)."""
+
+    spec: Spec
+    runs_dir: Path | None = None
+    dirname: str | None = None
+    path: Path | None = None
+    state: dict | None = None
+    new_config: bool = False
+
+    @property
+    def start_step(self) -> int:
+        return self.state["step"] if self.state else 0
+
+    def record(self, trainer: Trainer, origin: dict, held: contextlib.ExitStack) -> RunRecord:
+        """Its run directory, locked for this process: made afresh, or cut back to its checkpoint."""
+        if self.state is None:
+            run = RunDir.create(self.runs_dir, self.dirname or self.spec.name, stamped=self.dirname is None)
+            held.enter_context(locked(run.path))
+            return RunRecord.create(self.spec, run, trainer.steps_per_epoch, trainer.sizes, origin)
+        held.enter_context(locked(self.path))
+        if self.new_config:
+            write_atomic(self.path / CONFIG, self.spec.dump())
+        checkpoint.drop_kept(self.path)  # it continues from its current checkpoint: an older one its stack kept is moot
+        return RunRecord.reopen(self.path, self.state["epoch"], self.start_step, self.spec.train.tensorboard)
+
+
+def make_trainer(specs: list[Spec], kept: KeptSplits | None = None) -> Trainer:
+    """One plain model for one run; a stacked model for several."""
+    return SingleTrainer(specs, kept) if len(specs) == 1 else StackedTrainer(specs, kept)
+
+
+def train_runs(planned: list[Planned], observer: TrainObserver | None = None,
+               kept: KeptSplits | None = None) -> list[RunResult]:
+    """Train `planned` runs in lockstep (all at the same step) and return their results, in order.
+
+    Ctrl-C and SIGTERM are handled from here to the last file: one that arrives before the runs
+    exist ends the command as interrupted, one that arrives later interrupts the runs."""
+    (step,) = {p.start_step for p in planned}
+    with stop_on_signals() as stop, denormals_flushed(), contextlib.ExitStack() as held:
+        trainer = make_trainer([p.spec for p in planned], kept)
+        if any(p.state for p in planned):
+            trainer.load_states([p.state for p in planned])
+        origin = provenance(str(trainer.device), device_name(trainer.device), torch.__version__,
+                            torch.get_num_threads())
+        _check(stop)
+        records = [p.record(trainer, origin, held) for p in planned]
+        if step == 0:
+            checkpoint.write([r.path for r in records], trainer.states(0, 0))
+        first_epoch = planned[0].state["epoch"] + 1 if planned[0].state else 1
+        summaries = _train_loop(trainer, records, observer or TrainObserver(), first_epoch, step, stop)
+    return [RunResult(record.path, summary) for record, summary in zip(records, summaries)]
+
+
+def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None, dirname: str | None = None,
+          source: str = "the spec") -> RunResult:
+    """Train `spec` into a new run directory under `runs_dir`; user errors (naming `source`, where the
+    spec came from) are raised before it exists.
+
+    The directory is `<UTC time>-<spec.name>`, or exactly `dirname` where given (a sweep's trials).
+    """
+    spec.check_schedule(source)
+    resolve_device(spec.train.device)
+    check_writable(runs_dir, run_bytes(spec))
+    if spec.train.tensorboard:
+        require_tensorboard()
+    return train_runs([Planned(spec, runs_dir, dirname)], observer)[0]
+
+
+def continuing(run_dir: Path, spec: Spec | None = None, force: bool = False) -> Planned | RunResult:
+    """An interrupted run ready to continue from its last checkpoint, or its result where it has finished.
+
+    `spec` (from the command line) must equal the run's config.yaml unless `force`; even then it must
+    fit the checkpoint (the same model and optimizer). A run made with another count of CPU threads
+    would continue with other numbers: refused unless `force`. Nothing is written here."""
+    config, saved_state = run_dir / CONFIG, run_dir / CHECKPOINT
+    if not config.is_file() or not saved_state.is_file():
+        raise UserError("not a run directory with a checkpoint", where=str(run_dir),
+                        fix="pass a directory made by lrdecay train")
+    saved = load(config)
+    summary = read_summary(run_dir)
+    if summary is None:
+        raise UserError("summary.json is missing or not valid JSON", where=str(run_dir / SUMMARY),
+                        fix="restore it; without it the run cannot be resumed (train it again)")
+    if summary.get("status") in FINISHED:
+        return RunResult(run_dir, summary, resumed=False)
+    state = checkpoint.read(saved_state)
+    changed = spec is not None and spec != saved
+    if changed:
+        given, stored = flatten(spec.model_dump(mode="json")), flatten(saved.model_dump(mode="json"))
+        fields = sorted(k for k, v in given.items() if stored.get(k, object()) != v)
+        fields += sorted(set(stored) - set(given))
+        if not force:
+            raise UserError(f"the spec differs from the run's config.yaml in {', '.join(fields)}",
+                            where=f"--resume {run_dir}", fix="resume without a spec, or pass --force")
+        spec.check_schedule(f"--resume {run_dir}")
+    resumed = spec if changed else saved
+    checkpoint.check_fits(state, resumed, saved_state)
+    if resumed.train.device != "cuda" and not force:
+        checkpoint.check_threads([summary.get("threads")], torch.get_num_threads(), f"--resume {run_dir}")
+    return Planned(resumed, path=run_dir, state=state, new_config=changed)
+
+
+def resume(run_dir: Path, spec: Spec | None = None, force: bool = False,
+           observer: TrainObserver | None = None) -> RunResult:
+    """Continue an interrupted run from its last checkpoint (the end of its last finished epoch)."""
+    plan = continuing(run_dir, spec, force)
+    return plan if isinstance(plan, RunResult) else train_runs([plan], observer)[0]
+
+
+def run_bytes(spec: Spec) -> int:
+    """About the most disk a run needs at once: its checkpoint (weights and up to two optimizer buffers
+    each, float32) twice while it is replaced, lr.csv, TensorBoard events, and 1 MB for the rest."""
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        weights = sum(p.numel() for p in build_model(spec.model).parameters())
+    steps = spec.train.epochs * spec.steps_per_epoch()
+    return 2 * 3 * 4 * weights + (40 + 120 * spec.train.tensorboard) * steps + (1 << 20)
+
+
+def _train_loop(trainer: Trainer, records: list[RunRecord], observer: TrainObserver, first_epoch: int,
+                step: int, stop: dict) -> list[dict]:
+    """Epochs `first_epoch`.. of K runs whose models, optimizer, schedules and RNGs are at `step`, then the
+    test evaluation. A member whose loss or gradient is not finite is marked diverged and frozen; the
+    others go on. Ctrl-C or SIGTERM stops every member after the step in flight, keeping the last checkpoints."""
+    spec, members = trainer.specs[0], len(records)
+    alive = list(range(members))
+    finals: list[dict] = [{} for _ in records]
+    for record in records:
+        observer.on_start(record.path, record.summary)
+    try:
+        for epoch in range(first_epoch, spec.train.epochs + 1):
+            step = _epoch(trainer, records, observer, epoch, step, stop, alive)
+        data = trainer.data
+        test_loss, test_acc = (trainer.evaluate(data.test_x, data.test_y) if spec.train.test_eval
+                               else ([None] * members, [None] * members))  # one train section per stack
+        _check(stop)  # a signal during the test evaluation: --resume evaluates again
+        for k in alive:
+            finals[k] = {"status": Status.COMPLETED, "test_loss": test_loss[k], "test_acc": test_acc[k]}
+    except _NoneLeft:
+        pass
+    except Interrupted as exc:
+        for k in alive:
+            done = records[k].summary["epochs_completed"]
+            finals[k] = {"status": Status.INTERRUPTED, "signal": str(exc),
+                         "message": f"{exc} after epoch {done} (+ part of the next, discarded); "
+                                    f"continue with: lrdecay train --resume {records[k].path}"}
+    except BaseException as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        for k in alive:
+            finals[k] = ({"status": Status.INTERRUPTED, "message": "interrupted by the user"} if interrupted else
+                         {"status": Status.FAILED, "message": f"{type(exc).__name__}: {exc}"})
+        raise
+    finally:
+        summaries = [record.close(**final) for record, final in zip(records, finals)]
+    for summary in summaries:
+        observer.on_finish(summary)
+    return summaries
+
+
+def _epoch(trainer: Trainer, records: list[RunRecord], observer: TrainObserver, epoch: int, step: int, stop: dict,
+           alive: list[int]) -> int:
+    """One epoch of the members still `alive` (a diverged one leaves it): its steps, the validation, each
+    run's rows, summary and checkpoint; returns the step count after it."""
+    spec, device, data, members = trainer.specs[0], trainer.device, trainer.data, len(records)
+    steps_per_epoch = trainer.steps_per_epoch
+    trainer.train_mode(True)
+    observer.on_epoch_start(epoch, spec.train.epochs, steps_per_epoch)
+    losses = torch.zeros(members, steps_per_epoch, device=device)
+    healthy = torch.ones(members, steps_per_epoch, dtype=torch.bool, device=device)
+    correct = torch.zeros(members, dtype=torch.int64, device=device)
+    lr_rows: list[list[tuple[int, float]]] = [[] for _ in records]
+    checked = 0
+    for i, (xb, yb) in enumerate(trainer.batches):
+        lrs = [schedule(step) for schedule in trainer.schedules]
+        losses[:, i], healthy[:, i], hits = trainer.step(xb, yb, lrs)
+        correct += hits
+        held = trainer.lrs_held()
+        for k in alive:
+            lr_rows[k].append((step, held[k]))
+        step += 1
+        if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
+            for k, at, cause in first_faults(healthy, losses, checked, i + 1, alive):
+                del lr_rows[k][at + 1:]
+                records[k].diverged(lr_rows[k], losses[k].tolist(), epoch, float(losses[k, at]), cause)
+                trainer.freeze(k)
+                alive.remove(k)
+            if not alive:
+                raise _NoneLeft
+            checked = i + 1
+            observer.on_progress(i + 1, float(losses[alive[0], i]), lrs[alive[0]])
+        _check(stop)
+    if len(data.val_y):
+        val_loss, val_acc = trainer.evaluate(data.val_x, data.val_y)
+    else:  # data.val_size 0: no validation metrics (the spec refuses a plateau that monitors them)
+        val_loss = val_acc = [None] * members
+    weights = batch_weights(len(data.train_y), spec.train.batch_size, steps_per_epoch, device)
+    train_loss = ((losses * weights).sum(1) / len(data.train_y)).tolist()
+    correct_counts, step_losses = correct.tolist(), losses.tolist()
+    for k in alive:
+        trainer.schedules[k].observe(step, {"val_loss": val_loss[k], "val_acc": val_acc[k], "train_loss": train_loss[k]})
+        observer.on_epoch_end(records[k].end_epoch(epoch, lr_rows[k], step_losses[k], train_loss[k], correct_counts[k],
+                                                   val_loss[k], val_acc[k]))
+    states = trainer.states(epoch, step)
+    checkpoint.write([records[k].path for k in alive], [states[k] for k in alive])
+    _check(stop)
+    return step
+
+
+class _NoneLeft(Exception):
+    """Every member diverged: the loop ends without a test evaluation."""
+
+
+def first_faults(healthy: torch.Tensor, losses: torch.Tensor, start: int, end: int,
+                 members: list[int]) -> list[tuple[int, int, str]]:
+    """(member, step index, "loss" | "gradient") of each member's first non-finite step in [start, end):
+    one host sync, which the loop makes every SYNC_EVERY steps."""
+    window_ok, window_losses = healthy[members, start:end].cpu(), losses[members, start:end].cpu()
+    faults = []
+    for row, k in enumerate(members):
+        bad = (~window_ok[row]).nonzero()
+        if len(bad):
+            at = int(bad[0])
+            faults.append((k, start + at, "loss" if not math.isfinite(float(window_losses[row, at])) else "gradient"))
+    return faults
+
+
+def batch_weights(n_train: int, batch_size: int, steps_per_epoch: int, device: torch.device) -> torch.Tensor:
+    """Images in each step's batch (the last one partial), to average per-step losses over the epoch."""
+    weights = torch.full((steps_per_epoch,), float(batch_size), device=device)
+    weights[-1] = n_train - batch_size * (steps_per_epoch - 1)
+    return weights

@@ -1,0 +1,158 @@
+"""Trainers: K >= 1 runs that train in lockstep on one device, sharing the model shape, optimizer kind,
+data and training settings; each has its own seed (initial weights, data order), schedule and optimizer
+hyper-parameters. `Trainer` holds what all share; `SingleTrainer` trains one plain model (K = 1),
+`stacked.StackedTrainer` K models as one.
+
+`step`, `evaluate`, `states` / `load_states` are all the loop and the checkpoints use; a member's
+checkpoint has the same layout whichever trainer wrote it, so any run resumes under either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+
+from lrdecay_cli.config.spec import Spec
+from lrdecay_cli.schedules import lr_schedule
+from lrdecay_cli.training.data import Batches, KeptSplits, default_data_root, load_splits
+from lrdecay_cli.training.device import resolve_device
+from lrdecay_cli.training.models import build_model
+from lrdecay_cli.training.optim import build_optimizer, load_member_states, member_state
+
+
+def gradients_finite(grads: list[torch.Tensor], members: int | None = None) -> torch.Tensor:
+    """True where every gradient entry is finite, left on the device (no host sync): one bool, or one
+    per member of a stacked model (`members`: the size of the leading dimension of every gradient).
+    A NaN or inf entry makes its tensor's sum non-finite (as does a sum beyond float range, which is
+    divergence too), so one sum per tensor checks them all; cheaper than a norm or an elementwise test."""
+    if members is None:
+        return torch.isfinite(torch.stack([g.sum() for g in grads]).sum())
+    # summing over the trailing dims reads a gradient in whatever layout it has (no reshape copy)
+    return torch.isfinite(torch.stack([g.sum(dim=tuple(range(1, g.dim()))) if g.dim() > 1 else g
+                                       for g in grads]).sum(0))
+
+
+def precision_context(device: torch.device, precision: str):
+    """bf16 autocast where the spec asks for it; plain fp32 otherwise."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class Trainer:
+    """What every trainer shares: the data on the device (`kept`: the splits a sweep keeps for its trials),
+    each member's data order and schedule, and its checkpoint state. A trainer builds its models and
+    optimizer (`_build_models`) and trains them (`step`, `evaluate`, `freeze`)."""
+
+    def __init__(self, specs: list[Spec], kept: KeptSplits | None = None):
+        first = specs[0]
+        self.specs = specs
+        self.device = resolve_device(first.train.device)
+        where = (default_data_root(first.data.root), first.data.val_size, first.data.limit, first.data.split_seed,
+                 self.device, first.data.normalize)
+        self.data = kept.load(*where) if kept else load_splits(*where)
+        self.orders = [torch.Generator(device=self.device).manual_seed(spec.seed) for spec in specs]
+        self.batches = Batches(self.data.train_x, self.data.train_y, first.train.batch_size,
+                               self.orders if len(specs) > 1 else self.orders[0])
+        self.steps_per_epoch = len(self.batches)
+        self.schedules = [lr_schedule(s.schedule, s.optimizer.lr, self.steps_per_epoch, s.train.epochs) for s in specs]
+        self.sizes = (len(self.data.train_y), len(self.data.val_y), len(self.data.test_y))
+        self.optimizer = self._build_models()
+
+    def _build_models(self) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+    def model_states(self) -> list[dict]:
+        raise NotImplementedError
+
+    def load_model_state(self, k: int, state: dict) -> None:
+        raise NotImplementedError
+
+    def optimizer_states(self) -> list[dict]:
+        """Each member's optimizer state, as torch's `state_dict` of its single run's optimizer."""
+        full = self.optimizer.state_dict()
+        return [member_state(full, k) for k in range(len(self.specs))]
+
+    def load_optimizer_states(self, states: list[dict | None]) -> None:
+        load_member_states(self.optimizer, states)
+
+    def lrs_held(self) -> list[float]:
+        """The LR each member's optimizer group holds (what lr.csv records)."""
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def states(self, epoch: int, step: int) -> list[dict]:
+        """Each member's checkpoint after `epoch` epochs and `step` steps: model, optimizer (torch's
+        single-optimizer `state_dict` layout), schedule state, RNG states, epoch and step."""
+        rng = {"torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None}
+        return [{"epoch": epoch, "step": step, "spec": spec.model_dump(mode="json"), "model": model,
+                 "optimizer": optimizer, "schedule": {"name": spec.schedule.name, "step": step,
+                                                      "state": schedule.state_dict()},
+                 "rng": {**rng, "order": order.get_state()}}
+                for spec, model, optimizer, schedule, order
+                in zip(self.specs, self.model_states(), self.optimizer_states(), self.schedules, self.orders)]
+
+    def load_states(self, states: list[dict | None]) -> None:
+        """Continue members from their checkpoints (None: a member that starts afresh)."""
+        for k, state in enumerate(states):
+            if state is not None:
+                self.load_model_state(k, state["model"])
+                self.schedules[k].load_state_dict(state["schedule"]["state"])
+                self.orders[k].set_state(state["rng"]["order"])
+        self.load_optimizer_states([state and state["optimizer"] for state in states])
+        rng = next(state["rng"] for state in states if state is not None)  # one global RNG for the stack
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+class SingleTrainer(Trainer):
+    """One plain model: `lrdecay train`, find-lr, and a sweep's trial that trains alone."""
+
+    def _build_models(self) -> torch.optim.Optimizer:
+        spec = self.specs[0]
+        torch.manual_seed(spec.seed)
+        self.model = build_model(spec.model).to(self.device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.forward = torch.compile(self.model) if spec.train.compile else self.model
+        return build_optimizer([spec.optimizer], [self.params])
+
+    def train_mode(self, on: bool) -> None:
+        self.model.train(on)
+
+    def step(self, xb: torch.Tensor, yb: torch.Tensor, lrs: list[float]) -> tuple[torch.Tensor, ...]:
+        """One optimizer step at `lrs[0]`: the loss (detached), whether the loss and the gradient were
+        finite, and the count of correct predictions, each as a 1-vector left on the device."""
+        self.optimizer.param_groups[0]["lr"] = lrs[0]
+        with precision_context(self.device, self.specs[0].train.precision):
+            logits = self.forward(xb)
+            loss = F.cross_entropy(logits, yb)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        healthy = torch.isfinite(loss.detach()) & gradients_finite([p.grad for p in self.params])
+        self.optimizer.step()
+        return loss.detach().view(1), healthy.view(1), (logits.argmax(1) == yb).sum().view(1)
+
+    def freeze(self, k: int) -> None:
+        """A diverged member stops; one plain model has no other member to go on with."""
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
+        """Mean cross-entropy and accuracy over (x, y), in eval mode."""
+        self.train_mode(False)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
+        correct = torch.zeros((), dtype=torch.int64, device=x.device)
+        for xb, yb in Batches(x, y, self.specs[0].train.eval_batch_size, shuffle=False):
+            with precision_context(x.device, self.specs[0].train.precision):
+                logits = self.forward(xb)
+            loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum")
+            correct += (logits.argmax(1) == yb).sum()
+        return [loss_sum.item() / len(y)], [correct.item() / len(y)]
+
+    def model_states(self) -> list[dict]:
+        return [self.model.state_dict()]
+
+    def load_model_state(self, k: int, state: dict) -> None:
+        self.model.load_state_dict(state)
