@@ -271,3 +271,26 @@ def test_a_stacked_member_with_a_non_finite_gradient_diverges_alone(cli, tmp_pat
     assert first["status"] == "completed" and first["epochs_completed"] == 2
     assert second["status"] == "diverged" and second["diverged"]["step"] == 12
     assert second["diverged"]["cause"] == "gradient" and math.isfinite(second["diverged"]["loss"])
+
+
+def test_the_step_window_finds_each_members_first_bad_step_and_counts_correct_predictions():
+    from lrdecay_cli.training.loop import StepWindow, first_faults
+
+    nan, inf = float("nan"), float("inf")
+    labels = torch.tensor([[0, 1], [2, 2]])
+    logits = torch.tensor([[[1.0, 0, 0], [0, 1, 0]], [[0, 0, 1], [1, 0, 0]]])  # member 0: 2 right a step, member 1: 1
+    window = StepWindow()  # a stack of 2: per member a loss and a gradient sum each step
+    for losses, sums in [([1.0, 1.0], [0.5, 0.5]), ([1.0, 2.0], [inf, 0.5]), ([nan, nan], [nan, 0.5])]:
+        window.add(torch.tensor(losses), torch.tensor(sums), logits, labels)
+    losses, healthy, hits = window.close(2)
+    assert losses.shape == (2, 3) and hits.tolist() == [6, 3] and window.losses == []
+    assert healthy.tolist() == [[True, False, False], [True, True, False]]
+    assert first_faults(healthy, losses, 50, [0, 1]) == [(0, 51, "gradient"), (1, 52, "loss")]
+    assert first_faults(healthy, losses, 50, [1]) == [(1, 52, "loss")]
+
+    plain = StepWindow()  # one model: scalars and [B, classes] logits
+    plain.add(torch.tensor(0.5), torch.tensor(3.0), logits[0], labels[0])
+    plain.add(torch.tensor(0.7), torch.tensor(-1.0), logits[1], labels[1])
+    losses, healthy, hits = plain.close(1)
+    assert losses.tolist() == [[0.5, 0.699999988079071]] and healthy.all() and hits.tolist() == [3]
+    assert first_faults(healthy, losses, 0, [0]) == []

@@ -142,18 +142,12 @@ class RunRecord:
         run = RunDir.reopen(path, epoch, step)
         summary = read_summary(path) or {}
         summary.pop("signal", None)
-        rows = run.metrics
-        validated = [r for r in rows if r["val_acc"] is not None]  # none where data.val_size is 0
-        best = max(validated, key=lambda r: r["val_acc"], default=None)
-        last = rows[-1] if rows else None
-        summary.update(
-            status=Status.RUNNING, message=None, epochs_completed=epoch, steps=step, diverged=None,
-            test_acc=None, test_loss=None, finished_at=None,
-            best_val_acc=best and best["val_acc"], best_epoch=best and best["epoch"],
-            best_val_loss=min((r["val_loss"] for r in validated), default=None),
-            final_val_acc=last and last["val_acc"], final_val_loss=last and last["val_loss"],
-            final_train_loss=last and last["train_loss"])
-        return cls(run, summary, events, last["seconds"] if last else 0.0)
+        summary.update(status=Status.RUNNING, message=None, epochs_completed=epoch, steps=step, diverged=None,
+                       test_acc=None, test_loss=None, finished_at=None, best_val_acc=None, best_epoch=None,
+                       best_val_loss=None, final_val_acc=None, final_val_loss=None, final_train_loss=None)
+        for row in run.metrics:
+            _fold(summary, row)
+        return cls(run, summary, events, run.metrics[-1]["seconds"] if run.metrics else 0.0)
 
     def end_epoch(self, epoch: int, lr_rows: list[tuple[int, float]], step_losses: list[float], train_loss: float,
                   correct: int, val_loss: float | None, val_acc: float | None) -> dict:
@@ -166,12 +160,7 @@ class RunRecord:
         if self.events:
             self.events.steps(lr_rows, step_losses)
             self.events.epoch(row)
-        if val_acc is not None and (self.summary["best_val_acc"] is None or val_acc > self.summary["best_val_acc"]):
-            self.summary.update(best_val_acc=val_acc, best_epoch=epoch)
-        if val_loss is not None and (self.summary.get("best_val_loss") is None or val_loss < self.summary["best_val_loss"]):
-            self.summary.update(best_val_loss=val_loss)
-        self.summary.update(epochs_completed=epoch, steps=row["step"], final_val_acc=val_acc, final_val_loss=val_loss,
-                            final_train_loss=train_loss, wall_seconds=row["seconds"])
+        _fold(self.summary, row)
         self.run.write_summary(self.summary)
         return row
 
@@ -195,6 +184,17 @@ class RunRecord:
         if self.events:
             self.events.close(self.summary)
         return self.summary
+
+
+def _fold(summary: dict, row: dict) -> None:
+    """Take a metrics row into a run's summary: its best and final metrics, epochs, steps and seconds so far."""
+    val_acc, val_loss = row["val_acc"], row["val_loss"]  # None where data.val_size is 0
+    if val_acc is not None and (summary["best_val_acc"] is None or val_acc > summary["best_val_acc"]):
+        summary.update(best_val_acc=val_acc, best_epoch=row["epoch"])
+    if val_loss is not None and (summary.get("best_val_loss") is None or val_loss < summary["best_val_loss"]):
+        summary.update(best_val_loss=val_loss)
+    summary.update(epochs_completed=row["epoch"], steps=row["step"], final_val_acc=val_acc, final_val_loss=val_loss,
+                   final_train_loss=row["train_loss"], wall_seconds=row["seconds"])
 
 
 def _events(wanted: bool, path: Path, spec_text: str, first_step: int = 0):

@@ -428,12 +428,15 @@ class Batches:
             for start in range(0, n, size):
                 yield self.x[start : start + size], self.y[start : start + size]
             return
-        if isinstance(self.generator, list):  # [K, n]: one order per member
-            order = torch.stack([torch.randperm(n, generator=g, device=self.x.device) for g in self.generator])
-        else:
+        if not isinstance(self.generator, list):  # one order: a plain gather per batch, nothing else per step
             order = torch.randperm(n, generator=self.generator, device=self.x.device)
+            for start in range(0, n, size):
+                index = order[start : start + size]
+                yield self.x.index_select(0, index), self.y.index_select(0, index)
+            return
+        order = torch.stack([torch.randperm(n, generator=g, device=self.x.device) for g in self.generator])  # [K, n]
         for start in range(0, n, size):
-            index = order[..., start : start + size]
+            index = order[:, start : start + size]
             # index_select on the flat index: a [K, B] index through x[index] gathers ~5x slower on a CPU
             flat = index.flatten()
             yield (self.x.index_select(0, flat).view(*index.shape, *self.x.shape[1:]),

@@ -10,8 +10,9 @@ this one loop's, whatever runs it.
 The loop applies each run's schedule (`schedule(step)`, a pure function of the step for every
 method but plateau, which `observe`s the epoch's metrics after each epoch) to the run's param
 group before each optimizer step and records the LR the optimizer then holds, so lr.csv is
-evidence, not a recomputation. Losses stay on the device; the loop synchronises only every
-`SYNC_EVERY` steps to check for divergence and report progress.
+evidence, not a recomputation. What a step returns (loss, gradient sum, logits) stays on the device
+untouched; every `SYNC_EVERY` steps the loop stacks the window's values, checks them for divergence
+and counts correct predictions, a few tensor operations for all those steps, and reports progress.
 """
 
 from __future__ import annotations
@@ -270,20 +271,21 @@ def _epoch(trainer: Trainer, records: list[RunRecord], observer: TrainObserver, 
     trainer.train_mode(True)
     observer.on_epoch_start(epoch, spec.train.epochs, steps_per_epoch)
     losses = torch.zeros(members, steps_per_epoch, device=device)
-    healthy = torch.ones(members, steps_per_epoch, dtype=torch.bool, device=device)
     correct = torch.zeros(members, dtype=torch.int64, device=device)
     lr_rows: list[list[tuple[int, float]]] = [[] for _ in records]
-    checked = 0
+    window, checked = StepWindow(), 0
     for i, (xb, yb) in enumerate(trainer.batches):
         lrs = [schedule(step) for schedule in trainer.schedules]
-        losses[:, i], healthy[:, i], hits = trainer.step(xb, yb, lrs)
-        correct += hits
+        window.add(*trainer.step(xb, yb, lrs), yb)
         held = trainer.lrs_held()
         for k in alive:
             lr_rows[k].append((step, held[k]))
         step += 1
         if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
-            for k, at, cause in first_faults(healthy, losses, checked, i + 1, alive):
+            window_losses, healthy, hits = window.close(members)
+            losses[:, checked:i + 1] = window_losses
+            correct += hits
+            for k, at, cause in first_faults(healthy, window_losses, checked, alive):
                 del lr_rows[k][at + 1:]
                 records[k].diverged(lr_rows[k], losses[k].tolist(), epoch, float(losses[k, at]), cause)
                 trainer.freeze(k)
@@ -291,7 +293,7 @@ def _epoch(trainer: Trainer, records: list[RunRecord], observer: TrainObserver, 
             if not alive:
                 raise _NoneLeft
             checked = i + 1
-            observer.on_progress(i + 1, float(losses[alive[0], i]), lrs[alive[0]])
+            observer.on_progress(i + 1, float(window_losses[alive[0], -1]), lrs[alive[0]])
         _check(stop)
     if len(data.val_y):
         val_loss, val_acc = trainer.evaluate(data.val_x, data.val_y)
@@ -314,12 +316,42 @@ class _NoneLeft(Exception):
     """Every member diverged: the loop ends without a test evaluation."""
 
 
-def first_faults(healthy: torch.Tensor, losses: torch.Tensor, start: int, end: int,
+class StepWindow:
+    """The steps since the loop's last sync, each as the trainer returned it (loss, gradient sum, logits)
+    with its labels: kept on the device untouched, so a step costs no tensor operation of the loop's own."""
+
+    def __init__(self):
+        self.losses: list[torch.Tensor] = []
+        self.sums: list[torch.Tensor] = []
+        self.logits: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
+
+    def add(self, loss: torch.Tensor, grad_sum: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        self.losses.append(loss)
+        self.sums.append(grad_sum)
+        self.logits.append(logits)
+        self.labels.append(labels)
+
+    def close(self, members: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The window's losses and whether each step's loss and gradient were finite ([members, steps]), and
+        each member's count of correct predictions over it ([members]); the window starts empty again."""
+        losses = torch.stack(self.losses, -1).view(members, -1)
+        healthy = torch.isfinite(losses) & torch.isfinite(torch.stack(self.sums, -1).view(members, -1))
+        hits = (torch.cat(self.logits, -2).argmax(-1) == torch.cat(self.labels, -1)).sum(-1).view(members)
+        for values in (self.losses, self.sums, self.logits, self.labels):
+            values.clear()
+        return losses, healthy, hits
+
+
+def first_faults(healthy: torch.Tensor, losses: torch.Tensor, start: int,
                  members: list[int]) -> list[tuple[int, int, str]]:
-    """(member, step index, "loss" | "gradient") of each member's first non-finite step in [start, end):
-    one host sync, which the loop makes every SYNC_EVERY steps."""
-    window_ok, window_losses = healthy[members, start:end].cpu(), losses[members, start:end].cpu()
-    faults = []
+    """(member, step index, "loss" | "gradient") of each member's first non-finite step in a window of
+    steps from step index `start` (`healthy`, `losses`: [all members, the window's steps]): one host
+    sync, which the loop makes every SYNC_EVERY steps."""
+    window_ok = healthy[members].cpu()
+    if window_ok.all():
+        return []
+    window_losses, faults = losses[members].cpu(), []
     for row, k in enumerate(members):
         bad = (~window_ok[row]).nonzero()
         if len(bad):

@@ -21,7 +21,7 @@ from lrdecay_cli.config.spec import Spec
 from lrdecay_cli.training.data import Batches
 from lrdecay_cli.training.models import build_model
 from lrdecay_cli.training.optim import build_optimizer, load_member_states, member_state
-from lrdecay_cli.training.trainer import Trainer, gradients_finite, precision_context
+from lrdecay_cli.training.trainer import Trainer, gradient_sums, precision_context
 
 
 def stack_key(spec: Spec) -> str | None:
@@ -96,7 +96,7 @@ class StackedTrainer(Trainer):
             group["lr"] = lr
         losses, logits = self._losses(self.module_params(), xb, yb)
         grads = torch.autograd.grad(losses.sum(), self.stacked)
-        healthy = torch.isfinite(losses.detach()) & gradients_finite(grads, len(self.specs))
+        grad_sums = gradient_sums(grads, len(self.specs))
         # torch.optim's kernels expect a gradient laid out like its parameter (the layout autograd's own
         # accumulation guarantees); where a batch's gradient comes out otherwise than the probe's, copy it
         grads = [g if g.stride() == p.stride() else p.new_empty(p.shape).copy_(g) for p, g in zip(self.stacked, grads)]
@@ -105,7 +105,7 @@ class StackedTrainer(Trainer):
                 for param, grad in zip(member, member_grads):
                     param.grad = grad
         self.optimizer.step()
-        return losses.detach(), healthy, (logits.argmax(-1) == yb).sum(1)
+        return losses.detach(), grad_sums, logits.detach()
 
     def optimizer_states(self) -> list[dict]:
         full = self.optimizer.state_dict()

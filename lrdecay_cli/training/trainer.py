@@ -22,16 +22,15 @@ from lrdecay_cli.training.models import build_model
 from lrdecay_cli.training.optim import build_optimizer, load_member_states, member_state
 
 
-def gradients_finite(grads: list[torch.Tensor], members: int | None = None) -> torch.Tensor:
-    """True where every gradient entry is finite, left on the device (no host sync): one bool, or one
-    per member of a stacked model (`members`: the size of the leading dimension of every gradient).
-    A NaN or inf entry makes its tensor's sum non-finite (as does a sum beyond float range, which is
-    divergence too), so one sum per tensor checks them all; cheaper than a norm or an elementwise test."""
+def gradient_sums(grads: list[torch.Tensor], members: int | None = None) -> torch.Tensor:
+    """The sum of every gradient entry, left on the device (no host sync): one number, or one per member
+    of a stacked model (`members`: the size of the leading dimension of every gradient). It is finite
+    exactly where every entry is: a NaN or inf entry makes its sum non-finite (as does a sum beyond float
+    range, which is divergence too); cheaper than a norm or an elementwise test. The loop checks it."""
     if members is None:
-        return torch.isfinite(torch.stack([g.sum() for g in grads]).sum())
+        return torch.stack([g.sum() for g in grads]).sum()
     # summing over the trailing dims reads a gradient in whatever layout it has (no reshape copy)
-    return torch.isfinite(torch.stack([g.sum(dim=tuple(range(1, g.dim()))) if g.dim() > 1 else g
-                                       for g in grads]).sum(0))
+    return torch.stack([g.sum(dim=tuple(range(1, g.dim()))) if g.dim() > 1 else g for g in grads]).sum(0)
 
 
 def precision_context(device: torch.device, precision: str):
@@ -58,7 +57,7 @@ class Trainer:
                                self.orders if len(specs) > 1 else self.orders[0])
         self.steps_per_epoch = len(self.batches)
         self.schedules = [lr_schedule(s.schedule, s.optimizer.lr, self.steps_per_epoch, s.train.epochs) for s in specs]
-        self.sizes = (len(self.data.train_y), len(self.data.val_y), len(self.data.test_y))
+        self.sizes = (self.data.train_size, self.data.val_size, self.data.test_size)
         self.optimizer = self._build_models()
 
     def _build_models(self) -> torch.optim.Optimizer:
@@ -123,17 +122,18 @@ class SingleTrainer(Trainer):
         self.model.train(on)
 
     def step(self, xb: torch.Tensor, yb: torch.Tensor, lrs: list[float]) -> tuple[torch.Tensor, ...]:
-        """One optimizer step at `lrs[0]`: the loss (detached), whether the loss and the gradient were
-        finite, and the count of correct predictions, each as a 1-vector left on the device."""
+        """One optimizer step at `lrs[0]`: the loss, the `gradient_sums` (finite where the gradient was) and
+        the logits, detached and left on the device as they are: the loop checks and counts them at its sync."""
         self.optimizer.param_groups[0]["lr"] = lrs[0]
         with precision_context(self.device, self.specs[0].train.precision):
             logits = self.forward(xb)
             loss = F.cross_entropy(logits, yb)
-        self.optimizer.zero_grad(set_to_none=True)
+        for p in self.params:  # optimizer.zero_grad(set_to_none=True) without its profiler scope: 1/15 the time
+            p.grad = None
         loss.backward()
-        healthy = torch.isfinite(loss.detach()) & gradients_finite([p.grad for p in self.params])
+        grad_sum = gradient_sums([p.grad for p in self.params])
         self.optimizer.step()
-        return loss.detach().view(1), healthy.view(1), (logits.argmax(1) == yb).sum().view(1)
+        return loss.detach(), grad_sum, logits.detach()
 
     def freeze(self, k: int) -> None:
         """A diverged member stops; one plain model has no other member to go on with."""
