@@ -91,6 +91,11 @@ def test_dropout_members_differ_in_masks_but_agree_in_outcome(cli, tmp_path):
 def test_a_sweep_in_this_process_reads_the_data_once(cli, tmp_path, monkeypatch, executor):
     from lrdecay_cli.training import data
 
+    def splits_alive():
+        gc.collect()
+        return {id(o) for o in gc.get_objects() if type(o) is data.Splits}
+
+    before = splits_alive()  # a session fixture may hold its own
     reads = []
     real_read = data._read_idx
     monkeypatch.setattr(data, "_read_idx", lambda path: reads.append(path.name) or real_read(path))
@@ -102,8 +107,7 @@ def test_a_sweep_in_this_process_reads_the_data_once(cli, tmp_path, monkeypatch,
     (sweep_dir,) = (tmp_path / "runs" / "sweeps").iterdir()
     assert [r["status"] for r in read_csv(sweep_dir / "results.csv")] == ["completed"] * 4
     assert sorted(reads) == sorted(data.MNIST_SHA256)  # each IDX file once, for all four trials
-    gc.collect()
-    assert not [o for o in gc.get_objects() if type(o) is data.Splits]  # nothing held once the sweep is over
+    assert not splits_alive() - before  # the sweep holds nothing of its own once it is over
 
 
 def test_stack_keys():

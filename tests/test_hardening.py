@@ -321,7 +321,9 @@ def test_a_signal_during_the_test_evaluation_interrupts_the_run(cli, tmp_path, m
 
 SIGNAL_AT_START = """
 import os, signal, sys
-from lrdecay_cli.training.loop import TrainObserver
+from pathlib import Path
+from lrdecay_cli.config.spec_file import from_data
+from lrdecay_cli.training.loop import TrainObserver, train
 
 class SignalAtStart(TrainObserver):
     def on_start(self, run_dir, summary):
