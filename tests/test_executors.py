@@ -202,23 +202,40 @@ def test_a_worker_killed_mid_trial(cli, tmp_path, retries):
     import threading
     import time
 
-    # 12 epochs: a window wide enough that the kill lands mid-training even where a loaded machine delays
-    # the killer (with 4, a stack could finish first and the sweep exit 0)
-    base = {**BASE, "data": {"limit": 9000, "val_size": 500}, "train": {**BASE["train"], "epochs": 12}}
+    epochs = 12
+    base = {**BASE, "data": {"limit": 1300, "val_size": 500}, "train": {**BASE["train"], "epochs": epochs}}
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump({"name": "k", "base": base, "seeds": 3}))
     runs = tmp_path / "runs"
 
+    def epochs_done(metrics) -> int:
+        return len(metrics.read_text().splitlines()) - 1
+
+    def trainer_of(run) -> int | None:
+        """The worker training `run`: the PID its .lock names (rundir.fs.locked), while that worker lives."""
+        try:
+            pid = int((run / ".lock").read_text())
+        except (OSError, ValueError):  # not locked yet, or being written, or released
+            return None
+        return pid if pid in _worker_pids() else None
+
     def kill_one_worker_once_training():
+        """Once every trial is past its first epoch (the killed one has a checkpoint, which the resume below
+        checks), SIGKILL the worker of a trial short of its last epoch, held still (SIGSTOP) while that is
+        read: the kill never lands on a worker that has finished its stack and is exiting."""
         deadline = time.time() + 120
         while time.time() < deadline:
             metrics = list(runs.glob("sweeps/*/t00*/metrics.csv"))
-            # every trial past its first epoch: the killed one has a checkpoint, which the resume below checks
-            if len(metrics) == 3 and all(len(p.read_text().splitlines()) >= 2 for p in metrics):
-                pids = _worker_pids()
-                if pids:
-                    os.kill(pids[0], signal.SIGKILL)
-                    return
+            if len(metrics) == 3 and all(epochs_done(p) >= 1 for p in metrics):
+                for trial in metrics:
+                    pid = trainer_of(trial.parent)
+                    if pid is None:
+                        continue
+                    os.kill(pid, signal.SIGSTOP)
+                    if epochs_done(trial) < epochs:
+                        os.kill(pid, signal.SIGKILL)
+                        return
+                    os.kill(pid, signal.SIGCONT)
             time.sleep(0.02)
 
     killer = threading.Thread(target=kill_one_worker_once_training)

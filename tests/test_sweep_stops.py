@@ -11,24 +11,30 @@ import time
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from conftest import TINY, read_csv
+from lrdecay_cli.cli import app
 from lrdecay_cli.config.spec_file import merge_sections
 from test_executors import assert_member_equals_sequential
 from test_resume import SignalAfterEpoch, without_seconds
 
-EPOCHS = 4
-BASE = merge_sections(TINY, {"data": {"limit": 4000, "val_size": 500}, "model": {"name": "mlp", "hidden": [32]},
+EPOCHS = 10
+BASE = merge_sections(TINY, {"data": {"limit": 1300, "val_size": 500}, "model": {"name": "mlp", "hidden": [32]},
                              "train": {"epochs": EPOCHS}})
+"""Epochs of 13 steps: a signal sent once a trial is 2 epochs in lands with 8 of its epochs to go."""
 SWEEP = {"name": "s", "base": BASE, "seeds": 3,
          "variants": [{"schedule": {"name": "plateau", "patience": 0, "factor": 0.5, "threshold": 0.5}}]}
 TRIALS = ("t000", "t001", "t002")
 EXECUTORS = {"sequential": [], "vectorized": [], "processes": ["--workers", "2"]}
 
 
+def sweep_args(path, runs, executor):
+    return ["sweep", str(path), "--runs-dir", str(runs), "--quiet", "--executor", executor, *EXECUTORS[executor]]
+
+
 def sweep_command(path, runs, executor):
-    return [sys.executable, "-m", "lrdecay_cli", "sweep", str(path), "--runs-dir", str(runs), "--quiet",
-            "--executor", executor, *EXECUTORS[executor]]
+    return [sys.executable, "-m", "lrdecay_cli", *sweep_args(path, runs, executor)]
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +50,10 @@ def uninterrupted(sweep_file, tmp_path_factory):
     made = {}
 
     def get(executor):
-        if executor not in made:
+        if executor not in made:  # in this process, as --resume runs below: no second start-up of torch
             runs = tmp_path_factory.mktemp(f"whole-{executor}")
-            subprocess.run(sweep_command(sweep_file, runs, executor), check=True, timeout=600)
+            result = CliRunner().invoke(app, sweep_args(sweep_file, runs, executor))
+            assert result.exit_code == 0, result.output
             (made[executor],) = (runs / "sweeps").iterdir()
         return made[executor]
 

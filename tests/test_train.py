@@ -94,7 +94,8 @@ def test_every_optimizer_learns_and_uses_the_scheduled_lr(cli, write_spec, tmp_p
 
 def test_cnn_with_dropout_learns(cli, write_spec, tmp_path):
     spec = write_spec({"model": {"name": "cnn"}, "data": {"limit": 1200, "val_size": 200},
-                       "optimizer": {"name": "adadelta", "lr": 1.0}, "train": {"epochs": 1}})
+                       "optimizer": {"name": "adadelta", "lr": 1.0},
+                       "train": {"epochs": 1, "eval_batch_size": 100}})  # the CNN's faster size on a CPU
     run = train_ok(cli, spec, tmp_path / "runs")
     summary = json.loads((run / "summary.json").read_text())
     assert summary["test_acc"] > 0.7 and summary["steps"] == 16
