@@ -1,18 +1,16 @@
-"""The one ranking: runs grouped by everything but the seed, their metric summarized over seeds, and
-Welch's t-test of each group against the best one; `lrdecay compare`, a sweep's leaderboard and a study
-(one comparison per budget, `compare_by`) all rank so (no torch import; output/ prints it).
+"""The one ranking, for `lrdecay compare`, a sweep's leaderboard and a study (per budget, `compare_by`): runs grouped
+by everything but the seed, their metric summarized over seeds, each group tested against the best (Welch's t).
 
-Each seed enters the statistics with one value, its run's *best* metric (max val_acc or min val_loss
-over its epochs; test_acc, measured once after training, as it is). Reruns of one seed are not more
-seeds: their values are averaged into that seed's one value, so n counts distinct seeds. Only
-completed runs count: diverged, failed, interrupted and still-running runs are counted per group
-and left out.
+Each seed enters with one value, its run's *best* metric (max val_acc or min val_loss over its epochs; test_acc as
+measured once); reruns of a seed are averaged into it, so n counts distinct seeds. Only completed runs count; the
+others are counted per group and left out.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable
 
@@ -154,15 +152,10 @@ class GroupResult:
     @property
     def excluded(self) -> dict[str, int]:
         """Why runs are left out -> how many."""
-        counts: dict[str, int] = {}
-        for r in self.results:
-            if r.excluded is not None:
-                counts[r.excluded] = counts.get(r.excluded, 0) + 1
-        return counts
+        return Counter(r.excluded for r in self.results if r.excluded is not None)
 
     def mean_to_target(self, attribute: str) -> float | None:
-        """Mean epochs or seconds to the target over the runs that reached it (None where none did or
-        the metric has no epochs)."""
+        """Mean epochs or seconds to the target over the runs that reached it; None where none did."""
         values = [getattr(r, attribute) for r in self.reached if getattr(r, attribute) is not None]
         return sum(values) / len(values) if values else None
 
@@ -182,8 +175,7 @@ class Comparison:
 
 
 def compare(runs: list[Run], metric: Metric, target: float | None = None) -> Comparison:
-    """Group the runs by everything but the seed, rank the groups by mean best metric, and test each
-    against the leader with Welch's t-test on the per-run best values."""
+    """The runs' groups ranked by mean best metric, each tested against the leader (Welch, per-seed values)."""
     check_target(metric, target)
     groups = [GroupResult(g, [run_result(run, metric, target) for run in g.runs]) for g in group_runs(runs)]
     sign = -1 if metric.larger_is_better else 1
@@ -297,14 +289,10 @@ def notes(comparison: Comparison) -> list[str]:
         else:
             lines.append(f"Target: {_target_text(metric, target)} after training ({metric.name} has no "
                          f"per-epoch values, so no epochs or seconds to reach it).")
-    excluded: dict[str, int] = {}
-    for g in groups:
-        for why, count in g.excluded.items():
-            excluded[why] = excluded.get(why, 0) + count
+    excluded = sum((g.excluded for g in groups), Counter())
     if excluded:
-        total = sum(excluded.values())
         why = ", ".join(f"{count} {reason}" for reason, count in excluded.items())
-        lines.append(f"Left out of all statistics: {total} of {comparison.runs} runs ({why}); "
+        lines.append(f"Left out of all statistics: {excluded.total()} of {comparison.runs} runs ({why}); "
                      f"only completed runs count.")
         if NO_VALIDATION in excluded:
             lines.append(f"Runs trained with data.val_size 0 have no {metric.name}: compare them with "
@@ -354,9 +342,7 @@ def _mean_std(summary: Summary, metric: Metric) -> str:
 def _verdict_text(g: GroupResult) -> str:
     if g.test is None:
         return {"best": "best", "n/a": "n/a" if g.best.n else "-"}[g.verdict]
-    if math.isinf(g.test.t):
-        p = "p = 0 (no spread on either side)"
-    else:
-        p = "p < 0.001" if g.test.p < 0.001 else f"p = {g.test.p:.3g}"
+    p = ("p = 0 (no spread on either side)" if math.isinf(g.test.t)
+         else "p < 0.001" if g.test.p < 0.001 else f"p = {g.test.p:.3g}")
     return f"≈ best, {p}" if g.verdict == "indistinguishable" else f"worse, {p}"
 

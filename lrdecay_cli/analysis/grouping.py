@@ -31,8 +31,7 @@ class Group:
 
 
 def differing_fields(runs: list[Run]) -> list[str]:
-    """Spec fields (dotted) whose values are not the same in every run, seed and bookkeeping aside,
-    in the spec's own order."""
+    """Spec fields (dotted, in the spec's order) whose values differ between runs, seed and bookkeeping aside."""
     names = list(dict.fromkeys(k for run in runs for k in run.config))
     differing = [name for name in names if name not in NOT_LABELS
                  and len({_key(run.config.get(name, None)) for run in runs}) > 1]
@@ -65,8 +64,7 @@ def group_runs(runs: list[Run]) -> list[Group]:
     groups: dict[str, Group] = {}
     for run in runs:
         values = {name: run.config[name] for name in fields if name in run.config}
-        key = _key(values)
-        groups.setdefault(key, Group(values)).runs.append(run)
+        groups.setdefault(_key(values), Group(values)).runs.append(run)
     return list(groups.values())
 
 
@@ -75,13 +73,9 @@ def label_of(fields: dict[str, Any]) -> str:
     part where that is unambiguous, by their dotted path where it is not."""
     last = [name.rsplit(".", 1)[-1] for name in fields]
     parts = []
-    for name, value in fields.items():
-        short = name.rsplit(".", 1)[-1]
-        if short == "name":
-            parts.append(str(value))
-        else:
-            shown = short if last.count(short) == 1 else name
-            parts.append(f"{shown}={show_value(value)}")
+    for short, (name, value) in zip(last, fields.items()):
+        shown = short if last.count(short) == 1 else name
+        parts.append(str(value) if short == "name" else f"{shown}={show_value(value)}")
     return ", ".join(parts)
 
 

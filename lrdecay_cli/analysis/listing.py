@@ -1,10 +1,6 @@
-"""`lrdecay runs`: one row per run, sweep, study and find-lr directory of a runs directory, newest first
-(no torch import; output/console.py prints).
-
-Read from summary.json, config.yaml and sweep.yaml only: nothing is trained, locked or written. A
-sweep's status counts its trials' summaries; its accuracies are its best completed trial's by the
-sweep's metric. A run's status is its effective one (rundir.layout.effective_status: a run killed
-while running is interrupted). A directory that cannot be read is a row saying so.
+"""`lrdecay runs`: one row per run, sweep, study and find-lr directory of a runs directory, newest first, read from
+summary.json, config.yaml and sweep.yaml only (nothing trained, locked or written; no torch import). A run's status
+is its effective one (a run killed while running is interrupted); a directory that cannot be read is a row saying so.
 """
 
 from __future__ import annotations
@@ -79,9 +75,8 @@ def title(rows: list[Row], runs_dir: Path) -> str:
     """`2 sweeps, 14 runs, 1 find-lr directory in runs, newest first`."""
     plural = {Kind.STUDY: "studies", Kind.FIND_LR: "find-lr directories"}
     one = {Kind.FIND_LR: "find-lr directory"}
-    kinds = dict.fromkeys(row.kind for row in rows)
-    counted = [count(sum(row.kind == kind for row in rows), one.get(kind, str(kind)), plural.get(kind))
-               for kind in kinds]
+    kinds = Counter(row.kind for row in rows)
+    counted = [count(n, one.get(kind, str(kind)), plural.get(kind)) for kind, n in kinds.items()]
     return f"{', '.join(counted)} in {runs_dir}, newest first"
 
 
@@ -124,17 +119,13 @@ def _time(text: Any) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def _unreadable_summary(path: Path) -> str:
-    return "torn summary.json" if (path / layout.SUMMARY).exists() else "no summary.json"
-
-
 def run_row(path: Path, kind: Kind = Kind.RUN) -> Row:
     """A run (or find-lr) directory: summary.json, and its method from config.yaml."""
     summary = read_summary(path)
     when = stamp_time(path.name)
     if summary is None:
-        return Row(path, kind, STAMP.sub("", path.name), UNREADABLE, f"{UNREADABLE}: {_unreadable_summary(path)}",
-                   when=when)
+        torn = "torn" if (path / layout.SUMMARY).exists() else "no"
+        return Row(path, kind, STAMP.sub("", path.name), UNREADABLE, f"{UNREADABLE}: {torn} summary.json", when=when)
     state, status = effective_status(summary, path)
     done, epochs = summary.get("epochs_completed"), summary.get("epochs")
     if state != Status.COMPLETED and isinstance(done, int) and isinstance(epochs, int):

@@ -1,9 +1,7 @@
-"""Statistics over seeds: mean, std, a t confidence interval and Welch's t-test, in plain Python.
+"""Statistics over seeds in plain Python (no scipy in the stack): mean, std, a t confidence interval, Welch's t-test.
 
-No scipy in the stack, so Student's t is computed here: its CDF through the regularized incomplete
-beta function (a continued fraction, Numerical Recipes 3rd ed. §6.4, evaluated by the modified
-Lentz method) and its quantile by bisection on that CDF. Accurate to about 1e-12 (1e-9 at df near
-a million), far below what a table of results shows.
+Student's t CDF is the regularized incomplete beta function (a continued fraction, Numerical Recipes 3rd ed. §6.4, by
+the modified Lentz method), its quantile a bisection on that CDF: accurate to about 1e-12 (1e-9 at df near a million).
 """
 
 from __future__ import annotations
@@ -120,10 +118,8 @@ class Welch:
 
 
 def welch(a: list[float], b: list[float]) -> Welch:
-    """Welch's t-test of mean(a) = mean(b); each sample needs two values or more.
-
-    Where both samples have zero variance the test is degenerate: p is 1 for equal means and 0 for
-    different ones (df then taken as n_a + n_b - 2)."""
+    """Welch's t-test of mean(a) = mean(b), two values or more each; with no variance on either side p is 1 for
+    equal means, 0 for different ones (df then n_a + n_b - 2)."""
     if len(a) < 2 or len(b) < 2:
         raise ValueError(f"Welch's t-test needs two values per sample, got {len(a)} and {len(b)}")
     mean_a, mean_b = statistics.fmean(a), statistics.fmean(b)

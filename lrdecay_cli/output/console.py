@@ -1,6 +1,5 @@
-"""Everything lrdecay prints: result tables, notes, warnings and errors, and live progress on stderr (a
-run's bars, a sweep's or a study stage's, find-lr's; plain lines where stderr is no terminal). The only
-module that prints."""
+"""Everything lrdecay prints (the only module that does): result tables, notes, warnings and errors, and live
+progress on stderr (plain lines where stderr is no terminal)."""
 
 from __future__ import annotations
 
@@ -50,8 +49,7 @@ def loss_text(value: float | None) -> str:
 
 
 class TrainProgress:
-    """Progress a person can plan by: what is loading, at once (torch and the data take seconds); then a
-    bar for the whole run with its time remaining, and one per epoch with live loss and LR."""
+    """What is loading, at once (torch and the data take seconds); then a bar for the run and one per epoch."""
 
     def __init__(self, console: Console = stderr):
         self.console = console
@@ -119,8 +117,7 @@ class SweepProgress:
         self.done = self.failed = 0
         self.running: list[str] = []
         self.epoch: tuple[int, int] | None = None
-        self.trained = 0.0
-        """The fraction of its training the stack in training has done (the bar counts its trials by it)."""
+        self.trained = 0.0  # the fraction of its training the stack in training has done
         self.observer = StackEpochs(self)
         self.best: tuple[float, str] | None = None
         self.progress = Progress(TextColumn(escape(title)), BarColumn(), TextColumn(f"{{task.fields[finished]}}/{total}"),
@@ -130,17 +127,14 @@ class SweepProgress:
         if console.is_terminal:
             self.progress.start()
 
-    def _best_text(self) -> str:
-        return f"best {self.metric.name} {self.best[0]:.4f} ({self.best[1]})" if self.best else ""
-
     def _refresh(self) -> None:
         names = ", ".join(self.running[:3]) + (f" (+{len(self.running) - 3})" if len(self.running) > 3 else "")
         if names and self.epoch:
             names += f" at epoch {self.epoch[0]}/{self.epoch[1]}"
         under_way = len(self.running) * self.trained if self.epoch else 0.0  # an ETA that moves while a stack trains
+        best = f"best {self.metric.name} {self.best[0]:.4f} ({self.best[1]})" if self.best else ""
         self.progress.update(self.task, completed=self.done + self.failed + under_way, finished=self.done + self.failed,
-                             status=", ".join(filter(None, [f"running {names or '-'}", f"failed {self.failed}",
-                                                            self._best_text()])))
+                             status=", ".join(filter(None, [f"running {names or '-'}", f"failed {self.failed}", best])))
 
     def on_start(self, trial) -> None:
         self.running.append(trial.dirname)
@@ -160,9 +154,8 @@ class SweepProgress:
             self.best = (value, trial.dirname)
         self._refresh()
         if not self.console.is_terminal:
-            task = self.progress.tasks[self.task]
             finished = self.done + self.failed
-            eta = (task.elapsed or 0) / finished * (self.total - finished)
+            eta = (self.progress.tasks[self.task].elapsed or 0) / finished * (self.total - finished)
             shown = "-" if value is None else f"{value:.4f}"
             label = ", ".join(f"{k}={v}" for k, v in trial.fields.items())
             leader = f"leader {self.best[1]} {self.best[0]:.4f}; " if self.best else ""
@@ -176,8 +169,7 @@ class SweepProgress:
 
 
 class StackEpochs:
-    """The training loop's observer (training.loop.TrainObserver's methods) for a sweep's display: the epoch the
-    stack in training is at and how far it is, where the executor trains in this process."""
+    """The TrainObserver of a sweep's display (an executor training in this process): the stack's epoch and progress."""
 
     def __init__(self, progress: SweepProgress):
         self.progress = progress
@@ -215,16 +207,14 @@ class FindLrProgress:
         self.progress = Progress(TextColumn("LR range test"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)
         self.task = self.progress.add_task("find-lr", total=steps, status="")
-        self.started = False
 
     def on_step(self, step: int, lr: float, smoothed_loss: float) -> None:
-        if not self.started:
+        if not self.progress.live.is_started:
             self.progress.start()
-            self.started = True
         self.progress.update(self.task, completed=step + 1, status=f"lr {lr:.3g}  smoothed loss {smoothed_loss:.4f}")
 
     def stop(self) -> None:
-        if self.started:
+        if self.progress.live.is_started:
             self.progress.stop()
 
 
@@ -269,10 +259,8 @@ def schedules_table(methods) -> None:
     """`lrdecay schedules`: every method of the registry."""
     table = Table(title="Decay methods (t counts steps or epochs from 0; lr is optimizer.lr)", title_justify="left")
     table.add_column("name", style="bold", no_wrap=True)
-    table.add_column("formula")
-    table.add_column("parameters (defaults)")
-    table.add_column("interval")
-    table.add_column("origin")
+    for column in ("formula", "parameters (defaults)", "interval", "origin"):
+        table.add_column(column)
     for method in methods.values():
         params = ", ".join(k if v is PydanticUndefined else f"{k}={v!r}" for k, v in method.parameters().items())
         interval = method.params.model_fields["interval"].default
@@ -333,8 +321,7 @@ def lr_terminal_plot(lrs: list[float], width: int = 64, height: int = 14) -> Non
     lines = [f"{labels[r]:>10.3e} ┤" if r in labels else " " * 10 + " │" for r in range(height)]
     out = [label + "".join(row) for label, row in zip(lines, grid)]
     out.append(" " * 11 + "└" + "─" * columns)
-    last = str(len(lrs) - 1)
-    out.append(" " * 12 + "0" + last.rjust(columns - 1) + "  step")
+    out.append(" " * 12 + "0" + str(len(lrs) - 1).rjust(columns - 1) + "  step")
     sys.stdout.write("\n".join(out) + "\n")
 
 
@@ -345,8 +332,7 @@ def _cell(value) -> str:
 
 
 def trials_table(trials, keys: list[str], title: str) -> None:
-    """`lrdecay sweep --dry-run`: the trials, what tells them apart (`keys`), and the schedule each will
-    really run with, every parameter resolved (defaults and the base's values included)."""
+    """`lrdecay sweep --dry-run`: the trials, what tells them apart (`keys`), and each one's resolved schedule."""
     table = Table(title=title, title_justify="left")
     for column in ("trial", *keys, "schedule (resolved)"):
         table.add_column(column, overflow="fold")
@@ -357,18 +343,15 @@ def trials_table(trials, keys: list[str], title: str) -> None:
 
 
 def resolved_schedule(params) -> str:
-    """`exponential(decay_steps=860, decay_rate=0.5, staircase=False, interval=step)`: a schedule section
-    with every parameter."""
+    """`exponential(decay_steps=860, decay_rate=0.5, staircase=False, interval=step)`: every parameter shown."""
     fields = params.model_dump(mode="json", exclude={"name"}, exclude_none=True)
     return f"{params.name}({', '.join(f'{k}={show_value(v)}' for k, v in fields.items())})"
 
 
 def study_preview(study, rows) -> None:
-    """`lrdecay study --dry-run`: each method's LR at points of each budget's run, as multiples of the
-    initial LR, and the work of both stages."""
+    """`lrdecay study --dry-run`: each method's LR / initial LR at points of each budget's run; both stages' work."""
     spec = study.spec
-    table = Table(title=f"study {spec.name}: the LR / initial LR at points of each run",
-                  title_justify="left")
+    table = Table(title=f"study {spec.name}: the LR / initial LR at points of each run", title_justify="left")
     for header in ("method", "budget", "steps", *(f"{100 * at:.0f}%" for at in rows[0].at)):
         table.add_column(header, justify="left" if header == "method" else "right")
     for row in rows:
@@ -413,8 +396,7 @@ def files_written(paths: list[Path]) -> None:
 
 
 COMPARE_KEEP = {"95% CI": 6, "n": 8, "vs best (Welch)": 7, "epochs": 2, "seconds": 1, "left out": 4}
-"""How much each of compare's columns is worth keeping at 80 columns (the groups' names and the metric
-most, then n, the test, the CI; a final value 3, a target's 3 to 1)."""
+"""How much each of compare's columns is worth keeping at 80 columns (Column.keep); names and metric 10, others 3."""
 
 
 def compare_table(view, console: Console | None = None) -> None:
@@ -493,12 +475,10 @@ RUNS_COLUMNS = (Column("name", False, 10, 5, 2), Column("kind", False, None, 3),
                 Column("best val_acc", True, None, 7), Column("test_acc", True, None, 7),
                 Column("best trial", False, 8, 2, 3), Column("when (UTC)", False, None, 1),
                 Column("directory", False, 20, 9, 4))
-"""`lrdecay runs`' columns."""
 
 
 def runs_table(rows, title: str, console: Console | None = None) -> None:
-    """`lrdecay runs`: one row per run, sweep or study, in as many columns as the width takes with every
-    number whole (fitted_table)."""
+    """`lrdecay runs`: one row per run, sweep or study, in the columns that fit (fitted_table)."""
     console = console or _wide()
     cells = [[row.name, str(row.kind), row.status, row.schedule, percent(row.best_val_acc), percent(row.test_acc),
               f"{row.best_trial} by {row.metric}" if row.best_trial else "-",

@@ -1,6 +1,5 @@
-"""`lrdecay report`: one self-contained HTML page of runs or a sweep, to open, mail or archive: the
-figures (embedded PNGs), the compare table and its notes, what every run's spec changes against the
-others, and each run's outcome. No torch import; nothing but the page is written."""
+"""`lrdecay report`: one self-contained HTML page of runs or a sweep (no torch import): the figures as embedded
+PNGs, the compare table and its notes, what each run's spec changes against the others, and its outcome."""
 
 from __future__ import annotations
 
@@ -33,8 +32,7 @@ def page(runs: list[Run], title: str, metric: CompareMetric = CompareMetric.VAL_
     plots = figures(runs)
     parts = [f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
              f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
-    comparison = compare(runs, METRICS[metric])
-    shown = view(comparison)
+    shown = view(compare(runs, METRICS[metric]))
     parts.append(f"<h2>Comparison</h2><p>{html.escape(shown.title)}</p>")
     parts.append(_table([h for h, _ in shown.columns], shown.rows, [r for _, r in shown.columns]))
     parts += [f"<p>{html.escape(line)}</p>" for line in shown.notes]

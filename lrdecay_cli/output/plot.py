@@ -1,10 +1,5 @@
-"""Figures with matplotlib (Agg, headless); no torch import.
-
-`figures(runs)` builds the matplotlib Figures of `lrdecay plot` (returned, so their line data can
-be checked before anything is saved); `save(plots, out_dir, fmt)` renders them all and only then
-writes them, each atomically. Every curve comes from one series builder, `series`: a group of
-runs that differ only by seed becomes a mean line and a band, a group of one its own line.
-"""
+"""`lrdecay plot`'s figures with matplotlib (headless, no torch): `figures` builds them (their data checkable before
+saving), `save` renders all, then writes each atomically; a group of seeds is drawn as a mean line and a band."""
 
 from __future__ import annotations
 
@@ -77,9 +72,8 @@ def _steps_per_epoch(run) -> int | None:
 
 
 def _points(run, column: str, unit: str):
-    """(x, y) arrays of one run's column: LR per step, metrics per finished epoch; x in epochs (a step
-    at step / steps_per_epoch, an epoch's metrics at its end) or in optimizer steps (an epoch's metrics
-    at the step that ends it); empty cells left out."""
+    """(x, y) arrays of one run's column, empty cells left out: LR per step, metrics per finished epoch (at its end);
+    x in epochs (a step at step / steps_per_epoch) or in optimizer steps."""
     import numpy as np
 
     if column == "lr":
@@ -99,8 +93,7 @@ def series(group, column: str, unit: str, band: str) -> Series | None:
     a value there, and their min-max or mean ± sample std; None where no run has a value."""
     import numpy as np
 
-    points = [_points(run, column, unit) for run in group.runs]
-    points = [(x, y) for x, y in points if len(x)]
+    points = [(x, y) for x, y in (_points(run, column, unit) for run in group.runs) if len(x)]
     if not points:
         return None
     xs = np.unique(np.concatenate([x for x, _ in points]))
@@ -126,10 +119,9 @@ def palette(count: int) -> list:
 
 
 def _panel(ax, groups, colors, columns: tuple[str, ...], unit: str, band: str) -> tuple[tuple[str, ...], bool]:
-    """Draw every group's series of `columns` on `ax`: (the columns drawn, any band drawn); no columns: nothing
-    to draw, and no val_* where the runs had no validation set. A seed group's
-    LR is drawn as its runs' own curves (thin), never as a mean: the mean of plateau runs that cut at
-    different epochs is an LR no run used. Identical curves (a fixed schedule) are drawn once."""
+    """Draw every group's series of `columns` on `ax`: (the columns drawn, any band drawn). A seed group's LR is its
+    runs' own thin curves, never a mean (plateau runs cutting at different epochs average to an LR no run used);
+    identical curves are drawn once."""
     import numpy as np
 
     drawn: dict[str, None] = {}
@@ -178,15 +170,10 @@ def _mark_divergence(ax, group, color, unit: str) -> None:
                 label=f"{group.label} diverged")
 
 
-def _common_steps_per_epoch(runs) -> int | None:
-    values = {_steps_per_epoch(run) for run in runs}
-    return values.pop() if len(values) == 1 else None
-
-
 def _epoch_boundaries(ax, runs, unit: str) -> None:
-    """Grey lines at the ends of epochs (at each epoch, or at its last step on a step axis), only where
-    every run has the same epoch length."""
-    spe = _common_steps_per_epoch(runs)
+    """Grey lines at the ends of epochs, only where every run has the same epoch length."""
+    lengths = {_steps_per_epoch(run) for run in runs}
+    spe = lengths.pop() if len(lengths) == 1 else None
     last = max((run.lr[-1]["step"] for run in runs if run.lr), default=0)
     if spe:
         for boundary in range(spe, last + 1, spe):
@@ -197,23 +184,9 @@ def _empty(ax, why: str) -> None:
     ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", color="0.4")
 
 
-def _style_handles(columns: tuple[str, ...], banded: str | None, drawn: tuple[str, ...] | None = None) -> list:
-    """Which line is which column (train dashed, val solid; only those `drawn`, where given) and what the
-    band means."""
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
-    handles = [Line2D([], [], linestyle=COLUMN_STYLE[c][0], color="0.2", label=COLUMN_STYLE[c][1])
-               for c in columns if len(columns) > 1 and (drawn is None or c in drawn)]
-    if banded:
-        handles.append(Patch(color="0.2", alpha=0.18, label=banded))
-    return handles
-
-
 def _legends(fig, panels: list, groups, colors) -> None:
-    """One colour per group, said once per figure: inside the first axes with its style entries for a
-    few groups, outside on the right for more; each other axes gets its own style entries.
-    `panels`: (axes, first column drawn there, style handles)."""
+    """One colour per group, said once per figure: inside the first axes for a few groups, outside on the right for
+    more; `panels`: (axes, its first column, its style handles)."""
     from matplotlib.lines import Line2D
 
     named = [Line2D([], [], color=c, linewidth=2, label=g.label) for g, c in zip(groups, colors)] if len(groups) > 1 else []
@@ -248,9 +221,8 @@ X_UNITS = {"epoch": "epoch", "step": "optimizer step"}
 
 
 def figures(runs, band: str = "minmax", log: frozenset[str] | bool = frozenset(), x: str = "epoch") -> Plots:
-    """The four figures of `runs` (overlaid, seeds of a group as mean and band, LR as the runs' own curves),
-    every panel against `x` (epoch: fractional from the steps, or step); `log`: the axes ("lr", "loss") on a
-    log scale (True: the LR's). Nothing is saved."""
+    """The four figures of `runs`, not saved, against `x` (epoch: fractional from the steps, or step); `log`: the
+    axes ("lr", "loss") on a log scale (True: the LR's)."""
     if band not in BANDS:
         raise UserError(f"unknown band '{band}'", where="--band", fix=f"use one of {', '.join(BANDS)}")
     canvas = _Canvas(runs, band, frozenset({"lr"} if log is True else log or ()), x)
@@ -277,8 +249,7 @@ def figures(runs, band: str = "minmax", log: frozenset[str] | bool = frozenset()
 
 
 class _Canvas:
-    """What every panel of one `figures` call shares: the groups and their colours, the x unit, the band,
-    the log axes and the title's subject."""
+    """What every panel of one `figures` call shares."""
 
     def __init__(self, runs, band: str, log: frozenset[str], unit: str):
         self.runs, self.band, self.log, self.unit, self.xlabel = runs, band, log, unit, X_UNITS[unit]
@@ -314,8 +285,15 @@ class _Canvas:
         return drawn, banded_here
 
     def handles(self, columns: tuple[str, ...], drawn: tuple[str, ...], banded_here: bool) -> list:
-        """The style entries of a panel: of the columns drawn, and the band's only where one is drawn."""
-        return _style_handles(columns, self.banded if banded_here else None, drawn) if drawn else []
+        """A panel's style entries: which line is which column drawn (train dashed, val solid), and the band's."""
+        from matplotlib.lines import Line2D
+        from matplotlib.patches import Patch
+
+        handles = [Line2D([], [], linestyle=COLUMN_STYLE[c][0], color="0.2", label=COLUMN_STYLE[c][1])
+                   for c in columns if len(columns) > 1 and c in drawn]
+        if banded_here and self.banded:
+            handles.append(Patch(color="0.2", alpha=0.18, label=self.banded))
+        return handles
 
     def lr_figure(self):
         """lr: the LR of every step; and whether any run has recorded one."""
@@ -387,18 +365,15 @@ def render(fig, fmt: str) -> bytes:
 def save(plots: Plots, out_dir: Path, fmt: str = "png") -> list[Path]:
     """Render every figure, then create `out_dir` and write them (each atomically); the paths written."""
     check_out_dir(out_dir)
-    rendered = {name: render(fig, fmt) for name, fig in plots.figures.items()}
+    rendered = {out_dir / f"{name}.{fmt}": render(fig, fmt) for name, fig in plots.figures.items()}
     if not rendered:
         return []
-    for name in rendered if out_dir.is_dir() else ():  # a FIFO or link where a figure goes: refused, nothing written
-        check_output_file(out_dir / f"{name}.{fmt}", f"--out {out_dir}")
+    for path in rendered if out_dir.is_dir() else ():  # a FIFO or link where a figure goes: refused, nothing written
+        check_output_file(path, f"--out {out_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, data in rendered.items():
-        path = out_dir / f"{name}.{fmt}"
+    for path, data in rendered.items():
         write_atomic(path, data)
-        paths.append(path)
-    return paths
+    return list(rendered)
 
 
 def lr_curve_png(lrs: list[float], path: Path, title: str, epoch_steps: int | None = None) -> None:
@@ -414,8 +389,7 @@ def lr_curve_png(lrs: list[float], path: Path, title: str, epoch_steps: int | No
     ax.set(title=title, xlabel="optimizer step", ylabel="learning rate")
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
-    suffix = path.suffix.lstrip(".") or "png"
-    write_atomic(path, lambda f: fig.savefig(f, format=suffix))
+    write_atomic(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png"))
 
 
 def find_lr_png(lrs: list[float], losses: list[float], smoothed: list[float], suggested_lr: float | None,

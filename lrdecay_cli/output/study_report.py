@@ -1,10 +1,7 @@
-"""A study's figures and report.md (matplotlib, no torch import), from study.csv's rows (with each row's
-Welch p against its budget's best and its average rank, as experiments/study.py ranks them with
-analysis/compare.py) and the tuning rows.
+"""A study's figures and report.md (matplotlib, no torch import) from study.csv's rows and the tuning rows.
 
-The verdict says only what the statistics show: per budget, the method with the highest mean test
-accuracy and which others Welch's t-test cannot tell from it (p >= 0.05, uncorrected); an LR chosen at
-the edge of the grid is flagged, since the grid may then not hold that method's best LR.
+The verdict says only what the statistics show: per budget, the highest mean test accuracy and the methods Welch's
+t-test cannot tell from it (p >= 0.05, uncorrected); an LR at the grid's edge is flagged (the best may lie outside).
 """
 
 from __future__ import annotations
@@ -34,11 +31,12 @@ def _figure():
     return Figure(figsize=SIZE, dpi=DPI, layout="constrained")
 
 
-def _budget_axis(ax, budgets: list[int]) -> None:
+def _budget_axes(ax, budgets: list[int], ylabel: str) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xticks(budgets, [str(b) for b in budgets])
     ax.minorticks_off()
-    ax.set_xlabel("budget (epochs)")
+    ax.set(xlabel="budget (epochs)", ylabel=ylabel)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
 
 
 def figures(study, tuning: list[dict], rows: list[dict]) -> dict:
@@ -61,10 +59,8 @@ def _accuracy_figure(study, rows: list[dict], colors: dict):
         if banded:
             ax.fill_between([r["budget_epochs"] for r in banded], [100 * r["ci_low"] for r in banded],
                             [100 * r["ci_high"] for r in banded], color=color, alpha=0.15, linewidth=0)
-    _budget_axis(ax, study.spec.budgets)
-    ax.set_ylabel("test accuracy (%)")
+    _budget_axes(ax, study.spec.budgets, "test accuracy (%)")
     ax.set_title(f"{study.spec.name}: test accuracy at each budget (mean over {study.spec.seeds} seeds, 95% CI band)")
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
     return fig
 
 
@@ -79,11 +75,9 @@ def _rank_figure(study, rows: list[dict], colors: dict):
         for b, r, pv in points:  # filled: not significantly below the budget's best
             below = pv is not None and pv < ALPHA
             ax.plot([b], [r], "o", color=color, markerfacecolor="white" if below else color)
-    _budget_axis(ax, study.spec.budgets)
+    _budget_axes(ax, study.spec.budgets, "average rank (1 = best)")
     ax.invert_yaxis()
-    ax.set_ylabel("average rank (1 = best)")
     ax.set_title(f"average rank over seeds; hollow: significantly below the best (Welch p < {ALPHA})", fontsize="medium")
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
     return fig
 
 
@@ -119,7 +113,7 @@ def _pct(value: float | None) -> str:
 
 def verdict(study, rows: list[dict], p: dict) -> list[str]:
     """Plain sentences, one per budget and one overall, that claim no more than the tests show."""
-    lines, never_worse = [], None
+    lines, never_worse, tops = [], None, []
     for budget in study.spec.budgets:
         ranked = sorted((r for r in rows if r["budget_epochs"] == budget and r["rank"] is not None),
                         key=lambda r: r["rank"])
@@ -127,6 +121,7 @@ def verdict(study, rows: list[dict], p: dict) -> list[str]:
             lines.append(f"At {_epochs(budget)}: no method completed its final runs.")
             continue
         best = ranked[0]
+        tops.append((budget, best))
         tied = [r["method"] for r in ranked[1:] if p.get((r["method"], budget)) is None
                 or p[r["method"], budget] >= ALPHA]
         lower = [r["method"] for r in ranked[1:] if r["method"] not in tied]
@@ -140,14 +135,12 @@ def verdict(study, rows: list[dict], p: dict) -> list[str]:
         lines.append(text + ".")
         group = {best["method"], *tied}
         never_worse = group if never_worse is None else never_worse & group
-    tops = [min((r for r in rows if r["budget_epochs"] == b and r["rank"]), key=lambda r: r["rank"], default=None)
-            for b in study.spec.budgets]
-    top_names = [t["method"] for t in tops if t]
+    top_names = [t["method"] for _, t in tops]
     if top_names and len(set(top_names)) == 1:
         lines.append(f"Overall: {top_names[0]} has the highest mean at every budget.")
     elif top_names:
         lines.append("Overall: the method with the highest mean changes with the budget ("
-                     + ", ".join(f"{b}: {t['method']}" for b, t in zip(study.spec.budgets, tops) if t) + ").")
+                     + ", ".join(f"{b}: {t['method']}" for b, t in tops) + ").")
     if never_worse:
         lines.append(f"Never significantly below the best at any budget: {', '.join(sorted(never_worse))}.")
     lines.append(f"Each mean is over {study.spec.seeds} seed{'s' * (study.spec.seeds != 1)} at the LR the tuning stage "
@@ -225,9 +218,8 @@ def markdown(study, rows: list[dict]) -> str:
 
 def write_report(study, tuning: list[dict], rows: list[dict]) -> Path:
     """Render the figures and report.md, then write them (each atomically); the report's path."""
-    rendered = {f"{name}.png": render(fig, "png") for name, fig in figures(study, tuning, rows).items()}
-    text = markdown(study, rows)
-    for name, data in rendered.items():
+    files = {f"{name}.png": render(fig, "png") for name, fig in figures(study, tuning, rows).items()}
+    files[STUDY_REPORT] = markdown(study, rows)
+    for name, data in files.items():
         write_atomic(study.path / name, data)
-    write_atomic(study.path / STUDY_REPORT, text)
     return study.path / STUDY_REPORT
