@@ -1,6 +1,5 @@
-"""The one translation of pydantic's findings into lrdecay's one-line errors: for specs (the dotted
-field, the value, and the `--set`, `--grid` or sweep value that set it), for sweep and study files,
-and for the values nested in them. pydantic's own messages never reach the user raw."""
+"""The one translation of pydantic's findings into lrdecay's one-line errors, for specs (naming the value that
+set the field), sweep and study files; pydantic's own messages never reach the user raw."""
 
 from __future__ import annotations
 
@@ -62,8 +61,7 @@ def model_at(parts: list[str], raw: Any) -> type[BaseModel] | None:
 def did_you_mean(parts: list[str], raw: Any) -> str:
     parent = model_at(parts[:-1], raw)
     if parent is None:
-        valid = ", ".join(Spec.model_fields)
-        return f"top-level sections are: {valid}"
+        return f"top-level sections are: {', '.join(Spec.model_fields)}"
     keys = list(parent.model_fields)
     close = difflib.get_close_matches(parts[-1], keys, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
@@ -75,10 +73,8 @@ def _display_path(loc: tuple, raw: Any) -> list[str]:
     """pydantic's error location without the union tags it inserts (optimizer.sgd.lr -> optimizer.lr)."""
     parts, node = [], raw
     for item in loc:
-        if isinstance(node, dict) and item in node:
-            parts.append(str(item))
-            node = node[item]
-        elif isinstance(node, list) and isinstance(item, int) and item < len(node):
+        if (isinstance(node, dict) and item in node
+                or isinstance(node, list) and isinstance(item, int) and item < len(node)):
             parts.append(str(item))
             node = node[item]
         elif isinstance(node, dict) and node.get("name", item) == item and item in _TAGS:
@@ -133,8 +129,8 @@ def spec_error(exc: ValidationError, raw: dict, source: str, causes: dict[str, s
 
 def validated(model: type[BaseModel], raw: Any, source: str, kind: str, example: str,
               items: dict[str, type[BaseModel]] | None = None) -> Any:
-    """A sweep's or a study's file data as `model` (its trials' specs are checked as specs, `spec_error`), or one line naming the field at fault; an unknown
-    key gets the valid ones (of `model`, or of `items[key]` for the entries of a list field)."""
+    """A sweep's or a study's file data as `model`, or one line naming the field at fault; an unknown key gets
+    the valid ones (of `model`, or of `items[key]` for the entries of a list field)."""
     if not isinstance(raw, dict):
         raise UserError(f"a {kind} must be a mapping, got {type(raw).__name__}", where=source,
                         fix=f"see {example} for an example")

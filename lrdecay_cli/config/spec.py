@@ -21,8 +21,7 @@ JSON reader that the runs' files meet."""
 
 
 class Section(BaseModel):
-    """Strict base: unknown keys, NaN and infinities are errors, never silently accepted, and so are
-    values of another type (`lr: true`, `epochs: 2.5`, `compile: "yes"`)."""
+    """Strict base: unknown keys, NaN, infinities and values of another type (`lr: true`) are errors."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
@@ -175,11 +174,8 @@ class Spec(Section):
         return self
 
     def check_schedule(self, source: str) -> None:
-        """Refuse a schedule whose parameters do not fit this run or whose LRs over it are not sane.
-
-        Not part of validation: it builds the schedule and looks at its LRs over the run (`check_run`),
-        so it runs once where a run is about to start or be previewed, not at every construction of a
-        Spec (sweep expansion, resume)."""
+        """Refuse a schedule that does not fit this run or whose LRs over it are not sane (`check_run`); not part
+        of validation, since it builds the schedule: it runs once, before a run or preview."""
         try:
             check_run(self.schedule, self.optimizer.lr, self.steps_per_epoch(), self.train.epochs)
         except UserError as exc:  # a run-dependent parameter check of the method's builder

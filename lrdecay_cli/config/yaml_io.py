@@ -44,10 +44,8 @@ def _resolvers(base: type, drop: tuple[str, ...], add: tuple) -> dict:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (instead of keeping the last one), alias bombs, deep nesting
-    and complex keys, and reads booleans and floats as YAML 1.2 (and JSON) do: only true/false are
-    booleans (YAML 1.1's yes/no/on/off stay strings, which the schema refuses for a bool), and 1e-3
-    is a float (YAML 1.1 made it a string)."""
+    """SafeLoader that refuses duplicate keys, alias bombs, deep nesting and complex keys, and reads booleans and
+    floats as YAML 1.2 does: yes/no/on/off stay strings (the schema refuses them), 1e-3 is a float."""
 
     yaml_implicit_resolvers = _resolvers(yaml.SafeLoader, (_BOOL, _FLOAT), (_CORE_BOOL, _CORE_FLOAT))
     aliases = 0
@@ -98,10 +96,8 @@ def _construct_unique_mapping(loader, node, deep=False):
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             mark = key_node.start_mark
-            raise UserError(
-                f"duplicate key '{key}' at line {mark.line + 1}, column {mark.column + 1}",
-                where=str(loader.name), fix="keep only one",
-            )
+            raise UserError(f"duplicate key '{key}' at line {mark.line + 1}, column {mark.column + 1}",
+                            where=str(loader.name), fix="keep only one")
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 

@@ -1,9 +1,6 @@
-"""The methods of keras.optimizers.schedules, with Keras' parameter names.
-
-Written out from Keras 3 (keras-team/keras, keras/src/optimizers/schedules/learning_rate_schedule.py)
-in float64 and in Keras' order of operations. Keras' `initial_learning_rate` is optimizer.lr;
-piecewise_constant alone takes its LRs from `values`. A `decay_steps` left unset spans the run.
-"""
+"""The methods of keras.optimizers.schedules, with Keras' parameter names, written out from Keras 3
+(keras/src/optimizers/schedules/learning_rate_schedule.py) in float64 and in Keras' order of operations.
+`initial_learning_rate` is optimizer.lr (piecewise_constant takes `values`); an unset `decay_steps` spans the run."""
 
 from __future__ import annotations
 
@@ -166,9 +163,8 @@ of a second): t_mul = 2 makes 33 in the longest run allowed, only a t_mul within
 
 
 def _restart_breaks(p: CosineRestartsParams, lr: float, total: int) -> list[int] | set[int]:
-    """Period starts. With t_mul = 1 the periods are alike but for m_mul ** i, so monotone in i. Else
-    period i starts at first_decay_steps * (1 - t_mul**i) / (1 - t_mul), between two counts, and the LR
-    at each period's last count is its own: all starts, a number that grows as log(run) / log(t_mul)."""
+    """Period starts: with t_mul = 1 the periods are alike but for m_mul ** i; else each period's start falls
+    between two counts, so all of them, a number that grows as log(run) / log(t_mul)."""
     first = p.first_decay_steps
     if p.t_mul == 1.0:
         return period_breaks(p, lr, total, lambda i: i * first, total // first)

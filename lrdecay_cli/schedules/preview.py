@@ -1,10 +1,5 @@
-"""The LR of every step of a spec without training (`lrdecay schedule`); no torch import.
-
-It replays exactly what the training loop does: the same `Schedule`, the same steps per epoch
-(from the spec's data size, validation split and batch size), `observe` after every epoch. A
-metric-driven method (plateau) is shown under the assumption that the metric never improves
-after the first evaluation.
-"""
+"""The LR of every step of a spec without training (`lrdecay schedule`), replaying the training loop's `Schedule`
+and `observe` after every epoch; plateau is shown as if its metric never improved. No torch import."""
 
 from __future__ import annotations
 
@@ -36,10 +31,8 @@ def preview(spec, steps: int) -> list[float]:
 
 
 def flat_run_warning(spec) -> str | None:
-    """A warning where the schedule never changes the LR within the run (`step` with its default
-    step_size of 10 on a 3-epoch run; `decay_steps: 860` after `data.limit` made an epoch 70 steps),
-    naming the LR and the parameter to change; None where the LR moves. The LR is monotone between the
-    schedule's breaks, so it is flat exactly where it is equal at every break and at both ends."""
+    """A warning where the schedule never changes the LR within the run (`step`'s default step_size of 10 on a
+    3-epoch run), else None: the LR is monotone between breaks, so flat if equal at every break and both ends."""
     method = METHODS[spec.schedule.name]
     if method.unchanging:
         return None
