@@ -1,2 +1,2 @@
-"""What the user asks for: the spec's schema, spec, sweep and study files, the one hardened YAML reader, the
-one translation of validation errors into one-line messages, and the values options take. No torch import."""
+"""What the user asks for: the spec's schema (spec.py), spec, sweep and study files (*_file.py), the hardened YAML
+reader (yaml_io.py), one-line validation errors (messages.py), the values options take (choices.py). No torch."""

@@ -39,9 +39,7 @@ def _model_of(annotation: Any, value: Any, default: Any) -> type[BaseModel] | No
         if len(members) == 1:
             return members[0]
         tag = value.get("name", default.name) if isinstance(value, dict) else default.name
-        for member in members:
-            if member.model_fields["name"].default == tag:
-                return member
+        return next((m for m in members if m.model_fields["name"].default == tag), None)
     return None
 
 
@@ -106,10 +104,9 @@ def spec_error(exc: ValidationError, raw: dict, source: str, causes: dict[str, s
     if kind == "extra_forbidden":
         return UserError(f"unknown key '{parts[-1]}'", where=where, fix=did_you_mean(parts, raw))
     if kind in ("union_tag_invalid", "union_tag_not_found"):
-        section = parts[0]
         valid = ", ".join(t.strip("'") for t in str(ctx.get("expected_tags", "")).split(", "))
         got = ctx.get("tag")
-        what = f"unknown {_SECTION_KIND.get(section, section)} '{got}'" if got else f"missing 'name'"
+        what = f"unknown {_SECTION_KIND.get(parts[0], parts[0])} '{got}'" if got else "missing 'name'"
         close = difflib.get_close_matches(str(got), valid.split(", "), n=1) if got else []
         hint = f"did you mean '{close[0]}'? " if close else ""
         return UserError(what, where=f"{source}: {field}.name", fix=f"{hint}valid names: {valid}")

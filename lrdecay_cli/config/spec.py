@@ -1,5 +1,4 @@
-"""The spec's schema: pydantic models with a default for every field (spec_file.py reads, overrides and
-validates a spec; messages.py turns what pydantic finds wrong into one line)."""
+"""The spec's schema: pydantic models with a default for every field."""
 
 from __future__ import annotations
 
@@ -16,8 +15,7 @@ from lrdecay_cli.schedules.registry import check_run
 DATASET_TRAIN_SIZES = {"mnist": 60_000}
 """Training-set size of each data set, known without loading it (steps per epoch, validation)."""
 MAX_SEED = 2**63 - 1
-"""torch.manual_seed takes up to 2**64 - 1; a signed 64-bit integer also stays exact in every CSV and
-JSON reader that the runs' files meet."""
+"""torch.manual_seed takes up to 2**64 - 1; a signed 64-bit integer also stays exact in every CSV and JSON reader."""
 
 
 class Section(BaseModel):

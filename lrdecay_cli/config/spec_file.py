@@ -82,8 +82,7 @@ def set_field(raw: dict, key: str, value: Any, source: str) -> None:
     if model is None or parts[-1] not in model.model_fields:
         raise UserError(f"{source}: the spec has no field '{key}'", fix=did_you_mean(parts, raw))
     if parts[-1] == "name" and before is not None and model is not before:
-        # another method: keep the settings it shares (lr, warmup...) but not the old method's parameters,
-        # nor its unit: a schedule's interval returns to the new method's own default
+        # another method: keep shared settings (lr, warmup) but not the old method's parameters, nor its interval
         for stale in [k for k in node if k not in model.model_fields or k == "interval"]:
             del node[stale]
 

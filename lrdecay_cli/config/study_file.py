@@ -1,5 +1,4 @@
-"""A study file: its schema (methods, initial LRs, budgets, seeds, the selection metric) and its base spec;
-experiments/study.py plans and runs it."""
+"""A study file: its schema and its base spec; experiments/study.py plans and runs it."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""Reading YAML safely: the one hardened loader of specs, sweep and study files, and the dumper that
-writes them back. A file is a regular file of bounded size; duplicate keys, alias bombs, deep nesting
-and YAML 1.1's yes/no booleans are refused with one line naming the file, line and column."""
+"""The one hardened YAML loader of specs, sweep and study files, and the dumper that writes them back; what
+it refuses, it refuses with one line naming the file, line and column."""
 
 from __future__ import annotations
 
@@ -15,8 +14,7 @@ import yaml
 from lrdecay_cli.errors import UserError
 
 MAX_ALIASES = 32
-"""A spec may reuse blocks with &anchor / *alias, but not so often that nested aliases could
-expand into gigabytes (the "billion laughs")."""
+"""A spec may reuse blocks with &anchor / *alias, but not so often that they expand into gigabytes."""
 MAX_DEPTH = 20
 """Specs and sweeps nest a few levels (sweep > base > schedule > phases > phase > warmup); deeper is no
 spec, and PyYAML's recursive composer would end in a RecursionError."""

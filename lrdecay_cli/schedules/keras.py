@@ -113,11 +113,6 @@ def piecewise_constant(p: PiecewiseConstantParams, lr: float, total: int):
     return lambda t: p.values[bisect.bisect_left(p.boundaries, t)]
 
 
-def _cosine_factor(fraction: float, alpha: float) -> float:
-    """Keras' `(1 - alpha) * 0.5 * (1 + cos(pi * fraction)) + alpha`."""
-    return (1 - alpha) * (0.5 * (1.0 + math.cos(math.pi * fraction))) + alpha
-
-
 @register(CosineParams,
           "lr + (peak - lr) * t / W for t < W = warmup_steps, then peak * ((1 - alpha) * (1 + cos(pi * "
           "min(t - W, decay_steps) / decay_steps)) / 2 + alpha), peak = warmup_target or lr",
@@ -135,7 +130,8 @@ def cosine(p: CosineParams, lr: float, total: int):
         t = min(t, decay_steps + warmup)
         if t < warmup:
             return (p.warmup_target - lr) * (t / warmup) + lr
-        return peak * _cosine_factor((t - warmup) / decay_steps, p.alpha)
+        fraction = (t - warmup) / decay_steps
+        return peak * ((1 - p.alpha) * (0.5 * (1.0 + math.cos(math.pi * fraction))) + p.alpha)
 
     return lr_at
 

@@ -9,9 +9,8 @@ from lrdecay_cli.schedules.registry import METHODS, lr_schedule
 STALLED_METRICS = {"val_loss": 1.0, "val_acc": 0.5, "train_loss": 1.0}
 """What plateau sees in a preview: the same value after every epoch, i.e. no improvement."""
 MAX_PREVIEW_STEPS = 1_000_000
-"""The most steps a preview computes: the output is built in memory, 1.8 s and 330 MB as JSON at this
-limit (10 million took 19 s and 3 GB; a billion ate memory until killed), and a curve of more points is
-no more readable. Longer runs are previewed in part with --steps."""
+"""The most steps a preview computes, in memory: 1.8 s and 330 MB as JSON (10 million took 19 s and 3 GB),
+and a curve of more points is no more readable. Longer runs are previewed in part with --steps."""
 
 
 def preview(spec, steps: int) -> list[float]:

@@ -294,9 +294,8 @@ def cyclic(p: CyclicParams, lr: float, total: int):
     if p.max_lr < base:
         raise UserError(f"max_lr ({p.max_lr}) is below the cycle's bottom, optimizer.lr ({lr})",
                         where="schedule.max_lr", fix="raise max_lr, lower optimizer.lr, or set base_lr")
-    up = float(p.step_size_up)
-    total_size = up + float(p.step_size_down or p.step_size_up)
-    step_ratio = up / total_size
+    total_size = float(_cycle_length(p))
+    step_ratio = p.step_size_up / total_size
     scale = _CYCLIC_SCALE[p.mode]
 
     def lr_at(t: int) -> float:

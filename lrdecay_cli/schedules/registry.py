@@ -97,11 +97,9 @@ def monotone(p: ScheduleParams, initial_lr: float, total: int) -> tuple[int, ...
 
 def period_breaks(p: ScheduleParams, initial_lr: float, total: int, start: Callable[[int], int], last: int,
                   turn: int = 0) -> set[int]:
-    """`breaks` of a method that repeats, period k starting at count `start(k)` (k = 0..`last` in the run)
-    and turning `turn` counts into it, where the LR at a given place of a period is monotone in k (the
-    same periods, or a growing or shrinking amplitude). The first two and the last two periods then
-    bound all others, but for underflow: the period where the LR at some place first falls below
-    TINIEST_LR is found by bisection over k."""
+    """`breaks` of a method whose period k (0..`last`) starts at `start(k)` and turns `turn` counts in, with
+    the LR at a place of a period monotone in k: the first two and last two periods bound all others, and
+    the period where the LR first falls below TINIEST_LR is found by bisection over k."""
     lr_at = METHODS[p.name].build(p, initial_lr, total)
     periods = {0, 1, 2, last - 1, last, last + 1}
     if last > 2:
@@ -180,8 +178,7 @@ def lr_schedule(params: ScheduleParams, initial_lr: float, steps_per_epoch: int,
 TINIEST_LR = 1e-300
 """Below this a positive LR is float underflow in progress, not a rate anyone meant."""
 LARGEST_LR = 3.4028234663852886e38
-"""float32's largest value (bf16 has the same range): above it the LR is infinite in the parameters'
-precision, where the optimizer applies it."""
+"""float32's largest value (bf16's too): above it the LR is infinite where the optimizer applies it."""
 
 
 def check_run(params: ScheduleParams, initial_lr: float, steps_per_epoch: int, epochs: int) -> None:
