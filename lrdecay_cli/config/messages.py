@@ -89,8 +89,7 @@ _SECTION_KIND = {"model": "model", "optimizer": "optimizer", "schedule": "schedu
 
 
 def spec_error(exc: ValidationError, raw: dict, source: str, causes: dict[str, str]) -> UserError:
-    """What is wrong with spec data, as one line naming the field and the value or option that set it
-    (`causes`: dotted field -> the `--set`, `--grid` or sweep value that set it)."""
+    """What is wrong with spec data, as one line naming the field and what set it (`causes`: field -> option)."""
     error = exc.errors()[0]
     parts = _display_path(error["loc"], raw)
     field = ".".join(parts)

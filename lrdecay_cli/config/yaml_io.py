@@ -46,9 +46,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     floats as YAML 1.2 does: yes/no/on/off stay strings (the schema refuses them), 1e-3 is a float."""
 
     yaml_implicit_resolvers = _resolvers(yaml.SafeLoader, (_BOOL, _FLOAT), (_CORE_BOOL, _CORE_FLOAT))
-    aliases = 0
-    depth = 0
-    nodes = 0
+    aliases = depth = nodes = 0
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):

@@ -143,9 +143,8 @@ def _period(fraction: float, t_mul: float) -> tuple[int, float]:
         return i, fraction - i
     # Keras: i = floor(log(1 - fraction * (1 - t_mul)) / log(t_mul)), periods summing to (1 - t_mul**i) / (1 - t_mul).
     i = math.floor(math.log(1.0 - fraction * (1.0 - t_mul)) / math.log(t_mul))
-    # At the exact first step of a period the log ratio can round to just below an integer (log(1000) / log(10)
-    # is 2.9999999999999996), and Keras then ends the previous period there at fraction 1.0, i.e. LR alpha,
-    # one step late. Check i against the sums themselves so that every period starts on its first step.
+    # At a period's first step the log ratio can round to just below an integer (log(1000) / log(10) is
+    # 2.9999999999999996), where Keras ends the previous period one step late: check i against the sums.
     if (1.0 - t_mul ** (i + 1)) / (1.0 - t_mul) <= fraction:
         i += 1
     elif (1.0 - t_mul ** i) / (1.0 - t_mul) > fraction:

@@ -1,8 +1,7 @@
 """The methods of PyTorch's torch.optim.lr_scheduler, with PyTorch's parameter names (no torch import): each is
 the closed form of the LR its scheduler sets when stepped once per count (t is `last_epoch`), which PyTorch's
 chainable recursions equal up to rounding. optimizer.lr is the base LR (one_cycle's peak, cyclic's bottom, unless
-max_lr / base_lr are given); an unset horizon spans the run. The momentum cycling of OneCycleLR and CyclicLR is not
-scheduled."""
+max_lr / base_lr are given); an unset horizon spans the run. OneCycleLR's and CyclicLR's momentum is not cycled."""
 
 from __future__ import annotations
 

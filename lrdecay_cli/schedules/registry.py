@@ -70,8 +70,7 @@ class Method:
 
     def parameters(self) -> dict[str, Any]:
         """The method's own parameters and their defaults (not name, interval, warmup)."""
-        common = set(ScheduleParams.model_fields)
-        return {k: f.default for k, f in self.params.model_fields.items() if k not in common}
+        return {k: f.default for k, f in self.params.model_fields.items() if k not in ScheduleParams.model_fields}
 
 
 METHODS: dict[str, Method] = {}
