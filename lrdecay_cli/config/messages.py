@@ -1,6 +1,5 @@
-"""The one translation of pydantic's findings into lrdecay's one-line errors: for specs (the dotted
-field, the value, and the `--set`, `--grid` or sweep value that set it), for sweep and study files,
-and for the values nested in them. pydantic's own messages never reach the user raw."""
+"""The one translation of pydantic's findings into lrdecay's one-line errors, for specs (naming the value that
+set the field), sweep and study files; pydantic's own messages never reach the user raw."""
 
 from __future__ import annotations
 
@@ -40,9 +39,7 @@ def _model_of(annotation: Any, value: Any, default: Any) -> type[BaseModel] | No
         if len(members) == 1:
             return members[0]
         tag = value.get("name", default.name) if isinstance(value, dict) else default.name
-        for member in members:
-            if member.model_fields["name"].default == tag:
-                return member
+        return next((m for m in members if m.model_fields["name"].default == tag), None)
     return None
 
 
@@ -62,8 +59,7 @@ def model_at(parts: list[str], raw: Any) -> type[BaseModel] | None:
 def did_you_mean(parts: list[str], raw: Any) -> str:
     parent = model_at(parts[:-1], raw)
     if parent is None:
-        valid = ", ".join(Spec.model_fields)
-        return f"top-level sections are: {valid}"
+        return f"top-level sections are: {', '.join(Spec.model_fields)}"
     keys = list(parent.model_fields)
     close = difflib.get_close_matches(parts[-1], keys, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
@@ -75,10 +71,8 @@ def _display_path(loc: tuple, raw: Any) -> list[str]:
     """pydantic's error location without the union tags it inserts (optimizer.sgd.lr -> optimizer.lr)."""
     parts, node = [], raw
     for item in loc:
-        if isinstance(node, dict) and item in node:
-            parts.append(str(item))
-            node = node[item]
-        elif isinstance(node, list) and isinstance(item, int) and item < len(node):
+        if (isinstance(node, dict) and item in node
+                or isinstance(node, list) and isinstance(item, int) and item < len(node)):
             parts.append(str(item))
             node = node[item]
         elif isinstance(node, dict) and node.get("name", item) == item and item in _TAGS:
@@ -95,8 +89,7 @@ _SECTION_KIND = {"model": "model", "optimizer": "optimizer", "schedule": "schedu
 
 
 def spec_error(exc: ValidationError, raw: dict, source: str, causes: dict[str, str]) -> UserError:
-    """What is wrong with spec data, as one line naming the field and the value or option that set it
-    (`causes`: dotted field -> the `--set`, `--grid` or sweep value that set it)."""
+    """What is wrong with spec data, as one line naming the field and what set it (`causes`: field -> option)."""
     error = exc.errors()[0]
     parts = _display_path(error["loc"], raw)
     field = ".".join(parts)
@@ -110,10 +103,9 @@ def spec_error(exc: ValidationError, raw: dict, source: str, causes: dict[str, s
     if kind == "extra_forbidden":
         return UserError(f"unknown key '{parts[-1]}'", where=where, fix=did_you_mean(parts, raw))
     if kind in ("union_tag_invalid", "union_tag_not_found"):
-        section = parts[0]
         valid = ", ".join(t.strip("'") for t in str(ctx.get("expected_tags", "")).split(", "))
         got = ctx.get("tag")
-        what = f"unknown {_SECTION_KIND.get(section, section)} '{got}'" if got else f"missing 'name'"
+        what = f"unknown {_SECTION_KIND.get(parts[0], parts[0])} '{got}'" if got else "missing 'name'"
         close = difflib.get_close_matches(str(got), valid.split(", "), n=1) if got else []
         hint = f"did you mean '{close[0]}'? " if close else ""
         return UserError(what, where=f"{source}: {field}.name", fix=f"{hint}valid names: {valid}")
@@ -133,8 +125,8 @@ def spec_error(exc: ValidationError, raw: dict, source: str, causes: dict[str, s
 
 def validated(model: type[BaseModel], raw: Any, source: str, kind: str, example: str,
               items: dict[str, type[BaseModel]] | None = None) -> Any:
-    """A sweep's or a study's file data as `model` (its trials' specs are checked as specs, `spec_error`), or one line naming the field at fault; an unknown
-    key gets the valid ones (of `model`, or of `items[key]` for the entries of a list field)."""
+    """A sweep's or a study's file data as `model`, or one line naming the field at fault; an unknown key gets
+    the valid ones (of `model`, or of `items[key]` for the entries of a list field)."""
     if not isinstance(raw, dict):
         raise UserError(f"a {kind} must be a mapping, got {type(raw).__name__}", where=source,
                         fix=f"see {example} for an example")

@@ -1,5 +1,4 @@
-"""The spec's schema: pydantic models with a default for every field (spec_file.py reads, overrides and
-validates a spec; messages.py turns what pydantic finds wrong into one line)."""
+"""The spec's schema: pydantic models with a default for every field."""
 
 from __future__ import annotations
 
@@ -16,13 +15,11 @@ from lrdecay_cli.schedules.registry import check_run
 DATASET_TRAIN_SIZES = {"mnist": 60_000}
 """Training-set size of each data set, known without loading it (steps per epoch, validation)."""
 MAX_SEED = 2**63 - 1
-"""torch.manual_seed takes up to 2**64 - 1; a signed 64-bit integer also stays exact in every CSV and
-JSON reader that the runs' files meet."""
+"""torch.manual_seed takes up to 2**64 - 1; a signed 64-bit integer also stays exact in every CSV and JSON reader."""
 
 
 class Section(BaseModel):
-    """Strict base: unknown keys, NaN and infinities are errors, never silently accepted, and so are
-    values of another type (`lr: true`, `epochs: 2.5`, `compile: "yes"`)."""
+    """Strict base: unknown keys, NaN, infinities and values of another type (`lr: true`) are errors."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
@@ -175,11 +172,8 @@ class Spec(Section):
         return self
 
     def check_schedule(self, source: str) -> None:
-        """Refuse a schedule whose parameters do not fit this run or whose LRs over it are not sane.
-
-        Not part of validation: it builds the schedule and looks at its LRs over the run (`check_run`),
-        so it runs once where a run is about to start or be previewed, not at every construction of a
-        Spec (sweep expansion, resume)."""
+        """Refuse a schedule that does not fit this run or whose LRs over it are not sane (`check_run`); not part
+        of validation, since it builds the schedule: it runs once, before a run or preview."""
         try:
             check_run(self.schedule, self.optimizer.lr, self.steps_per_epoch(), self.train.epochs)
         except UserError as exc:  # a run-dependent parameter check of the method's builder

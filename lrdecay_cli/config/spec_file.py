@@ -1,7 +1,5 @@
-"""Spec data: read from a file, edited before validation (`--set key.path=value`, a sweep's grid points
-and variants, a study's methods), and validated into a `Spec`, the only way lrdecay makes one from user
-data (runs read back, sweep trials and study cells too). A value is set at a path the schema has; each
-edit's result shares nothing with its input."""
+"""Spec data: read, edited before validation (`--set`, a sweep's grid and variants, a study's methods), and
+validated into a `Spec`, the only way lrdecay makes one from user data. Edits share nothing with their input."""
 
 from __future__ import annotations
 
@@ -27,9 +25,8 @@ def load(path: str | Path, overrides: list[str] = ()) -> Spec:
 
 
 def from_data(raw: Any, source: str, overrides: list[str] = (), given: dict[str, str] | None = None) -> Spec:
-    """Validate spec data (already parsed) after applying overrides. An error names what caused it: the
-    `--set` that set the field (or a field of the section at fault), a value in `given` (dotted field
-    -> the option or sweep value that set it), else `source`."""
+    """Validate parsed spec data after applying overrides. An error names what caused it: the `--set`, a value
+    in `given` (dotted field -> the option or sweep value that set it), else `source`."""
     if not isinstance(raw, dict):
         raise UserError(f"the spec must be a mapping of sections, got {type(raw).__name__}", where=source,
                         fix="see configs/quickstart.yaml for an example")
@@ -85,8 +82,7 @@ def set_field(raw: dict, key: str, value: Any, source: str) -> None:
     if model is None or parts[-1] not in model.model_fields:
         raise UserError(f"{source}: the spec has no field '{key}'", fix=did_you_mean(parts, raw))
     if parts[-1] == "name" and before is not None and model is not before:
-        # another method: keep the settings it shares (lr, warmup...) but not the old method's parameters,
-        # nor its unit: a schedule's interval returns to the new method's own default
+        # another method: keep shared settings (lr, warmup) but not the old method's parameters, nor its interval
         for stale in [k for k in node if k not in model.model_fields or k == "interval"]:
             del node[stale]
 
@@ -104,10 +100,8 @@ def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def merge_sections(base: dict, changes: dict) -> dict:
-    """Nested update of raw spec data, as a new value that shares nothing with `base` or `changes`
-    (each sweep trial is built from one and may then be changed field by field). A section naming
-    another method (model, optimizer, schedule) replaces the old section instead of inheriting
-    parameters the new method lacks; one naming the same method keeps the base's parameters."""
+    """Nested update of raw spec data, sharing nothing with `base` or `changes`. A section naming another
+    method replaces the old one instead of inheriting parameters the new method lacks."""
     merged = copy.deepcopy(base)
     for key, value in changes.items():
         old = merged.get(key)

@@ -1,5 +1,4 @@
-"""A study file: its schema (methods, initial LRs, budgets, seeds, the selection metric) and its base spec;
-experiments/study.py plans and runs it."""
+"""A study file: its schema and its base spec; experiments/study.py plans and runs it."""
 
 from __future__ import annotations
 
@@ -123,8 +122,7 @@ class StudySpec(BaseModel):
 
 
 def parse(raw: Any, source: str, base_dir: Path) -> tuple[StudySpec, dict]:
-    """A study file's data, validated, with its base loaded as raw data; each method is checked as the spec
-    it will train before anything is written."""
+    """A study file's data, validated, with its base as raw data; each method is checked as the spec it trains."""
     spec = validated(StudySpec, raw, source, "study", "configs/studies/decay_methods.yaml",
                      items={"methods": MethodEntry})
     base = load_base(spec.base, base_dir)

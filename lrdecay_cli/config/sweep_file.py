@@ -1,6 +1,5 @@
-"""A sweep file: its schema, and its expansion into trials (variants x grid x random draws x seeds), each
-a validated spec built from its own copy of the base; `--grid` and `--seeds` join it from the command
-line. A trial is what the sweep asks for; experiments/sweep.py runs them."""
+"""A sweep file: its schema, and its expansion into trials (variants x grid x random draws x seeds), each a
+validated spec built from its own copy of the base, with `--grid` and `--seeds`; experiments/sweep.py runs them."""
 
 from __future__ import annotations
 
@@ -31,14 +30,12 @@ def trial_dirname(index: int) -> str:
 LEGACY_METRICS = {"best_val_acc": CompareMetric.VAL_ACC}
 """Sweep files written before the leaderboard became `lrdecay compare`'s ranking named its metric so."""
 MAX_TRIALS = 10_000
-"""The most trials a sweep may have, counted from its sizes before any trial is built: each is a training
-run, so more is a slip (--seeds 100000000), not a plan, and would take hours to merely list."""
+"""The most trials a sweep may have, counted before any is built: more is a slip (--seeds 100000000), not a plan."""
 
 
 def repeated(values: list) -> tuple[int, int] | None:
-    """The first (earlier, later) positions of one value listed twice: it would make two identical trials,
-    counted as two runs that agree (std 0). Lists and mappings compare by content; 1 and 1.0 are one
-    value, true and 1 are not."""
+    """The (earlier, later) positions of the first value listed twice, which would make two identical trials.
+    Lists and mappings compare by content; 1 and 1.0 are one value, true and 1 are not."""
     seen: dict[Any, int] = {}
     for i, value in enumerate(values):
         key = json.dumps(value, sort_keys=True, default=repr) if isinstance(value, (dict, list)) else (
@@ -184,13 +181,9 @@ def parse_sweep(raw: Any, source: str, base_dir: Path) -> tuple[SweepSpec, dict]
 
 
 def expand(sweep: SweepSpec, base: dict, source: str, command_line: frozenset[str] = frozenset()) -> list[Trial]:
-    """Every trial of the sweep, validated; in a fixed order, so a resume finds the same trials. An
-    invalid trial's error names the value that made it so: `--grid key=value` for the `command_line`
-    grid keys, else the sweep file's grid, random field or variant.
-
-    A trial's seed is the one its spec ends with (the base's, or a variant's, grid point's or draw's);
-    where the sweep lists `seeds`, every trial is repeated with each of them instead. A sweep doing
-    both is refused (`SweepSpec`): which seeds were meant is not ours to guess."""
+    """Every trial of the sweep, validated, in a fixed order so a resume finds the same trials; an invalid
+    trial's error names the value that made it so (`--grid key=value` for the `command_line` grid keys).
+    Where the sweep lists `seeds`, every trial is repeated with each of them instead of its spec's seed."""
     draws: list[dict] = [{}]
     if sweep.random:
         rng = random.Random(sweep.random.seed)
@@ -248,13 +241,11 @@ def resolved_yaml(sweep: SweepSpec, base: dict) -> str:
 
 def field_names(trials: list[Trial]) -> list[str]:
     """The swept fields of all trials, in first-seen order, the seed last."""
-    names = [k for k in dict.fromkeys(k for t in trials for k in t.fields) if k != "seed"]
-    return names + ["seed"]
+    return [k for k in dict.fromkeys(k for t in trials for k in t.fields) if k != "seed"] + ["seed"]
 
 
 def with_command_line(sweep: SweepSpec, grid: list[str], seeds: str | None) -> SweepSpec:
-    """Add `--grid key=v1,v2` (values parsed as YAML, each key once) and `--seeds 3` / `--seeds 0,5,7`
-    to a sweep."""
+    """Add `--grid key=v1,v2` (values parsed as YAML, each key once) and `--seeds 3` / `--seeds 0,5,7`."""
     extra, given = dict(sweep.grid), set()
     for item in grid:
         key, sep, text = item.partition("=")

@@ -1,6 +1,5 @@
-"""Reading YAML safely: the one hardened loader of specs, sweep and study files, and the dumper that
-writes them back. A file is a regular file of bounded size; duplicate keys, alias bombs, deep nesting
-and YAML 1.1's yes/no booleans are refused with one line naming the file, line and column."""
+"""The one hardened YAML loader of specs, sweep and study files, and the dumper that writes them back; what
+it refuses, it refuses with one line naming the file, line and column."""
 
 from __future__ import annotations
 
@@ -15,8 +14,7 @@ import yaml
 from lrdecay_cli.errors import UserError
 
 MAX_ALIASES = 32
-"""A spec may reuse blocks with &anchor / *alias, but not so often that nested aliases could
-expand into gigabytes (the "billion laughs")."""
+"""A spec may reuse blocks with &anchor / *alias, but not so often that they expand into gigabytes."""
 MAX_DEPTH = 20
 """Specs and sweeps nest a few levels (sweep > base > schedule > phases > phase > warmup); deeper is no
 spec, and PyYAML's recursive composer would end in a RecursionError."""
@@ -44,15 +42,11 @@ def _resolvers(base: type, drop: tuple[str, ...], add: tuple) -> dict:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (instead of keeping the last one), alias bombs, deep nesting
-    and complex keys, and reads booleans and floats as YAML 1.2 (and JSON) do: only true/false are
-    booleans (YAML 1.1's yes/no/on/off stay strings, which the schema refuses for a bool), and 1e-3
-    is a float (YAML 1.1 made it a string)."""
+    """SafeLoader that refuses duplicate keys, alias bombs, deep nesting and complex keys, and reads booleans and
+    floats as YAML 1.2 does: yes/no/on/off stay strings (the schema refuses them), 1e-3 is a float."""
 
     yaml_implicit_resolvers = _resolvers(yaml.SafeLoader, (_BOOL, _FLOAT), (_CORE_BOOL, _CORE_FLOAT))
-    aliases = 0
-    depth = 0
-    nodes = 0
+    aliases = depth = nodes = 0
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
@@ -98,10 +92,8 @@ def _construct_unique_mapping(loader, node, deep=False):
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             mark = key_node.start_mark
-            raise UserError(
-                f"duplicate key '{key}' at line {mark.line + 1}, column {mark.column + 1}",
-                where=str(loader.name), fix="keep only one",
-            )
+            raise UserError(f"duplicate key '{key}' at line {mark.line + 1}, column {mark.column + 1}",
+                            where=str(loader.name), fix="keep only one")
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 

@@ -30,14 +30,13 @@ class StepParams(ScheduleParams):
 
     @model_validator(mode="after")
     def _one_period(self):
-        if self.step_fraction is None:
-            if self.step_size is None:
-                raise ValueError("give step_size or step_fraction")
-            return self
-        if "step_size" in self.model_fields_set and self.step_size is not None:
-            raise ValueError("give step_size or step_fraction, not both")
-        # Unused, so None: the resolved spec writes every field, and must read back without both given.
-        self.step_size = None
+        if self.step_fraction is None and self.step_size is None:
+            raise ValueError("give step_size or step_fraction")
+        if self.step_fraction is not None:
+            if "step_size" in self.model_fields_set and self.step_size is not None:
+                raise ValueError("give step_size or step_fraction, not both")
+            # Unused, so None: the resolved spec writes every field, and must read back without both given.
+            self.step_size = None
         return self
 
 

@@ -1,7 +1,5 @@
 """Composition: `sequence`, phases of other methods joined at boundaries (SequentialLR, optax.join_schedules).
-
-Imported after every other family, so its phases may be any method registered before it.
-"""
+Imported after every other family, so its phases may be any method registered before it."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""The methods of keras.optimizers.schedules, with Keras' parameter names.
-
-Written out from Keras 3 (keras-team/keras, keras/src/optimizers/schedules/learning_rate_schedule.py)
-in float64 and in Keras' order of operations. Keras' `initial_learning_rate` is optimizer.lr;
-piecewise_constant alone takes its LRs from `values`. A `decay_steps` left unset spans the run.
-"""
+"""The methods of keras.optimizers.schedules, with Keras' parameter names, written out from Keras 3
+(keras/src/optimizers/schedules/learning_rate_schedule.py) in float64 and in Keras' order of operations.
+`initial_learning_rate` is optimizer.lr (piecewise_constant takes `values`); an unset `decay_steps` spans the run."""
 
 from __future__ import annotations
 
@@ -116,11 +113,6 @@ def piecewise_constant(p: PiecewiseConstantParams, lr: float, total: int):
     return lambda t: p.values[bisect.bisect_left(p.boundaries, t)]
 
 
-def _cosine_factor(fraction: float, alpha: float) -> float:
-    """Keras' `(1 - alpha) * 0.5 * (1 + cos(pi * fraction)) + alpha`."""
-    return (1 - alpha) * (0.5 * (1.0 + math.cos(math.pi * fraction))) + alpha
-
-
 @register(CosineParams,
           "lr + (peak - lr) * t / W for t < W = warmup_steps, then peak * ((1 - alpha) * (1 + cos(pi * "
           "min(t - W, decay_steps) / decay_steps)) / 2 + alpha), peak = warmup_target or lr",
@@ -138,7 +130,8 @@ def cosine(p: CosineParams, lr: float, total: int):
         t = min(t, decay_steps + warmup)
         if t < warmup:
             return (p.warmup_target - lr) * (t / warmup) + lr
-        return peak * _cosine_factor((t - warmup) / decay_steps, p.alpha)
+        fraction = (t - warmup) / decay_steps
+        return peak * ((1 - p.alpha) * (0.5 * (1.0 + math.cos(math.pi * fraction))) + p.alpha)
 
     return lr_at
 
@@ -150,9 +143,8 @@ def _period(fraction: float, t_mul: float) -> tuple[int, float]:
         return i, fraction - i
     # Keras: i = floor(log(1 - fraction * (1 - t_mul)) / log(t_mul)), periods summing to (1 - t_mul**i) / (1 - t_mul).
     i = math.floor(math.log(1.0 - fraction * (1.0 - t_mul)) / math.log(t_mul))
-    # At the exact first step of a period the log ratio can round to just below an integer (log(1000) / log(10)
-    # is 2.9999999999999996), and Keras then ends the previous period there at fraction 1.0, i.e. LR alpha,
-    # one step late. Check i against the sums themselves so that every period starts on its first step.
+    # At a period's first step the log ratio can round to just below an integer (log(1000) / log(10) is
+    # 2.9999999999999996), where Keras ends the previous period one step late: check i against the sums.
     if (1.0 - t_mul ** (i + 1)) / (1.0 - t_mul) <= fraction:
         i += 1
     elif (1.0 - t_mul ** i) / (1.0 - t_mul) > fraction:
@@ -166,9 +158,8 @@ of a second): t_mul = 2 makes 33 in the longest run allowed, only a t_mul within
 
 
 def _restart_breaks(p: CosineRestartsParams, lr: float, total: int) -> list[int] | set[int]:
-    """Period starts. With t_mul = 1 the periods are alike but for m_mul ** i, so monotone in i. Else
-    period i starts at first_decay_steps * (1 - t_mul**i) / (1 - t_mul), between two counts, and the LR
-    at each period's last count is its own: all starts, a number that grows as log(run) / log(t_mul)."""
+    """Period starts: with t_mul = 1 the periods are alike but for m_mul ** i; else each period's start falls
+    between two counts, so all of them, a number that grows as log(run) / log(t_mul)."""
     first = p.first_decay_steps
     if p.t_mul == 1.0:
         return period_breaks(p, lr, total, lambda i: i * first, total // first)

@@ -33,11 +33,9 @@ class Plateau:
     """ReduceLROnPlateau's state machine (torch/optim/lr_scheduler.py), fed one metric per epoch."""
 
     def __init__(self, p: PlateauParams, lr: float):
-        self.p, self.mode = p, p.resolved_mode()
-        self.lr = lr
+        self.p, self.mode, self.lr = p, p.resolved_mode(), lr
         self.best = math.inf if self.mode == "min" else -math.inf
-        self.num_bad_epochs = 0
-        self.cooldown_counter = 0
+        self.num_bad_epochs = self.cooldown_counter = 0
 
     def __call__(self, t: int) -> float:
         return self.lr

@@ -1,10 +1,5 @@
-"""The LR of every step of a spec without training (`lrdecay schedule`); no torch import.
-
-It replays exactly what the training loop does: the same `Schedule`, the same steps per epoch
-(from the spec's data size, validation split and batch size), `observe` after every epoch. A
-metric-driven method (plateau) is shown under the assumption that the metric never improves
-after the first evaluation.
-"""
+"""The LR of every step of a spec without training (`lrdecay schedule`), replaying the training loop's `Schedule`
+and `observe` after every epoch; plateau is shown as if its metric never improved. No torch import."""
 
 from __future__ import annotations
 
@@ -14,9 +9,8 @@ from lrdecay_cli.schedules.registry import METHODS, lr_schedule
 STALLED_METRICS = {"val_loss": 1.0, "val_acc": 0.5, "train_loss": 1.0}
 """What plateau sees in a preview: the same value after every epoch, i.e. no improvement."""
 MAX_PREVIEW_STEPS = 1_000_000
-"""The most steps a preview computes: the output is built in memory, 1.8 s and 330 MB as JSON at this
-limit (10 million took 19 s and 3 GB; a billion ate memory until killed), and a curve of more points is
-no more readable. Longer runs are previewed in part with --steps."""
+"""The most steps a preview computes, in memory: 1.8 s and 330 MB as JSON (10 million took 19 s and 3 GB),
+and a curve of more points is no more readable. Longer runs are previewed in part with --steps."""
 
 
 def preview(spec, steps: int) -> list[float]:
@@ -36,10 +30,8 @@ def preview(spec, steps: int) -> list[float]:
 
 
 def flat_run_warning(spec) -> str | None:
-    """A warning where the schedule never changes the LR within the run (`step` with its default
-    step_size of 10 on a 3-epoch run; `decay_steps: 860` after `data.limit` made an epoch 70 steps),
-    naming the LR and the parameter to change; None where the LR moves. The LR is monotone between the
-    schedule's breaks, so it is flat exactly where it is equal at every break and at both ends."""
+    """A warning where the schedule never changes the LR within the run (`step`'s default step_size of 10 on a
+    3-epoch run), else None: the LR is monotone between breaks, so flat if equal at every break and both ends."""
     method = METHODS[spec.schedule.name]
     if method.unchanging:
         return None

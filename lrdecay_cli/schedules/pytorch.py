@@ -1,11 +1,7 @@
-"""The methods of PyTorch's torch.optim.lr_scheduler, with PyTorch's parameter names (no torch import).
-
-Each method is the closed form of the LR that the PyTorch scheduler sets when stepped once per count
-(t is its `last_epoch`); PyTorch's chainable recursions (LinearLR, PolynomialLR, CosineAnnealingLR)
-equal it up to rounding. optimizer.lr is PyTorch's base LR; one_cycle takes it as its peak and cyclic
-as its bottom unless max_lr / base_lr are given. A horizon left unset (T_max, total_iters, total_steps)
-spans the run. Only the LR is scheduled: the momentum cycling of OneCycleLR and CyclicLR is not.
-"""
+"""The methods of PyTorch's torch.optim.lr_scheduler, with PyTorch's parameter names (no torch import): each is
+the closed form of the LR its scheduler sets when stepped once per count (t is `last_epoch`), which PyTorch's
+chainable recursions equal up to rounding. optimizer.lr is the base LR (one_cycle's peak, cyclic's bottom, unless
+max_lr / base_lr are given); an unset horizon spans the run. OneCycleLR's and CyclicLR's momentum is not cycled."""
 
 from __future__ import annotations
 
@@ -223,12 +219,10 @@ def cosine_warm_restarts(p: CosineWarmRestartsParams, lr: float, total: int):
     return lr_at
 
 
-def _anneal_cos(start: float, end: float, pct: float) -> float:
-    return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
-
-
-def _anneal_linear(start: float, end: float, pct: float) -> float:
-    return (end - start) * pct + start
+_ANNEALS = {
+    "cos": lambda start, end, pct: end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1),
+    "linear": lambda start, end, pct: (end - start) * pct + start,
+}
 
 
 @register(OneCycleParams,
@@ -254,7 +248,7 @@ def one_cycle(p: OneCycleParams, lr: float, total: int):
         phases = [rise, (float(2 * p.pct_start * steps) - 2, peak, initial), (steps - 1, initial, final)]
     else:
         phases = [rise, (steps - 1, peak, final)]
-    anneal = _anneal_cos if p.anneal_strategy == "cos" else _anneal_linear
+    anneal = _ANNEALS[p.anneal_strategy]
 
     def lr_at(t: int) -> float:
         # PyTorch extrapolates one count past the cycle, then raises; here the LR holds its final value.
@@ -299,9 +293,8 @@ def cyclic(p: CyclicParams, lr: float, total: int):
     if p.max_lr < base:
         raise UserError(f"max_lr ({p.max_lr}) is below the cycle's bottom, optimizer.lr ({lr})",
                         where="schedule.max_lr", fix="raise max_lr, lower optimizer.lr, or set base_lr")
-    up = float(p.step_size_up)
-    total_size = up + float(p.step_size_down or p.step_size_up)
-    step_ratio = up / total_size
+    total_size = float(_cycle_length(p))
+    step_ratio = p.step_size_up / total_size
     scale = _CYCLIC_SCALE[p.mode]
 
     def lr_at(t: int) -> float:

@@ -1,13 +1,6 @@
-"""Registry of decay methods, and the one place where `interval` and `warmup` are resolved.
-
-A method's builder returns a pure function `t -> lr` of its own count (steps or epochs, from 0).
-`lr_schedule` turns that into a `Schedule` over optimizer steps: it puts the warmup in front,
-maps steps to epochs for `interval: epoch`, and forwards metrics to metric-driven methods
-(plateau), whose builder returns a callable that also has `observe(metrics)`.
-
-Each method also declares its `breaks`: the counts between which its LR is monotone. That lets
-`check_run` judge a whole run from a few LRs, in a time that does not grow with the run.
-"""
+"""Registry of decay methods, and the one place where `interval` and `warmup` are resolved: a builder's pure
+`t -> lr` of its own count becomes a `Schedule` over optimizer steps. Each method declares its `breaks`, the
+counts between which its LR is monotone, so `check_run` judges a whole run from a few LRs."""
 
 from __future__ import annotations
 
@@ -52,8 +45,7 @@ class Warmup(BaseModel):
 
 
 class ScheduleParams(BaseModel):
-    """Base of every method's parameters: `name` picks the method, `interval` what it counts.
-    Strict: a YAML `true` is no number and `yes` no boolean."""
+    """Base of every method's parameters: `name` picks the method, `interval` what it counts. Strict."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
@@ -70,19 +62,15 @@ class Method:
     formula: str
     origin: str
     breaks: Breaks
-    """The counts, for the builder's arguments, where the LR may turn (piece, phase or period starts);
-    between two of them it is monotone. A short list, however long the run (see `period_breaks`)."""
+    """The counts where the LR may turn (piece, phase or period starts): a short list, however long the run."""
     horizon: tuple[str, ...] = ()
-    """The parameters that set when its LR first changes, the first that is set counting (step_size, else
-    step_fraction): what a warning of a run whose LR never changes tells the user to change."""
+    """The parameters that set when its LR first changes (the first one set counts): what a flat run's warning names."""
     unchanging: bool = False
-    """Its LR stays put by design (constant) or follows a metric, not the step count (plateau): a run whose LR
-    never changes is no slip."""
+    """Its LR stays put by design (constant) or follows a metric (plateau): a flat run is no slip."""
 
     def parameters(self) -> dict[str, Any]:
         """The method's own parameters and their defaults (not name, interval, warmup)."""
-        common = set(ScheduleParams.model_fields)
-        return {k: f.default for k, f in self.params.model_fields.items() if k not in common}
+        return {k: f.default for k, f in self.params.model_fields.items() if k not in ScheduleParams.model_fields}
 
 
 METHODS: dict[str, Method] = {}
@@ -108,11 +96,9 @@ def monotone(p: ScheduleParams, initial_lr: float, total: int) -> tuple[int, ...
 
 def period_breaks(p: ScheduleParams, initial_lr: float, total: int, start: Callable[[int], int], last: int,
                   turn: int = 0) -> set[int]:
-    """`breaks` of a method that repeats, period k starting at count `start(k)` (k = 0..`last` in the run)
-    and turning `turn` counts into it, where the LR at a given place of a period is monotone in k (the
-    same periods, or a growing or shrinking amplitude). The first two and the last two periods then
-    bound all others, but for underflow: the period where the LR at some place first falls below
-    TINIEST_LR is found by bisection over k."""
+    """`breaks` of a method whose period k (0..`last`) starts at `start(k)` and turns `turn` counts in, with
+    the LR at a place of a period monotone in k: the first two and last two periods bound all others, and
+    the period where the LR first falls below TINIEST_LR is found by bisection over k."""
     lr_at = METHODS[p.name].build(p, initial_lr, total)
     periods = {0, 1, 2, last - 1, last, last + 1}
     if last > 2:
@@ -137,13 +123,8 @@ def first_change(predicate: Callable[[int], bool], low: int, high: int) -> int:
 
 def register(params: type[ScheduleParams], formula: str, origin: str, breaks: Breaks, horizon: tuple[str, ...] = (),
              unchanging: bool = False):
-    """Decorator: add a builder `(params, initial_lr, total) -> lr_at` to the catalogue (Method says what
-    `breaks`, `horizon` and `unchanging` are).
-
-    `total` is the length of the run in the method's own unit (steps, or epochs with
-    `interval: epoch`), for methods whose horizon defaults to the run (one_cycle, wsd, ...).
-    `breaks(params, initial_lr, total)` lists the counts where its LR may turn (`monotone`: never).
-    """
+    """Decorator: add a builder `(params, initial_lr, total) -> lr_at` to the catalogue; `total` is the run's
+    length in the method's own unit (steps, or epochs with `interval: epoch`)."""
 
     name = params.model_fields["name"].default
 
@@ -196,17 +177,13 @@ def lr_schedule(params: ScheduleParams, initial_lr: float, steps_per_epoch: int,
 TINIEST_LR = 1e-300
 """Below this a positive LR is float underflow in progress, not a rate anyone meant."""
 LARGEST_LR = 3.4028234663852886e38
-"""float32's largest value (bf16 has the same range): above it the LR is infinite in the parameters'
-precision, where the optimizer applies it."""
+"""float32's largest value (bf16's too): above it the LR is infinite where the optimizer applies it."""
 
 
 def check_run(params: ScheduleParams, initial_lr: float, steps_per_epoch: int, epochs: int) -> None:
-    """Refuse, before training, a schedule whose LRs over the run are NaN, infinite (beyond float32),
-    negative, or underflowing (positive but below TINIEST_LR): bad parameters, not a decay to study.
-
-    The LR is monotone between the schedule's breaks, so each piece is judged by its two ends and, where
-    it reaches 0, by its last positive LR (found by bisection): a few LRs per break, however long the run
-    (an every-step scan of 100,000 epochs at batch 1 took over half an hour)."""
+    """Refuse, before training, a schedule whose LRs over the run are NaN, beyond float32, negative or below
+    TINIEST_LR. The LR is monotone between breaks, so each piece is judged by its ends and, where it reaches 0,
+    its last positive LR (by bisection); an every-step scan of 100,000 epochs at batch 1 took over half an hour."""
     schedule = lr_schedule(params, initial_lr, steps_per_epoch, epochs)
     last = epochs * steps_per_epoch - 1
     # Each break and its neighbours start a piece, so a turn that a break's rounding puts a step off is caught.
