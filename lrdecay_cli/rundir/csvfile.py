@@ -11,10 +11,8 @@ from lrdecay_cli.errors import UserError
 
 
 def read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, float | int | None]]:
-    """A CSV that lrdecay wrote, as typed rows: epoch and step ints, the rest floats, empty cells None.
-
-    A missing file is no rows. A header or row that does not fit (a torn or edited file) is a
-    user error naming the file and line, never a silently shortened curve."""
+    """A CSV that lrdecay wrote, as typed rows (epoch and step ints, the rest floats, empty cells None); a
+    missing file is no rows."""
     try:
         lines = path.read_text().splitlines()
     except FileNotFoundError:
@@ -41,9 +39,7 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, float | int
 
 
 def check_contiguous(rows: list[dict], column: str, first: int, path: Path, expected: int | None = None) -> None:
-    """A run's rows count `column` up from `first` by one, with no gap or repeat (and, where given,
-    `expected` of them): a damaged or edited CSV is refused naming its file and line, never read as a
-    shorter or broken curve."""
+    """Refuse rows whose `column` does not count up from `first` by one (or, where given, are not `expected`)."""
     for line, (row, value) in enumerate(zip(rows, range(first, first + len(rows))), start=2):
         if row[column] != value:
             raise UserError(f"{column} {row[column]} where {value} was due: rows are missing or repeated",
@@ -69,8 +65,8 @@ def format_cell(value) -> str:
 
 
 def to_csv(rows: list[dict]) -> str:
-    """The CSV text of `rows` (columns: the first row's keys), cells as `_format` writes them: every CSV
-    lrdecay writes besides a run's own two (results, leaderboard, compare --csv, find_lr.csv)."""
+    """The CSV text of `rows` (columns: the first row's keys), cells as `format_cell` writes them: every CSV
+    lrdecay writes besides a run's own two."""
     if not rows:
         return ""
     out = io.StringIO()

@@ -1,7 +1,6 @@
 """Files as lrdecay writes them: only ever a regular file or a new path, replaced whole through a temporary
-file and a rename (a killed run leaves each file at its old or its new version, never torn), in a
-directory made exclusively, on a disk checked for room first, and held by one process at a time
-(`locked`; `in_use` tells a reader whether a live process holds it, without taking the lock)."""
+file and a rename (a killed run leaves each file old or new, never torn), in a directory made exclusively,
+on a disk checked for room first, and held by one process at a time (`locked`)."""
 
 from __future__ import annotations
 
@@ -31,9 +30,8 @@ FILE_MODE = _file_mode()
 
 
 def check_output_file(path: Path, where: str) -> None:
-    """A path lrdecay may write a file to: a new name, or a regular file (replaced), in an existing
-    directory. A FIFO, a device, a directory or a symlink there is refused: replacing it would destroy
-    it (as root, `--png /dev/null` would replace the device)."""
+    """Refuse a path that is not a new name or a regular file in an existing directory: replacing a FIFO,
+    device, directory or symlink would destroy it (as root, `--png /dev/null` would replace the device)."""
     if os.path.lexists(path) and (path.is_symlink() or not path.is_file()):
         kind = "a symlink" if path.is_symlink() else "a directory" if path.is_dir() else "not a regular file"
         raise UserError(f"'{path}' is {kind}; only a regular file or a new path is written", where=where,
@@ -44,8 +42,7 @@ def check_output_file(path: Path, where: str) -> None:
 
 
 def write_atomic(path: Path, content: str | bytes | Callable[[BinaryIO], None]) -> None:
-    """Write `content` (text, bytes, or a function writing to a binary file) to `path` via temp + rename;
-    only ever in place of a regular file (check_output_file)."""
+    """Write `content` (text, bytes, or a function writing to a binary file) to `path` via temp + rename."""
     check_output_file(path, "writing")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -139,9 +136,8 @@ def locked(path: Path):
 
 
 def in_use(path: Path) -> bool:
-    """True while a live process on this machine holds the run or sweep directory `path` (`locked`),
-    judged by the PID its lock file names, without taking the lock: a reader never makes a writer fail.
-    A directory whose summary says running but that no process holds was killed (kill -9, a crash)."""
+    """True while a live process on this machine holds the run or sweep directory `path` (`locked`), judged
+    by the PID its lock file names, without taking the lock: a reader never makes a writer fail."""
     if fcntl is None:  # no locks here: trust the summary
         return True
     try:
@@ -150,13 +146,10 @@ def in_use(path: Path) -> bool:
         return False
     try:
         pid = int(text)
-        if pid <= 0:  # not a PID `locked` writes (0 and -1 would ask about whole process groups)
-            return True
-        os.kill(pid, 0)
-    except (ValueError, OverflowError):  # empty: a holder writing its PID this instant; or not a PID
-        return True
+        if pid > 0:  # 0 and -1 are not PIDs `locked` writes: they would ask about whole process groups
+            os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # alive, another user's
-        return True
+    except (ValueError, OverflowError, PermissionError):
+        pass  # empty (a holder writing its PID this instant), not a PID, or alive and another user's
     return True

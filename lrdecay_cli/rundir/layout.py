@@ -91,8 +91,7 @@ FOLDERS = {"sweeps": Kind.SWEEP, "studies": Kind.STUDY}
 
 
 def kind_of(path: Path) -> Kind | None:
-    """What `path` is (study.yaml, sweep.yaml, or a run's config.yaml / summary.json), None for none of them;
-    an OSError where the directory cannot be read."""
+    """What `path` is by the files that mark it, None for none; an OSError where it cannot be read."""
     if (path / STUDY).is_file():
         return Kind.STUDY
     if is_sweep_dir(path):

@@ -1,10 +1,5 @@
-"""The reading side of run directories, for every command that reads runs (plot, compare, report, runs,
-the sweep's tables; no torch import).
-
-A target is a run directory (config.yaml + summary.json, from `lrdecay train` or a sweep trial),
-a sweep directory (sweep.yaml, expanded to its trials), or a runs directory (the --runs-dir of
-train and sweep, or its sweeps/ folder: expanded to its single runs and its sweeps' trials).
-"""
+"""The reading side of run directories, for every command that reads runs. A target is a run directory, a
+sweep directory (expanded to its trials), or a runs directory (expanded to its runs and its sweeps' trials)."""
 
 from __future__ import annotations
 
@@ -89,9 +84,8 @@ def load_run(path: Path) -> Run:
 
 
 def with_defaults(config: dict) -> dict:
-    """A run's config.yaml with the defaults of fields added since it was written (data.normalize,
-    model.init...), so that an old run and an equal new one group together; as written where it no
-    longer validates."""
+    """A run's config.yaml with the defaults of fields added since it was written, so that an old run and an
+    equal new one group together; as written where it no longer validates."""
     try:
         return from_data(config, layout.CONFIG).model_dump(mode="json")
     except UserError:
@@ -163,10 +157,8 @@ def count(n: int, one: str, many: str | None = None) -> str:
 
 def expand_targets(targets: list[Path]) -> tuple[list[Path], list[str]]:
     """Run and sweep directories as given; each runs directory in their place as its single runs (in time
-    order) and its sweeps (their trials), with a note of what it expanded to and what it left out (find-lr
-    directories, studies, sweeps with no started trial, directories without a summary). A file among
-    several targets (`lrdecay compare runs/*` meets runs/README.md) is skipped with a note, and so is a
-    find-lr directory (an LR range test has no epochs to compare)."""
+    order) and its sweeps, with a note of what it expanded to and left out. A file or find-lr directory among
+    several targets (`lrdecay compare runs/*` meets runs/README.md) is skipped with a note."""
     paths, notes = [], []
     for target in targets:
         if target.exists() and not target.is_dir() and len(targets) > 1:
@@ -213,10 +205,8 @@ def expand_targets(targets: list[Path]) -> tuple[list[Path], list[str]]:
 
 
 def collect(targets: list[Path]) -> list[Run]:
-    """The runs of run, sweep and runs directories, in the order given (a sweep's trials in trial order,
-    a runs directory as `expand_targets` says).
-
-    A sweep's trials that have not started yet are skipped; the same directory is read once."""
+    """The runs of run, sweep and runs directories, in the order given (a sweep's trials in trial order); a
+    sweep's trials that have not started yet are skipped, and the same directory is read once."""
     if not targets:
         raise UserError("no run or sweep directory given", fix="name one or more, e.g. runs/20261129-050602-quickstart")
     seen: dict[Path, Run] = {}

@@ -1,6 +1,5 @@
-"""The writing side of a run directory: `RunDir` (its CSV rows, config and summary) and `RunRecord`, the
-run's evidence as it trains, through which every way of training writes, so every run directory has
-the same layout and summary fields (no torch import). layout.py names the files."""
+"""The writing side of a run directory: `RunDir` (its CSV rows, config and summary) and `RunRecord`, through
+which every way of training writes, so every run directory has the same layout and summary fields."""
 
 from __future__ import annotations
 
@@ -74,9 +73,8 @@ def write_summary(path: Path, summary: dict) -> None:
 
 
 def mark_failed(path: Path, message: str, config: str) -> None:
-    """Mark a run failed in its summary.json (made, with its `config` text as config.yaml, if the run died
-    before writing them), keeping whatever else its directory holds: a later resume continues from its
-    checkpoint, and `plot` and `compare` read it as a failed run."""
+    """Mark a run failed in its summary.json (made, with `config` as config.yaml, if the run died before
+    writing them), keeping the rest of its directory: a later resume continues from its checkpoint."""
     path.mkdir(exist_ok=True)
     if not (path / layout.CONFIG).is_file():
         write_atomic(path / layout.CONFIG, config)
@@ -108,15 +106,17 @@ def provenance(device: str, device_name: str, torch_version: str, threads: int) 
 
 
 def opening_summary(spec, origin: dict, **fields) -> dict:
-    """A new run's summary.json (a training run's, or find-lr's): running, its spec's name and seed, the
-    kind's own `fields`, and where and with what it is made (`origin`: `provenance`)."""
+    """A new run's summary.json (a training run's, or find-lr's), with its `fields` and `origin` (`provenance`)."""
     return {"status": Status.RUNNING, "message": None, "name": spec.name, "seed": spec.seed, **fields, **origin}
 
 
+OUTCOME = ("best_val_acc", "best_epoch", "best_val_loss", "final_val_acc", "final_val_loss", "final_train_loss",
+           "test_acc", "test_loss")
+"""The summary fields a run's metrics fill in; None until they do (a resumed run folds its rows in again)."""
+
+
 class RunRecord:
-    """One run's evidence as it trains: its directory, summary.json, CSV rows and, where the spec asks
-    for them, TensorBoard events. Every way of training writes through it, so every run directory has
-    the same layout and summary fields."""
+    """One run's evidence as it trains: its directory, summary.json, CSV rows and TensorBoard events."""
 
     def __init__(self, run: RunDir, summary: dict, events=None, seconds_before: float = 0.0):
         self.run, self.path, self.summary, self.events = run, run.path, summary, events
@@ -129,9 +129,8 @@ class RunRecord:
         """A new run of `spec` (a validated Spec) in the fresh directory `run`; `origin` is its `provenance`."""
         summary = opening_summary(
             spec, origin, epochs=spec.train.epochs, epochs_completed=0, steps=0, steps_per_epoch=steps_per_epoch,
-            train_size=sizes[0], val_size=sizes[1], test_size=sizes[2], best_val_acc=None, best_epoch=None,
-            best_val_loss=None, final_val_acc=None, final_val_loss=None, final_train_loss=None, test_acc=None,
-            test_loss=None, wall_seconds=0.0, diverged=None)
+            train_size=sizes[0], val_size=sizes[1], test_size=sizes[2], **dict.fromkeys(OUTCOME), wall_seconds=0.0,
+            diverged=None)
         run.write_config(spec.dump())
         return cls(run, summary, _events(spec.train.tensorboard, run.path, spec.dump()))
 
@@ -143,16 +142,14 @@ class RunRecord:
         summary = read_summary(path) or {}
         summary.pop("signal", None)
         summary.update(status=Status.RUNNING, message=None, epochs_completed=epoch, steps=step, diverged=None,
-                       test_acc=None, test_loss=None, finished_at=None, best_val_acc=None, best_epoch=None,
-                       best_val_loss=None, final_val_acc=None, final_val_loss=None, final_train_loss=None)
+                       finished_at=None, **dict.fromkeys(OUTCOME))
         for row in run.metrics:
             _fold(summary, row)
         return cls(run, summary, events, run.metrics[-1]["seconds"] if run.metrics else 0.0)
 
     def end_epoch(self, epoch: int, lr_rows: list[tuple[int, float]], step_losses: list[float], train_loss: float,
                   correct: int, val_loss: float | None, val_acc: float | None) -> dict:
-        """Flush the epoch's rows (`step_losses`: the loss of each of its steps), events and summary;
-        return its metrics row. Without a validation set (None) the val cells stay empty and the val fields None."""
+        """Flush the epoch's rows, events and summary; return its metrics row (val cells empty without val set)."""
         row = {"epoch": epoch, "step": lr_rows[-1][0] + 1, "lr": lr_rows[-1][1], "train_loss": train_loss,
                "train_acc": correct / self.train_size, "val_loss": val_loss, "val_acc": val_acc,
                "seconds": time.perf_counter() - self.start}

@@ -1,10 +1,6 @@
-"""Events for TensorBoard: a run's LR and losses per step, metrics per epoch and spec as text, in
-`<run>/tensorboard` (`train.tensorboard: true`; the tensorboard package is an optional extra).
-
-Every scalar's x axis is the global step. Epoch metrics sit at the epoch's last step (metrics.csv's
-`step` - 1), so a resume, which purges the events from its checkpoint's step on, keeps them.
-torch.utils.tensorboard is imported only here, and only when a run asks for events.
-"""
+"""Events for TensorBoard in `<run>/tensorboard` (`train.tensorboard: true`; an optional extra), every
+scalar at its global step. Epoch metrics sit at the epoch's last step, so a resume, which purges the
+events from its checkpoint's step on, keeps them. torch.utils.tensorboard is imported only here."""
 
 from __future__ import annotations
 

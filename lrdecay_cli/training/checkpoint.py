@@ -1,12 +1,7 @@
-"""A run's checkpoint, in one place: its only writer and reader, what a run directory says about continuing
-(`RunState`, read once per run and command), and the rules a resume keeps: the same model and optimizer,
-the same CPU thread count, and a stack's members continuing together from one step.
-
-A checkpoint holds all that shapes the rest of a run (model, optimizer, schedule state, RNG states,
-epoch and step after its last finished epoch; epoch 0: before training), and only tensors, numbers,
-strings and lists or dicts of them: it is loaded without unpickling code (weights_only), so a crafted
-file cannot run anything.
-"""
+"""A run's checkpoint, its only writer and reader, and the rules a resume keeps: the same model, optimizer
+and CPU thread count, and a stack's members continuing together from one step. A checkpoint holds all that
+shapes the rest of a run, as tensors, numbers, strings and lists or dicts of them: it is loaded with
+weights_only, so a crafted file cannot run code."""
 
 from __future__ import annotations
 
@@ -51,8 +46,7 @@ def drop_kept(run_dir: Path) -> None:
 
 
 def read(path: Path) -> dict:
-    """A checkpoint's state, its tensors on the CPU (loading them into a model or optimizer moves them);
-    a file that is not an lrdecay checkpoint is a user error."""
+    """A checkpoint's state, its tensors on the CPU; a file that is not an lrdecay checkpoint is a user error."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, random, empty, or a pickle with code in it
@@ -77,9 +71,8 @@ def step_of(path: Path) -> int:
 
 @dataclass(frozen=True)
 class RunState:
-    """What a run directory says about continuing it: its summary (None: never started), whether it
-    continues from its checkpoint (an interrupted, killed or failed run with checkpoint and config),
-    and the step it continues from (0: it starts afresh; -1: its checkpoint is unreadable)."""
+    """What a run directory says about continuing it (read once per run and command): its summary (None: never
+    started), whether it continues from its checkpoint, and from which step (-1: the checkpoint is unreadable)."""
 
     summary: dict | None
     resumable: bool = False
@@ -125,10 +118,9 @@ def check_threads(ran_with: Iterable[int | None], threads: int, where: str, who:
 
 
 def settle(runs: list[tuple[Path, str | None]]) -> None:
-    """Where a kill -9 stopped a stack while it replaced its members' checkpoints (`write`), some members
-    have their new checkpoint and some the old one, and every one kept its old one: put the new ones back
-    to the old, so the stack resumes as one from the same step, exactly as it was. Elsewhere the kept ones
-    are dropped. `runs`: each run directory with the key of the stacks it trains in (stacked.stack_key)."""
+    """Where a kill -9 stopped a stack midway through `write`, some members have their new checkpoint and some
+    the old, and all kept the old: put the new ones back to the old, so the stack resumes as one from the same
+    step. Elsewhere the kept ones are dropped. `runs`: each run directory with its stacked.stack_key."""
     kept = {path: step_of(path / KEPT_CHECKPOINT) for path, _ in runs
             if (path / KEPT_CHECKPOINT).is_file() and state_of(path).resumable}
     current = {path: step_of(path / CHECKPOINT) for path in kept}

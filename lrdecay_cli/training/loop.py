@@ -1,18 +1,10 @@
-"""The one training loop: K >= 1 runs trained in lockstep, each into its own complete run directory; and
-the two ways into it for one run: a new run from a spec (`train`) and an interrupted one continued from
-its checkpoint (`resume`).
+"""The one training loop: K >= 1 runs trained in lockstep (K = 1: `SingleTrainer`; K > 1: a
+`StackedTrainer`, every sweep executor's unit of work), each into its own run directory, so signals,
+divergence, checkpoints and resume are this loop's whatever runs it; and `train` / `resume` for one run.
 
-K = 1 is `lrdecay train` (a plain model, `SingleTrainer`); K > 1 is a stack of models trained as one
-(`stacked.StackedTrainer`, the unit of work of every sweep executor). Both offer one interface
-(`step`, `evaluate`, `states` / `load_states`), so signals, divergence, checkpoints and resume are
-this one loop's, whatever runs it.
-
-The loop applies each run's schedule (`schedule(step)`, a pure function of the step for every
-method but plateau, which `observe`s the epoch's metrics after each epoch) to the run's param
-group before each optimizer step and records the LR the optimizer then holds, so lr.csv is
-evidence, not a recomputation. What a step returns (loss, gradient sum, logits) stays on the device
-untouched; every `SYNC_EVERY` steps the loop stacks the window's values, checks them for divergence
-and counts correct predictions, a few tensor operations for all those steps, and reports progress.
+Before each step the loop sets each run's LR from its schedule and records the LR the optimizer then
+holds, so lr.csv is evidence, not a recomputation. What a step returns stays on the device; every
+`SYNC_EVERY` steps the loop checks the window for divergence, counts correct predictions and reports.
 """
 
 from __future__ import annotations
@@ -66,9 +58,8 @@ class RunResult:
 
 @contextlib.contextmanager
 def denormals_flushed():
-    """While training, the CPU flushes denormal floats (below ~1e-38) to zero: each costs it a hundred
-    times a normal one, and RMSprop's square averages of tiny gradients made a CPU run ~20x slower.
-    Switched off again after, since the setting holds for all float arithmetic of the process."""
+    """Flush denormal floats to zero while training: RMSprop's square averages of tiny gradients made a CPU run
+    ~20x slower. Switched off after, since the setting holds for all float arithmetic of the process."""
     torch.set_flush_denormal(True)
     try:
         yield
@@ -102,9 +93,8 @@ def _check(stop: dict) -> None:
 
 @dataclass
 class Planned:
-    """A run about to train: a new one (made as `runs_dir/dirname`, or `<UTC time>-<name>` without a
-    dirname), or one continuing in `path` from its checkpoint `state` (`new_config`: the changed spec
-    it continues with, written once the run is locked)."""
+    """A run about to train: a new one in `runs_dir`, or one continuing in `path` from its checkpoint `state`
+    (`new_config`: write its changed spec once the run is locked)."""
 
     spec: Spec
     runs_dir: Path | None = None
@@ -130,20 +120,14 @@ class Planned:
         return RunRecord.reopen(self.path, self.state["epoch"], self.start_step, self.spec.train.tensorboard)
 
 
-def make_trainer(specs: list[Spec], kept: KeptSplits | None = None) -> Trainer:
-    """One plain model for one run; a stacked model for several."""
-    return SingleTrainer(specs, kept) if len(specs) == 1 else StackedTrainer(specs, kept)
-
-
 def train_runs(planned: list[Planned], observer: TrainObserver | None = None,
                kept: KeptSplits | None = None) -> list[RunResult]:
-    """Train `planned` runs in lockstep (all at the same step) and return their results, in order.
-
-    Ctrl-C and SIGTERM are handled from here to the last file: one that arrives before the runs
-    exist ends the command as interrupted, one that arrives later interrupts the runs."""
+    """Train `planned` runs in lockstep (all at the same step) and return their results, in order. A Ctrl-C or
+    SIGTERM before the runs exist ends the command as interrupted; one later interrupts the runs."""
     (step,) = {p.start_step for p in planned}
     with stop_on_signals() as stop, denormals_flushed(), contextlib.ExitStack() as held:
-        trainer = make_trainer([p.spec for p in planned], kept)
+        specs = [p.spec for p in planned]
+        trainer = SingleTrainer(specs, kept) if len(specs) == 1 else StackedTrainer(specs, kept)
         if any(p.state for p in planned):
             trainer.load_states([p.state for p in planned])
         origin = provenance(str(trainer.device), device_name(trainer.device), torch.__version__,
@@ -159,11 +143,8 @@ def train_runs(planned: list[Planned], observer: TrainObserver | None = None,
 
 def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None, dirname: str | None = None,
           source: str = "the spec") -> RunResult:
-    """Train `spec` into a new run directory under `runs_dir`; user errors (naming `source`, where the
-    spec came from) are raised before it exists.
-
-    The directory is `<UTC time>-<spec.name>`, or exactly `dirname` where given (a sweep's trials).
-    """
+    """Train `spec` into `runs_dir/<UTC time>-<spec.name>` (or `dirname`: a sweep's trials); user errors
+    (naming `source`, where the spec came from) are raised before the directory exists."""
     spec.check_schedule(source)
     resolve_device(spec.train.device)
     check_writable(runs_dir, run_bytes(spec))
@@ -173,11 +154,8 @@ def train(spec: Spec, runs_dir: Path, observer: TrainObserver | None = None, dir
 
 
 def continuing(run_dir: Path, spec: Spec | None = None, force: bool = False) -> Planned | RunResult:
-    """An interrupted run ready to continue from its last checkpoint, or its result where it has finished.
-
-    `spec` (from the command line) must equal the run's config.yaml unless `force`; even then it must
-    fit the checkpoint (the same model and optimizer). A run made with another count of CPU threads
-    would continue with other numbers: refused unless `force`. Nothing is written here."""
+    """An interrupted run ready to continue from its checkpoint, or its result where it has finished; nothing
+    is written. `spec` must equal the run's config.yaml, and the CPU thread count the run's, unless `force`."""
     config, saved_state = run_dir / CONFIG, run_dir / CHECKPOINT
     if not config.is_file() or not saved_state.is_file():
         raise UserError("not a run directory with a checkpoint", where=str(run_dir),
@@ -224,9 +202,8 @@ def run_bytes(spec: Spec) -> int:
 
 def _train_loop(trainer: Trainer, records: list[RunRecord], observer: TrainObserver, first_epoch: int,
                 step: int, stop: dict) -> list[dict]:
-    """Epochs `first_epoch`.. of K runs whose models, optimizer, schedules and RNGs are at `step`, then the
-    test evaluation. A member whose loss or gradient is not finite is marked diverged and frozen; the
-    others go on. Ctrl-C or SIGTERM stops every member after the step in flight, keeping the last checkpoints."""
+    """Epochs `first_epoch`.. of K runs at `step`, then the test evaluation. A member whose loss or gradient is
+    not finite is marked diverged and frozen. Ctrl-C or SIGTERM stops all after the step in flight."""
     spec, members = trainer.specs[0], len(records)
     alive = list(range(members))
     finals: list[dict] = [{} for _ in records]
@@ -345,9 +322,8 @@ class StepWindow:
 
 def first_faults(healthy: torch.Tensor, losses: torch.Tensor, start: int,
                  members: list[int]) -> list[tuple[int, int, str]]:
-    """(member, step index, "loss" | "gradient") of each member's first non-finite step in a window of
-    steps from step index `start` (`healthy`, `losses`: [all members, the window's steps]): one host
-    sync, which the loop makes every SYNC_EVERY steps."""
+    """(member, step index, "loss" | "gradient") of each member's first non-finite step in a window starting
+    at step index `start` (`healthy`, `losses`: [all members, the window's steps]); one host sync."""
     window_ok = healthy[members].cpu()
     if window_ok.all():
         return []

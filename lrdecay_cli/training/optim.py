@@ -1,11 +1,5 @@
-"""Optimizers by name: torch.optim's own classes, one param group per model. The spec's field names
-are torch.optim's keyword arguments.
-
-A stack of K models (stacked.py) is one optimizer with K param groups, each holding one member's
-parameters (views into the stacked tensors) and its own LR and hyper-parameters, so every
-optimizer's math is torch's, and a member's slice of the state is the `state_dict` its single
-run would have (`member_state` / `load_member_states`).
-"""
+"""Optimizers by name: torch.optim's own classes (the spec's fields are their keyword arguments), one param
+group per model, so a stack of K models is one optimizer of K groups and every optimizer's math is torch's."""
 
 from __future__ import annotations
 
@@ -41,9 +35,8 @@ def build_optimizer(specs: list, members: list[list[torch.Tensor]]) -> torch.opt
 
 
 def member_state(full: dict, k: int, relay: list | None = None) -> dict:
-    """Member k's part of a stacked optimizer's `state_dict()` in the layout its single run would have;
-    `relay[i]` (where not None) turns parameter i's state tensors from the stack's memory layout into
-    the model's (stacked.StackedTrainer may keep a parameter in its gradient's layout)."""
+    """Member k's part of a stacked optimizer's `state_dict()` as its single run would have it; `relay[i]`
+    (where not None) turns parameter i's state tensors from the stack's memory layout into the model's."""
     group = full["param_groups"][k]
     ids = group["params"]
     return {"state": {i: _relaid(full["state"][pid], relay and relay[i]) for i, pid in enumerate(ids)
@@ -52,9 +45,8 @@ def member_state(full: dict, k: int, relay: list | None = None) -> dict:
 
 
 def load_member_states(optimizer: torch.optim.Optimizer, states: list[dict | None], relay: list | None = None) -> None:
-    """Load single-run optimizer `state_dict`s into the members of a stacked optimizer (None: a member
-    that starts afresh keeps its own group and empty state); `relay[i]` turns parameter i's state
-    tensors from the model's layout into the stack's."""
+    """Load single-run optimizer `state_dict`s into a stacked optimizer's members (None: a member that starts
+    afresh keeps its group and empty state); `relay[i]` turns parameter i's state into the stack's layout."""
     current = optimizer.state_dict()
     full: dict = {"state": {}, "param_groups": []}
     for k, state in enumerate(states):

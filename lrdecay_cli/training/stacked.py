@@ -1,12 +1,7 @@
-"""K models trained as one on one device: torch.func's `stack_module_state` + `functional_call` +
-`vmap` over the same model classes (`build_model`), and one torch.optim optimizer whose K param
-groups are the members (optim.py), so each member keeps its own LR, hyper-parameters, initial
-weights and data order while the stack does K models' work as larger tensor operations.
-
-`StackedTrainer` is a `trainer.Trainer`: the same loop trains it, and each member's checkpoint is the
-file its single run would write. Dropout draws different masks per member (vmap randomness=
-"different"), so with dropout a member agrees with its single run only in distribution.
-"""
+"""K models trained as one on one device: `vmap` + `functional_call` over the same model classes, and one
+torch.optim optimizer whose K param groups are the members (optim.py). Each member's checkpoint is the file
+its single run would write. Dropout draws different masks per member (vmap randomness="different"), so
+with dropout a member agrees with its single run only in distribution."""
 
 from __future__ import annotations
 
@@ -20,7 +15,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from lrdecay_cli.config.spec import Spec
 from lrdecay_cli.training.data import Batches
 from lrdecay_cli.training.models import build_model
-from lrdecay_cli.training.optim import build_optimizer, load_member_states, member_state
+from lrdecay_cli.training.optim import build_optimizer
 from lrdecay_cli.training.trainer import Trainer, gradient_sums, precision_context
 
 
@@ -56,8 +51,7 @@ class StackedTrainer(Trainer):
         # member k's parameters: views into the stacked tensors, updated in place by the optimizer
         self.members = [[p.detach()[k] for p in self.stacked] for k in range(len(self.specs))]
         self.frozen: set[int] = set()
-        relays = [_relays(order) for order in self.orders_of_dims]
-        self.to_model_layout, self.to_stack_layout = [r[0] for r in relays], [r[1] for r in relays]
+        self.to_model_layout, self.to_stack_layout = map(list, zip(*map(_relays, self.orders_of_dims)))
         return build_optimizer([spec.optimizer for spec in self.specs], self.members)
 
     def _in_gradient_layout(self, params: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], list]:
@@ -106,13 +100,6 @@ class StackedTrainer(Trainer):
                     param.grad = grad
         self.optimizer.step()
         return losses.detach(), grad_sums, logits.detach()
-
-    def optimizer_states(self) -> list[dict]:
-        full = self.optimizer.state_dict()
-        return [member_state(full, k, self.to_model_layout) for k in range(len(self.specs))]
-
-    def load_optimizer_states(self, states: list[dict | None]) -> None:
-        load_member_states(self.optimizer, states, self.to_stack_layout)
 
     def freeze(self, k: int) -> None:
         self.frozen.add(k)

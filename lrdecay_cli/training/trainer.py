@@ -1,11 +1,6 @@
-"""Trainers: K >= 1 runs that train in lockstep on one device, sharing the model shape, optimizer kind,
-data and training settings; each has its own seed (initial weights, data order), schedule and optimizer
-hyper-parameters. `Trainer` holds what all share; `SingleTrainer` trains one plain model (K = 1),
-`stacked.StackedTrainer` K models as one.
-
-`step`, `evaluate`, `states` / `load_states` are all the loop and the checkpoints use; a member's
-checkpoint has the same layout whichever trainer wrote it, so any run resumes under either.
-"""
+"""Trainers: K >= 1 runs in lockstep on one device, sharing model shape, optimizer kind, data and training
+settings; each has its own seed, schedule and optimizer hyper-parameters. A member's checkpoint has the
+same layout whichever trainer wrote it, so any run resumes under either."""
 
 from __future__ import annotations
 
@@ -23,10 +18,8 @@ from lrdecay_cli.training.optim import build_optimizer, load_member_states, memb
 
 
 def gradient_sums(grads: list[torch.Tensor], members: int | None = None) -> torch.Tensor:
-    """The sum of every gradient entry, left on the device (no host sync): one number, or one per member
-    of a stacked model (`members`: the size of the leading dimension of every gradient). It is finite
-    exactly where every entry is: a NaN or inf entry makes its sum non-finite (as does a sum beyond float
-    range, which is divergence too); cheaper than a norm or an elementwise test. The loop checks it."""
+    """The sum of every gradient entry (one per member where `members` is given), left on the device: finite
+    exactly where every entry is (a sum beyond float range is divergence too), and cheaper than a norm."""
     if members is None:
         return torch.stack([g.sum() for g in grads]).sum()
     # summing over the trailing dims reads a gradient in whatever layout it has (no reshape copy)
@@ -42,8 +35,11 @@ def precision_context(device: torch.device, precision: str):
 
 class Trainer:
     """What every trainer shares: the data on the device (`kept`: the splits a sweep keeps for its trials),
-    each member's data order and schedule, and its checkpoint state. A trainer builds its models and
-    optimizer (`_build_models`) and trains them (`step`, `evaluate`, `freeze`)."""
+    each member's data order, schedule and checkpoint state. A subclass builds its models and optimizer
+    (`_build_models`), trains them (`step`, `evaluate`, `freeze`) and has `model_states` / `load_model_state`."""
+
+    to_model_layout = to_stack_layout = None
+    """StackedTrainer's per-parameter relays of optimizer state between its memory layout and the model's."""
 
     def __init__(self, specs: list[Spec], kept: KeptSplits | None = None):
         first = specs[0]
@@ -60,30 +56,20 @@ class Trainer:
         self.sizes = (self.data.train_size, self.data.val_size, self.data.test_size)
         self.optimizer = self._build_models()
 
-    def _build_models(self) -> torch.optim.Optimizer:
-        raise NotImplementedError
-
-    def model_states(self) -> list[dict]:
-        raise NotImplementedError
-
-    def load_model_state(self, k: int, state: dict) -> None:
-        raise NotImplementedError
-
     def optimizer_states(self) -> list[dict]:
         """Each member's optimizer state, as torch's `state_dict` of its single run's optimizer."""
         full = self.optimizer.state_dict()
-        return [member_state(full, k) for k in range(len(self.specs))]
+        return [member_state(full, k, self.to_model_layout) for k in range(len(self.specs))]
 
     def load_optimizer_states(self, states: list[dict | None]) -> None:
-        load_member_states(self.optimizer, states)
+        load_member_states(self.optimizer, states, self.to_stack_layout)
 
     def lrs_held(self) -> list[float]:
         """The LR each member's optimizer group holds (what lr.csv records)."""
         return [group["lr"] for group in self.optimizer.param_groups]
 
     def states(self, epoch: int, step: int) -> list[dict]:
-        """Each member's checkpoint after `epoch` epochs and `step` steps: model, optimizer (torch's
-        single-optimizer `state_dict` layout), schedule state, RNG states, epoch and step."""
+        """Each member's checkpoint after `epoch` epochs and `step` steps."""
         rng = {"torch": torch.get_rng_state(),
                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None}
         return [{"epoch": epoch, "step": step, "spec": spec.model_dump(mode="json"), "model": model,
