@@ -36,8 +36,7 @@ def load_spec(path: str | Path, overrides: list[str] = ()):
 
 
 def check_schedule(spec, source: str = "the spec") -> str | None:
-    """Refuse a schedule that does not fit the spec's run (one line naming `source`); return a warning
-    where its LR never changes within the run, None where it does."""
+    """Refuse a schedule that does not fit the spec's run; a warning where its LR never changes within the run."""
     spec.check_schedule(source)
     return previews.flat_run_warning(spec)
 
@@ -64,8 +63,7 @@ def resume(run_dir: str | Path, spec=None, overrides: list[str] = (), force: boo
 
 def sweep_plan(path: str | Path | None = None, grid: list[str] = (), seeds: str | None = None,
                overrides: list[str] = (), name: str | None = None, resume: str | Path | None = None) -> sweeps.Plan:
-    """A sweep file's plan (or a plain spec's with `grid` / `seeds`), every trial validated; or, with
-    `resume`, that sweep directory's, which holds all the rest."""
+    """A sweep's plan from a file (or a plain spec with `grid` / `seeds`), or from the sweep directory `resume`."""
     if resume is not None:
         if path is not None or grid or seeds or overrides or name:
             raise UserError("--resume takes only the sweep directory", where="--resume",
@@ -79,10 +77,8 @@ def sweep_plan(path: str | Path | None = None, grid: list[str] = (), seeds: str 
 def sweep(path=None, grid: list[str] = (), seeds: str | None = None, overrides: list[str] = (),
           name: str | None = None, runs_dir: str | Path = "runs", executor: str = "auto",
           resume: str | Path | None = None, progress=None, **options) -> sweeps.Outcome:
-    """Run a sweep file (or a plain spec with `grid` / `seeds`, or a `sweep_plan`), or go on with the sweep
-    directory `resume`; its `Outcome` (.path, .rows as in results.csv, .board: the leaderboard,
-    .interrupted). `progress(todo)` makes the display; `options` are the executor's (workers, address,
-    retries, node_ip, force)."""
+    """Run a sweep (as `sweep_plan` takes it, or a plan), or go on with the sweep directory `resume`; `progress(todo)`
+    makes the display; `options` are the executor's (workers, address, retries, node_ip, force)."""
     plan = path if isinstance(path, sweeps.Plan) else sweep_plan(path, grid, seeds, overrides, name, resume)
     return sweeps.execute(plan, Path(runs_dir), executor, progress, **options)
 
@@ -100,15 +96,13 @@ def study_plan(path: str | Path | None = None, resume: str | Path | None = None)
 
 def study(path=None, runs_dir: str | Path = "runs", executor: str = "vectorized", resume: str | Path | None = None,
           progress=None, **options) -> studies.Outcome:
-    """Run a study file (or a `study_plan`), or go on with the study directory `resume`; its `Outcome`
-    (.rows as in study.csv, .choices, .report, .path: the study directory)."""
+    """Run a study file (or a `study_plan`), or go on with the study directory `resume`."""
     plan = path if isinstance(path, studies.Study) else study_plan(path, resume)
     return studies.execute(plan, Path(runs_dir), executor, progress, **options)
 
 
 def read_runs(targets: list[str | Path], on_note=None):
-    """The `rundir.read.Run`s of run, sweep and runs directories (a sweep: its started trials), as plot and
-    compare read them; `on_note(line)` hears what a runs directory expanded to and left out."""
+    """The `rundir.read.Run`s of run, sweep and runs directories; `on_note(line)` hears what they expanded to."""
     paths, notes = expand_targets([Path(t) for t in targets])
     for line in notes if on_note else ():
         on_note(line)
@@ -134,8 +128,7 @@ def figures(runs, band: str = "minmax", log: frozenset[str] = frozenset(), x: st
 
 def plot(targets: list[str | Path], out: str | Path | None = None, fmt: str = "png", band: str = "minmax",
          log: str | None = None, x: str = "epoch", on_note=None) -> list[Path]:
-    """`lrdecay plot`: the figures of runs, sweeps and runs directories written to `out` (default: the one
-    target's plots/); the paths written. `log`: "lr", "loss" or "lr,loss"."""
+    """`lrdecay plot`: the figures of runs, sweeps and runs directories written to `out`; the paths written."""
     targets = [Path(t) for t in targets]
     if out is None and len(targets) > 1:
         raise UserError(f"{len(targets)} targets and no output directory", where="--out",
@@ -155,8 +148,7 @@ def plot(targets: list[str | Path], out: str | Path | None = None, fmt: str = "p
 
 
 def report(targets: list[str | Path], out: str | Path | None = None, metric: str = "val_acc") -> Path:
-    """`lrdecay report`: one self-contained HTML page of runs or sweeps, written to `out` (default: the one
-    target's report.html); its path."""
+    """`lrdecay report`: one self-contained HTML page of runs or sweeps, written to `out`; its path."""
     targets = [Path(t) for t in targets]
     if out is None and len(targets) > 1:
         raise UserError(f"{len(targets)} targets and no output file", where="--out",
@@ -171,8 +163,8 @@ def report(targets: list[str | Path], out: str | Path | None = None, metric: str
 
 def schedule_preview(spec, steps: int | None = None, png: str | Path | None = None,
                      source: str = "the spec") -> tuple[list[float], list[str], str | None]:
-    """`lrdecay schedule`: the LR of steps 0..steps-1 (default: the whole run) exactly as training would set
-    them, notes on how to read them, and a warning where the LR never changes; `png`: also a figure."""
+    """`lrdecay schedule`: the LR of steps 0..steps-1 (default: the whole run) exactly as training sets them, notes
+    on how to read them, and a warning where the LR never changes; `png`: also a figure."""
     warning = check_schedule(spec, source)
     if png is not None:
         png = Path(png)
@@ -190,8 +182,7 @@ def schedule_preview(spec, steps: int | None = None, png: str | Path | None = No
 def find_lr(spec, overrides: list[str] = (), runs_dir: str | Path = "runs", write: str | Path | None = None,
             force: bool = False, on_step=None, **settings):
     """`lrdecay find-lr`: the LR range test of a spec (a Spec, or a path with `overrides`), its `settings`
-    (min_lr, max_lr, steps, smoothing, diverge) checked first; `write`: also the spec with the suggested LR
-    there. A `FindLrResult` (.path, .summary with suggested_lr, .rows)."""
+    (min_lr, max_lr, steps, smoothing, diverge) checked first; `write`: also the spec with the suggested LR."""
     from lrdecay_cli.experiments.find_lr import Settings, find_lr as run_test  # torch
 
     checked = Settings(**settings)

@@ -1,8 +1,5 @@
-"""The `lrdecay` command: parses options, calls `api` (or the module a command reads from), renders with
-`output`, and maps errors to exit codes: a user error is one line and exit 2, an interruption 130 / 143.
-
-torch is imported only inside the commands that train, so `lrdecay --help` starts fast.
-"""
+"""The `lrdecay` command: parses options, calls `api`, renders with `output`, maps errors to exit codes (a user
+error is one line and exit 2, an interruption 130 / 143); torch is imported only where commands train."""
 
 from __future__ import annotations
 
@@ -17,13 +14,13 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from lrdecay_cli.config.choices import Band, CompareMetric, Executor, FigureFormat, ListFormat, PreviewFormat, XUnit
-from lrdecay_cli.errors import UserError
+from lrdecay_cli.errors import Interrupted, UserError
 from lrdecay_cli.rundir.layout import Status
 
+
 class OneLineUsageErrors(TyperGroup):
-    """Command-line mistakes (an unknown option, `--steps abc`) get the same one line and exit 2 as
-    every other user error, instead of click's usage block; a closed pipe (`lrdecay schedules | head`)
-    ends the command quietly. Only typer's public exceptions are named here."""
+    """Command-line mistakes (`--steps abc`) get one line and exit 2 like every user error, not click's usage
+    block; a closed pipe (`lrdecay schedules | head`) ends quietly. Only typer's public exceptions are named."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
@@ -44,20 +41,17 @@ class OneLineUsageErrors(TyperGroup):
             sys.exit(2)
         except typer.Abort:
             sys.exit(130)
-        except BrokenPipeError:  # the reader went away: say nothing more (exit 1, as rich's console does)
+        except OSError as exc:  # writing to stdout failed: a full disk, > /dev/full, or a reader gone (a broken pipe)
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(1)
-        except OSError as exc:  # writing to stdout failed (a full disk, > /dev/full)
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.stderr.write(f"error: cannot write the output: {exc.strerror or exc}\n")
+            if not isinstance(exc, BrokenPipeError):  # else say nothing more (exit 1, as rich's console does)
+                sys.stderr.write(f"error: cannot write the output: {exc.strerror or exc}\n")
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
 
 
 class PlainArguments(TyperCommand):
-    """Arguments shown by their name alone, as Unix usage lines write them (`lrdecay plot [OPTIONS]
-    RUN_OR_SWEEP_DIR...`): typer would add its type (`SPEC <path>`, `<list[Path]>`, `<str>`) and brace a
-    required one (`{SPEC}`). Each argument's help says what it takes."""
+    """Arguments shown by name alone, as Unix usage lines write them (`lrdecay plot [OPTIONS] RUN_OR_SWEEP_DIR...`),
+    not with typer's type (`SPEC <path>`) and braces (`{SPEC}`)."""
 
     @staticmethod
     def _shown(param) -> str:
@@ -75,8 +69,7 @@ class PlainArguments(TyperCommand):
     def format_options(self, ctx, formatter) -> None:
         args, opts = [], []
         for param in self.get_params(ctx):
-            record = param.get_help_record(ctx)
-            if record is None:
+            if (record := param.get_help_record(ctx)) is None:
                 continue
             if param.param_type_name == "argument":
                 args.append((self._shown(param), record[1]))
@@ -109,10 +102,8 @@ def _options(version: bool = typer.Option(False, "--version", callback=_print_ve
     """Learning-rate decay experiments on MNIST: exact schedules, fast training, run directories you can trust."""
 
 
-
 def command(fn: Callable | None = None, *, name: str | None = None) -> Callable:
-    """Register a command whose UserErrors become one line on stderr and exit code 2 (`name`: where the
-    function's own name would shadow a module)."""
+    """Register a command whose UserErrors become one line and exit 2 (`name`: where its own would shadow a module)."""
     if fn is None:
         return lambda fn: command(fn, name=name)
 
@@ -120,18 +111,15 @@ def command(fn: Callable | None = None, *, name: str | None = None) -> Callable:
     def run(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except UserError as exc:
+        except (UserError, OSError) as exc:  # OSError: the machine, not the input (a full disk, a read-only mount)
             from lrdecay_cli.output import console
 
-            console.error(exc.line())
-            raise typer.Exit(2) from None
-        except OSError as exc:  # the machine, not the input: a full disk, inodes used up, a read-only mount
-            from lrdecay_cli.output import console
-
+            if isinstance(exc, UserError):
+                console.error(exc.line())
+                raise typer.Exit(2) from None
             where = str(exc.filename) if exc.filename else None
-            console.error(UserError(exc.strerror or type(exc).__name__, where=where,
-                                   fix="free space or fix the permissions, then run again (--resume continues "
-                                       "an interrupted run)").line())
+            console.error(UserError(exc.strerror or type(exc).__name__, where=where, fix="free space or fix the "
+                                    "permissions, then run again (--resume continues an interrupted run)").line())
             raise typer.Exit(1) from None
 
     return app.command(name, cls=PlainArguments)(run)
@@ -158,8 +146,7 @@ EXECUTOR_OPTIONS = {"workers": (int, WorkersOption), "address": (Optional[str], 
 
 
 def runs_trials(fn: Callable) -> Callable:
-    """Give a command that runs trials (sweep, study) the executors' options (EXECUTOR_OPTIONS), which reach
-    it together as its `options` argument, as `api.sweep` and `api.study` take them."""
+    """Give a command that runs trials the EXECUTOR_OPTIONS, which reach it together as its `options` argument."""
     signature = inspect.signature(fn)
     shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
               for name, (kind, option) in EXECUTOR_OPTIONS.items()]
@@ -198,7 +185,6 @@ def train(
       lrdecay train configs/quickstart.yaml --set schedule.decay_rate=0.8 --set train.epochs=3
       lrdecay train --resume runs/20261201-101500-quickstart"""
     from lrdecay_cli import api
-    from lrdecay_cli.errors import Interrupted
     from lrdecay_cli.output import console
 
     if spec_path is None and resume_dir is None:

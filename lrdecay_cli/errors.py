@@ -12,8 +12,7 @@ class UserError(Exception):
         super().__init__(self.line())
 
     def line(self) -> str:
-        """The message on one line: newlines and other control characters (from a user's input or a
-        parser's message) are shown escaped, never printed raw."""
+        """The message on one line: control characters (from a user's input or a parser) are escaped, never raw."""
         head = f"{self.where}: {self.what}" if self.where else self.what
         text = f"{head}; {self.fix}" if self.fix else head
         return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)

@@ -41,8 +41,7 @@ SKIP_BEGIN, SKIP_END = 10, 1
 MIN_STEPS = 20
 """Leaves at least 9 rows for the suggestion after the skipped ones."""
 MAX_STEPS = 100_000
-"""fastai and Lightning take 100 steps; 100,000 (over a hundred epochs of MNIST at batch 64) is hours of
-training for one LR sweep: more is a slip."""
+"""fastai and Lightning take 100 steps; 100,000 (over a hundred epochs of MNIST) is hours: more is a slip."""
 RULE = ("exponential LR from min_lr to max_lr; EMA smoothing with bias correction and divergence stop as fastai "
         "LRFinder / Lightning _LRCallback; suggestion = steepest slope of the smoothed loss against ln(lr) "
         f"skipping the first {SKIP_BEGIN} and last {SKIP_END} rows (Lightning), up to the min-loss row; "
@@ -147,11 +146,8 @@ def write_spec(path: Path, spec: Spec) -> None:
 
 def find_lr(spec: Spec, settings: Settings, runs_dir: Path, spec_out: Path | None = None,
             force: bool = False, on_step: Callable[[int, float, float], None] | None = None) -> FindLrResult:
-    """Run the test into `<runs_dir>/<UTC time>-<name>-find-lr/`; user errors come before it exists.
-
-    The spec's schedule is ignored (the test sets every step's LR); its model, seed, data, optimizer and
-    batch size are used exactly as `train` would.
-    """
+    """Run the test into `<runs_dir>/<UTC time>-<name>-find-lr/`; user errors come before it exists. The spec's
+    schedule is ignored (the test sets every step's LR); all else is used exactly as `train` would."""
     if spec_out is not None:
         check_spec_out(spec_out, force)
     resolve_device(spec.train.device)
@@ -201,8 +197,7 @@ def _range_test(trainer: SingleTrainer, settings: Settings, on_step: Callable[[i
         for xb, yb in trainer.batches:
             step = len(rows)
             lr = settings.lr_at(step)
-            loss, _, _ = trainer.step(xb, yb, [lr])
-            value = loss.item()
+            value = trainer.step(xb, yb, [lr])[0].item()
             avg = beta * avg + (1 - beta) * value
             smoothed = avg / (1 - beta ** (step + 1))
             rows.append(Row(step, trainer.lrs_held()[0], value, smoothed))

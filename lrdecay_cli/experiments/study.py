@@ -1,25 +1,23 @@
-"""Studies: which decay method wins, fairly, at every budget (Schmidt et al. 2021: tune each method with
-the same budget, then compare over seeds; Li et al. 2020 and Chen et al. 2021: the answer depends on
-the budget).
+"""Studies: which decay method wins, fairly, at every budget (Schmidt et al. 2021: tune each method with the same
+budget, then compare over seeds; Li et al. 2020 and Chen et al. 2021: the answer depends on the budget).
 
     <runs dir>/studies/<UTC time>-<name>/
       study.yaml     the resolved study (base inlined, LRs and seeds listed): --resume re-plans from it
       tune/          a sweep: every method x budget x initial LR, on the tuning seeds, without a test evaluation
       tuning.csv     one row per method x budget x LR: its validation metric, and which LR was chosen
       final/         a sweep: every method x budget at its chosen LR, on other seeds, evaluated on the test set
-      study.csv      one row per method x budget: the chosen LR, test accuracy over seeds, CI, rank
-                     (`lrdecay compare`'s ranking of the final runs, one per budget)
+      study.csv      one row per method x budget: the chosen LR, test accuracy over seeds, CI, rank (per budget)
       report.md, *.png   the tables, figures and a verdict (output/study_report.py)
 
-The two stages are ordinary sweep directories, so `plot`, `compare` and `sweep --resume` work on them.
-The tuning runs never evaluate on the test set (`train.test_eval: false`): the test set plays no part
-in choosing, by construction. A budget is the run's length, so a method whose horizon defaults to the
-run (cosine, linear, rex, one_cycle, wsd, multistep's milestone_fractions, ...) is rebuilt for each.
+The two stages are ordinary sweep directories, so `plot`, `compare` and `sweep --resume` work on them. The
+tuning runs never evaluate on the test set (`train.test_eval: false`): it plays no part in choosing. A budget
+is the run's length, so a method whose horizon defaults to the run (cosine, wsd, ...) is rebuilt for each.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from lrdecay_cli.analysis.compare import METRICS, Comparison, average_ranks, compare_by
@@ -44,8 +42,7 @@ class Cell:
     """One method at one budget: a row of study.csv."""
 
     method: int
-    budget: int
-    """In epochs."""
+    budget: int  # epochs
 
 
 @dataclass
@@ -65,17 +62,15 @@ class Study:
     base: dict
     source: str
     path: Path | None = None
-    _cells: dict | None = None
 
     def cells(self) -> list[Cell]:
         """Budget-major: all methods of one budget side by side (they stack: one train section)."""
         return [Cell(m, b) for b in self.spec.budgets for m in range(len(self.spec.methods))]
 
+    @cached_property
     def by_schedule(self) -> dict[tuple[int, str], Cell]:
         """(epochs, resolved schedule as JSON) -> its cell: how a trial is known for what it trains."""
-        if self._cells is None:
-            self._cells = {(c.budget, self.spec_of(c).schedule.model_dump_json()): c for c in self.cells()}
-        return self._cells
+        return {(c.budget, self.spec_of(c).schedule.model_dump_json()): c for c in self.cells()}
 
     def spec_of(self, cell: Cell):
         """The cell's spec at the base's LR (validated; the schedule as it trains)."""
@@ -90,14 +85,13 @@ class Study:
     def tune_plan(self) -> sweeps.Plan:
         """Every cell x LR on the tuning seeds; the tuning runs skip the test evaluation."""
         sweep = SweepSpec(name=f"{self.spec.name}-tune", variants=[self._variant(c) for c in self.cells()],
-                                 grid={"optimizer.lr": self.spec.lr_list()}, seeds=self.spec.tune_seed_list(),
-                                 metric=self.spec.metric.compare_metric)
+                          grid={"optimizer.lr": self.spec.lr_list()}, seeds=self.spec.tune_seed_list(),
+                          metric=self.spec.metric.compare_metric)
         base = merge_sections(self.base, {"train": {"test_eval": False}})
         return sweeps.plan_of(sweep, base, f"{self.source} (tuning)")
 
     def preview(self) -> list[DryRunRow]:
-        """Each method's curve at each budget, at a few points of the run, before any compute; a metric-driven
-        method (plateau) is shown as it starts, before any plateau cuts it."""
+        """Each method's curve at each budget at a few points of the run; plateau's as it starts, before any cut."""
         out = []
         for cell in self.cells():
             spec = self.spec_of(cell)
@@ -112,8 +106,8 @@ class Study:
         """Every cell that has a chosen LR, at that LR, on the final seeds, with the test evaluation."""
         variants = [merge_sections(self._variant(c.cell), {"optimizer": {"lr": c.lr}}) for c in choices
                     if c.lr is not None]
-        sweep = SweepSpec(name=f"{self.spec.name}-final", variants=variants,
-                                 seeds=self.spec.final_seed_list(), metric="test_acc")
+        sweep = SweepSpec(name=f"{self.spec.name}-final", variants=variants, seeds=self.spec.final_seed_list(),
+                          metric="test_acc")
         base = merge_sections(self.base, {"train": {"test_eval": True}})
         return sweeps.plan_of(sweep, base, f"{self.source} (final)")
 
@@ -160,14 +154,11 @@ def stage(study: Study, name: str, plan: sweeps.Plan) -> sweeps.Plan:
 
 def metric_of(summary: dict | None, metric: SelectionMetric) -> float | None:
     """A tuning run's validation metric; None unless it completed (a diverged LR is never chosen)."""
-    if not summary or summary.get("status") != Status.COMPLETED:
-        return None
-    return summary_number(summary.get(metric.value))
+    return summary_number(summary.get(metric.value)) if summary and summary.get("status") == Status.COMPLETED else None
 
 
 def tuning_rows(study: Study, plan: sweeps.Plan) -> list[dict]:
-    """One row per cell x LR: the selection metric's mean over the tuning seeds (None where any seed did
-    not complete), read from the runs' summaries. Test metrics are not read: the runs have none."""
+    """One row per cell x LR: the selection metric's mean over the tuning seeds (None where any did not complete)."""
     per_lr = {}
     for trial in plan.trials:
         key = (cell_of(study, trial), trial.spec.optimizer.lr)
@@ -185,10 +176,10 @@ def tuning_rows(study: Study, plan: sweeps.Plan) -> list[dict]:
 def cell_of(study: Study, trial: Trial) -> Cell:
     """The cell a stage's trial belongs to, from what it trains (its schedule and epochs)."""
     key = (trial.spec.train.epochs, trial.spec.schedule.model_dump_json())
-    if key not in study.by_schedule():
+    if key not in study.by_schedule:
         raise UserError(f"trial {trial.dirname} is no method x budget of the study", where=study.source,
                         fix="restore study.yaml as the study wrote it")
-    return study.by_schedule()[key]
+    return study.by_schedule[key]
 
 
 def choose(study: Study, rows: list[dict]) -> list[Choice]:
@@ -209,9 +200,8 @@ STUDY_COLUMNS = ("method", "budget_epochs", "lr", "tune_metric", "test_acc_mean"
 
 
 def results(study: Study, choices: list[Choice], plan: sweeps.Plan) -> list[dict]:
-    """study.csv's rows (accuracies as fractions), from `lrdecay compare`'s ranking of the final runs by test
-    accuracy, one comparison per budget; each row also holds its Welch p against its budget's best
-    (`p_value`, None for the best itself or too few seeds) and its average rank over seeds."""
+    """study.csv's rows, from `lrdecay compare`'s ranking of the final runs by test accuracy per budget, plus
+    the Welch p against its budget's best (None for the best itself or too few seeds) and the average rank."""
     trial_cells = {trial.dirname: cell_of(study, trial) for trial in plan.trials}
     started = [load_run(plan.path / name) for name in trial_cells if (plan.path / name / layout.SUMMARY).is_file()]
     boards = compare_by(started, METRICS[CompareMetric.TEST_ACC], key=lambda run: trial_cells[run.path.name].budget)
@@ -249,11 +239,9 @@ class DryRunRow:
     label: str
     budget: int
     steps: int
-    factors: list[float]
-    """The LR at the fractions `at` of the run (SHOWN_AT), as a multiple of the initial LR."""
+    factors: list[float]  # the LR at the fractions `at` of the run (SHOWN_AT), as a multiple of the initial LR
     metric_driven: bool
-    warning: str | None
-    """preview.flat_run_warning's, where the curve never moves in this budget's run."""
+    warning: str | None  # preview.flat_run_warning's
     at: tuple[float, ...] = ()
 
 
@@ -262,18 +250,16 @@ SHOWN_AT = (0.0, 0.5, 0.9, 1.0)
 
 @dataclass
 class Outcome:
-    """Where a study run ended: `interrupted` by a signal (None: it ran its course), `waiting` for stage
-    trials that did not finish (failed, interrupted: --resume runs them), and the tables so far."""
+    """Where a study run ended: `interrupted` by a signal (None: it ran its course), `waiting` for the stage whose
+    trials did not finish (failed, interrupted: --resume runs them), the tables so far, and its directory."""
 
     tuning: list[dict]
     choices: list[Choice] | None = None
     rows: list[dict] | None = None
     interrupted: str | None = None
     waiting: str | None = None
-    """The stage whose unfinished trials keep the study from going on."""
     report: Path | None = None
     path: Path | None = None
-    """The study directory."""
 
 
 def execute(study: Study, runs_dir: Path, executor: str = "vectorized", progress=None, **options) -> Outcome:
@@ -285,9 +271,8 @@ def execute(study: Study, runs_dir: Path, executor: str = "vectorized", progress
 
 
 def run(study: Study, executor: str, progress=None, **options) -> Outcome:
-    """Tune, choose, run the final stage, write the tables, figures and report; each stage runs only its
-    pending trials, so a resumed study re-trains nothing that finished. `progress(stage, todo)` returns
-    the display of a stage (an object with on_start, on_done, stop) or is None for none."""
+    """Tune, choose, run the final stage, write the tables and report; each stage runs only its pending trials,
+    so a resumed study re-trains nothing that finished. `progress(stage, todo)` makes a stage's display."""
     def run_stage(name: str, plan: sweeps.Plan) -> tuple[sweeps.Plan, sweeps.Outcome]:
         plan = stage(study, name, plan)
         shown = (lambda todo: progress(name, todo)) if progress else None

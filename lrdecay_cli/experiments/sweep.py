@@ -2,8 +2,7 @@
 executor, and tabled; the results and the leaderboard are always rebuilt from the trials' run directories.
 
     <runs dir>/sweeps/<UTC time>-<name>/
-      sweep.yaml        the resolved sweep (base spec inlined, seeds listed): re-expands to the same trials,
-                        which --resume checks against the trials' own config.yaml
+      sweep.yaml        the resolved sweep (base spec inlined, seeds listed); --resume checks its trials' config.yaml
       t000/ t001/ ...   one run directory per trial, in the train layout
       results.csv       one row per trial        leaderboard.csv   lrdecay compare's ranking, as CSV
 """
@@ -40,7 +39,6 @@ class Plan:
     path: Path | None = None
 
     def pending(self) -> list[Trial]:
-        """The trials still to run (all of them before the directory exists)."""
         return pending(self.path, self.trials) if self.path else list(self.trials)
 
     def preview(self) -> tuple[list[Trial], list[str]]:
@@ -51,8 +49,7 @@ class Plan:
 
 def plan(path: Path, grid: list[str] = (), seeds: str | None = None, overrides: list[str] = (),
          name: str | None = None) -> Plan:
-    """A new sweep from a sweep file (or a plain spec) and the command line's --grid, --seeds, --set and
-    --name: every trial validated and its schedule checked over its run, before anything is written."""
+    """A new sweep from a file (or a plain spec) and --grid/--seeds/--set/--name, checked before anything is written."""
     sweep, base = load(path)
     if name is not None:
         try:
@@ -111,24 +108,21 @@ def create(plan: Plan, runs_dir: Path, at: Path | None = None) -> Path:
     from lrdecay_cli.training.loop import run_bytes  # torch: here, not for a --dry-run
 
     check_writable(runs_dir if at is None else at.parent, sum(run_bytes(t.spec) for t in plan.trials))
-    if at is None:
-        plan.path = make_unique_dir(runs_dir / "sweeps", f"{utc_stamp()}-{plan.sweep.name}")
-    else:
+    if at is not None:
         at.mkdir()
-        plan.path = at
+    plan.path = at or make_unique_dir(runs_dir / "sweeps", f"{utc_stamp()}-{plan.sweep.name}")
     write_atomic(plan.path / layout.SWEEP, resolved_yaml(plan.sweep, plan.base))
     return plan.path
 
 
 @dataclass
 class Outcome:
-    """What a sweep run left: its directory, results.csv's rows, the leaderboard, and the signal that
-    stopped it (None: it ran to the end)."""
+    """What a sweep run left: results.csv's rows, the leaderboard (None before any trial started), and the
+    signal that stopped it (None: it ran to the end)."""
 
     path: Path
     rows: list[dict]
     board: Comparison | None
-    """The trials' ranking, as `lrdecay compare` ranks them; None before any has started."""
     interrupted: str | None
 
     @property
@@ -138,9 +132,7 @@ class Outcome:
 
 
 def run(plan: Plan, todo: list[Trial], executor: str, on_start, on_done, **options) -> Outcome:
-    """Run `todo` (the plan's pending trials) with `executor` (executors.run's options); Ctrl-C and
-    SIGTERM stop it cleanly. results.csv and leaderboard.csv are rebuilt from the run directories
-    whatever happened."""
+    """Run `todo` with `executor`; Ctrl-C and SIGTERM stop it cleanly, and the tables are rebuilt whatever happened."""
     from lrdecay_cli.experiments import executors  # torch: here, not for a --dry-run
 
     interrupted = None
@@ -157,10 +149,8 @@ def run(plan: Plan, todo: list[Trial], executor: str, on_start, on_done, **optio
 
 
 def execute(plan: Plan, runs_dir: Path, executor: str = "auto", progress=None, **options) -> Outcome:
-    """A sweep's whole lifecycle: its directory made (a new plan) or locked (a reopened one: a second
-    process working in it is refused), its pending trials run. `progress(todo)` returns the display (an
-    object with on_start, on_done, stop, and optionally `observer`, the training loop's observer of the stacks
-    trained in this process) or is None for none; `options` are executors.run's."""
+    """A sweep's directory made (a new plan) or locked (a second process in it is refused), its pending trials run.
+    `progress(todo)` returns the display: on_start, on_done, stop, and optionally a training `observer`."""
     if plan.path is None:
         create(plan, runs_dir)
     with locked(plan.path):
@@ -195,23 +185,20 @@ def results(sweep_dir: Path, trials: list[Trial]) -> list[dict]:
         config = sweep_dir / trial.dirname / layout.CONFIG
         ran = read_yaml_file(config) if config.is_file() else None
         values = flatten(ran) if isinstance(ran, dict) else trial.fields
-        row = {"trial": trial.dirname, **{k: values.get(k, "") for k in names}}
-        row.update({c: summary.get(c) for c in RESULT_COLUMNS})
-        rows.append(row)
+        rows.append({"trial": trial.dirname, **{k: values.get(k, "") for k in names},
+                     **{c: summary.get(c) for c in RESULT_COLUMNS}})
     return rows
 
 
 def leaderboard(sweep_dir: Path, metric: CompareMetric) -> Comparison | None:
-    """The sweep's trials ranked as `lrdecay compare SWEEP_DIR --metric METRIC` ranks them (one grouping,
-    one statistics for both); None before any trial has started."""
+    """The trials ranked as `lrdecay compare SWEEP_DIR --metric METRIC` ranks them; None before any has started."""
     if not any((path / layout.SUMMARY).is_file() for path in trial_dirs(sweep_dir)):
         return None
     return compare(collect([sweep_dir]), METRICS[metric])
 
 
 def write_tables(sweep_dir: Path, trials: list[Trial], metric: CompareMetric):
-    """Rebuild results.csv and leaderboard.csv (compare's CSV) from the run directories; return the
-    results rows and the comparison (None before any trial has started)."""
+    """Rebuild results.csv and leaderboard.csv from the run directories; return the rows and the comparison."""
     rows = results(sweep_dir, trials)
     board = leaderboard(sweep_dir, metric)
     write_atomic(sweep_dir / layout.RESULTS, to_csv(rows))

@@ -1,13 +1,13 @@
-"""Where a sweep's trials run. Every executor trains stacks (stacks.py); they differ only in where:
-`sequential` (one trial at a time) and `vectorized` (stacks) in this process, `processes` in worker
-processes, `ray` as Ray tasks. They report each trial's start and summary through callbacks, and the
-run directories they leave are the only record."""
+"""Where a sweep's trials run. Every executor trains stacks (stacks.py): `sequential` (one trial at a time) and
+`vectorized` here, `processes` in worker processes, `ray` as Ray tasks; their run directories are the only record."""
 
 from __future__ import annotations
 
 import signal
 import threading
 from pathlib import Path
+
+import torch
 
 from lrdecay_cli.config.choices import Executor
 from lrdecay_cli.config.sweep_file import Trial
@@ -19,19 +19,17 @@ from lrdecay_cli.training.stacked import stack_key
 
 
 class SweepSignals:
-    """A sweep's SIGTERM: while trials run it raises SweepInterrupted, the way Ctrl-C raises
-    KeyboardInterrupt (a trial in flight handles both itself: it finishes its step, keeps its
-    checkpoint and is resumed by --resume); once `settled` it is only noted. `stopped_by` names what
-    stopped the sweep, also where a library turned the exception into a bare KeyboardInterrupt."""
+    """A sweep's SIGTERM: while trials run it raises SweepInterrupted, as Ctrl-C raises KeyboardInterrupt (a trial
+    in flight finishes its step and keeps its checkpoint); once `settled` it is only noted. `stopped_by` names
+    the signal also where a library turned the exception into a bare KeyboardInterrupt."""
 
     def __init__(self):
         self.received: str | None = None
         self.settled = False
 
     def __enter__(self) -> "SweepSignals":
-        self.previous = None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGTERM, self._handle)
+        main = threading.current_thread() is threading.main_thread()
+        self.previous = signal.signal(signal.SIGTERM, self._handle) if main else None
         return self
 
     def __exit__(self, *exc) -> None:
@@ -51,8 +49,6 @@ def resolve(name: Executor) -> Executor:
     """`auto`: vectorized where CUDA is (a GPU trains a stack of models about as fast as one), else sequential."""
     if name != Executor.AUTO:
         return Executor(name)
-    import torch
-
     return Executor.VECTORIZED if torch.cuda.is_available() else Executor.SEQUENTIAL
 
 
@@ -62,15 +58,12 @@ def threads_of(name: Executor, workers: int) -> int:
         from lrdecay_cli.experiments.executors.processes import worker_threads
 
         return worker_threads(workers)
-    import torch
-
     return torch.get_num_threads()
 
 
 def run_here(stacked: list[list[Trial]], sweep_dir: Path, states: States, on_start: OnStart, on_done: OnDone,
              force: bool = False, observer=None) -> None:
-    """Stacks one after another in this process (the sequential and vectorized executors), reading the data
-    once for all; `observer` (a training.loop.TrainObserver) sees each stack's epochs."""
+    """Stacks one after another in this process, reading the data once for all; `observer` sees their epochs."""
     kept = KeptSplits()
     for stack in stacked:
         for trial in stack:
@@ -82,20 +75,17 @@ def run_here(stacked: list[list[Trial]], sweep_dir: Path, states: States, on_sta
 def run(name: Executor, trials: list[Trial], sweep_dir: Path, on_start: OnStart, on_done: OnDone, workers: int = 2,
         address: str | None = None, retries: int = 0, node_ip: str | None = None, force: bool = False,
         observer=None) -> None:
-    """Run `trials` with the named executor (`auto`: see `resolve`). Their run directories are read once
-    here: where a stack was killed while replacing its checkpoints they are settled first, and trials
-    that would continue under another CPU thread count are refused (unless `force`) before any runs.
-    `observer` sees the epochs of stacks trained in this process (sequential, vectorized)."""
+    """Run `trials` with the named executor, their run directories read once: settled where a stack was killed while
+    replacing its checkpoints, refused (unless `force`) where they would continue under another CPU thread count."""
     name = resolve(name)
     checkpoint.settle([(sweep_dir / t.dirname, stack_key(t.spec)) for t in trials])
     states = states_of(trials, sweep_dir)
     if not force and name != Executor.RAY:  # a Ray task checks its trials on its node
         checkpoint.check_threads([states[t.index].threads for t in trials if t.spec.train.device != "cuda"],
                                  threads_of(name, workers), f"--resume {sweep_dir}", who="trials ran")
-    if name == Executor.SEQUENTIAL:
-        run_here([[trial] for trial in trials], sweep_dir, states, on_start, on_done, force, observer)
-    elif name == Executor.VECTORIZED:
-        run_here(stacks(trials, states), sweep_dir, states, on_start, on_done, force, observer)
+    if name in (Executor.SEQUENTIAL, Executor.VECTORIZED):
+        stacked = [[trial] for trial in trials] if name == Executor.SEQUENTIAL else stacks(trials, states)
+        run_here(stacked, sweep_dir, states, on_start, on_done, force, observer)
     elif name == Executor.PROCESSES:
         from lrdecay_cli.experiments.executors.processes import run_processes
 

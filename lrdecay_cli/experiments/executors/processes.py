@@ -1,15 +1,15 @@
-"""Stacks in worker processes (spawned, so each starts clean): `--workers N` at a time, one GPU each
-where there are several, the CPU threads shared out so that the workers together use the cores once.
+"""Stacks in worker processes (spawned, so each starts clean): `--workers N` at a time, one GPU each where there
+are several, the CPU threads shared out so that the workers together use the cores once.
 
-Each worker is a process of its own, so the sweep knows exactly which stack a dead worker (killed,
-out of memory) was training: those trials are run again, continuing from their checkpoints, up to
-`retries` times, else marked failed. A worker never outlives its sweep: the kernel kills it when the
-sweep process dies (Linux `PR_SET_PDEATHSIG`; elsewhere a watchdog thread notices within a second),
-and a Ctrl-C or SIGTERM of the sweep is passed on to the workers, which stop like `lrdecay train`.
+The sweep knows which stack a dead worker (killed, out of memory) was training: those trials run again from
+their checkpoints, up to `retries` times, else are marked failed. A worker never outlives its sweep: the kernel
+kills it when the sweep process dies (Linux `PR_SET_PDEATHSIG`; elsewhere a watchdog thread notices within a
+second), and a Ctrl-C or SIGTERM of the sweep is passed on to the workers, which stop like `lrdecay train`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -21,6 +21,8 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
+
+import torch
 
 from lrdecay_cli.config.sweep_file import Trial
 from lrdecay_cli.experiments.executors.stacks import (OnDone, OnStart, States, SweepInterrupted, run_stack, stacks,
@@ -36,10 +38,8 @@ STOP_GRACE_S = 60.0
 def _die_with(parent: int) -> None:
     """Make this process end when the sweep process `parent` does, however it ends (kill -9 too)."""
     if sys.platform.startswith("linux"):
-        try:
+        with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        except (OSError, AttributeError):
-            pass
 
     def watch() -> None:  # the portable fallback, and the case of a parent gone before prctl
         while os.getppid() == parent:
@@ -60,9 +60,7 @@ def _work(stack: list[Trial], sweep_dir: Path, states: States, results: Connecti
     for sig in (signal.SIGINT, signal.SIGTERM):  # before training starts too: a clean stop, no traceback
         signal.signal(sig, _interrupt)
     if gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)  # before torch is imported
-    import torch
-
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)  # before CUDA starts
     torch.set_num_threads(threads)
     try:
         results.send(("done", run_stack(stack, sweep_dir, states, force)))
@@ -74,29 +72,21 @@ def _work(stack: list[Trial], sweep_dir: Path, states: States, results: Connecti
 class Worker:
     process: multiprocessing.process.BaseProcess
     stack: list[Trial]
-    results: Connection
     slot: int
-
-
-def _gpu_count() -> int:
-    import torch
-
-    return torch.cuda.device_count()
 
 
 def worker_threads(workers: int) -> int:
     """Each worker's share of the CPU threads, so that the workers together use the cores once."""
-    gpus = _gpu_count()
+    gpus = torch.cuda.device_count()
     return max(1, (os.cpu_count() or 1) // (min(workers, gpus) if gpus > 1 else workers))
 
 
 class Pool:
-    """`workers` slots, each running one stack at a time in a worker process of its own (a GPU each where
-    there are several), so a dead worker's stack is known: its trials run again while `retries` last."""
+    """`workers` slots, each running one stack at a time in a worker process of its own."""
 
     def __init__(self, sweep_dir: Path, on_start: OnStart, on_done: OnDone, workers: int, retries: int, force: bool):
         self.context = multiprocessing.get_context("spawn")
-        self.gpus = _gpu_count()
+        self.gpus = torch.cuda.device_count()
         self.workers = min(workers, self.gpus) if self.gpus > 1 else workers
         self.sweep_dir, self.on_start, self.on_done, self.retries, self.force = sweep_dir, on_start, on_done, retries, force
         self.threads = worker_threads(self.workers)
@@ -117,7 +107,7 @@ class Pool:
                                                            os.getpid(), self.force), daemon=True)
         process.start()
         writer.close()  # the worker holds the only writer: its end closes when it exits or dies
-        self.running[reader] = Worker(process, stack, reader, slot)
+        self.running[reader] = Worker(process, stack, slot)
 
     def lost(self, worker: Worker) -> None:
         """A worker that died: its trials again (regrouped by their checkpoints) while retries last."""
@@ -155,16 +145,13 @@ def run_processes(trials: list[Trial], sweep_dir: Path, states: States, on_start
                   workers: int, retries: int = 0, force: bool = False) -> None:
     pool = Pool(sweep_dir, on_start, on_done, workers, retries, force)
     pool.queue.extend((stack, states) for stack in stacks(trials, states, parts=pool.workers))
-    interrupted: SweepInterrupted | None = None
     try:
         while pool.queue or pool.running:
             while pool.queue and pool.free:
                 pool.start(*pool.queue.popleft())
-            for reader in wait(list(pool.running)):
-                stopped = pool.landed(reader)
-                interrupted = interrupted or stopped
-            if interrupted:
-                raise interrupted
+            stopped = [s for s in map(pool.landed, wait(list(pool.running))) if s]
+            if stopped:
+                raise stopped[0]
     except KeyboardInterrupt as exc:
         signum = signal.SIGTERM if getattr(exc, "signal", "SIGINT") == "SIGTERM" else signal.SIGINT
         _stop(pool.running.values(), signum)

@@ -1,11 +1,9 @@
-"""Stacks as Ray tasks on a Ray cluster (`pip install lrdecay_cli[ray]`).
+"""Stacks as Ray tasks on a Ray cluster (`pip install lrdecay_cli[ray]`), one stack per GPU (trials on CUDA) or
+per node, so each machine trains one stacked model rather than one small model per core.
 
-The trials are cut into one stack per GPU (trials on CUDA) or one per node, so each machine trains
-one stacked model rather than one small model per core. A task trains its stack in a scratch
-directory on whichever node runs it and returns every trial's files, so results land in the
-driver's sweep directory whether or not the nodes share a file system; a trial being resumed takes
-its directory along and continues from its checkpoint there. The driver must run on a node of the
-cluster (Ray attaches it to a raylet on its own machine).
+A task trains its stack in a scratch directory on whichever node runs it and returns every trial's files, so
+results land in the driver's sweep directory whether or not the nodes share a file system; a resumed trial takes
+its directory along. The driver must run on a node of the cluster (Ray attaches it to a raylet on its machine).
 """
 
 from __future__ import annotations
@@ -21,6 +19,8 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+
+import torch
 
 from lrdecay_cli.config.sweep_file import Trial
 from lrdecay_cli.errors import UserError
@@ -44,13 +44,9 @@ CONNECT_ENV = {  # Ray reads the last two when it is first imported
 
 def pack(run_dir: Path) -> dict[str, bytes]:
     """A run directory's regular files (tensorboard/ and other subdirectories too) by relative path."""
-    files = {}
-    for root, _, names in os.walk(run_dir):  # never follows links
-        for name in names:
-            path = Path(root) / name
-            if path.is_file() and not path.is_symlink():
-                files[path.relative_to(run_dir).as_posix()] = path.read_bytes()
-    return files
+    paths = (Path(root) / name for root, _, names in os.walk(run_dir) for name in names)  # never follows links
+    return {path.relative_to(run_dir).as_posix(): path.read_bytes() for path in paths
+            if path.is_file() and not path.is_symlink()}
 
 
 def unpack(sweep_dir: Path, trial: Trial, files: dict[str, bytes]) -> None:
@@ -67,10 +63,7 @@ def unpack(sweep_dir: Path, trial: Trial, files: dict[str, bytes]) -> None:
 
 def train_stack(stack: list[Trial], shipped: dict[str, dict[str, bytes]], states: States, threads: int,
                 force: bool) -> list[dict]:
-    """On a Ray worker: train `stack` in a scratch directory, a trial with `shipped` files continuing
-    from its checkpoint; return each trial's summary and run-directory files."""
-    import torch
-
+    """On a Ray worker: train `stack` in a scratch directory (from `shipped` files where given); each trial's result."""
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory(prefix="lrdecay-") as name:
         scratch = Path(name)
@@ -94,10 +87,9 @@ def gcs_address(address: str) -> tuple[str, int]:
 
 
 def driver_node_ip(host: str | None, node_ip: str | None) -> str:
-    """The driver's node IP: --node-ip, else loopback for a new local instance or a cluster on a
-    loopback address, else "" (Ray's choice). Ray has no environment variable for it (ray.init takes
-    only `_node_ip_address`), and it turns a loopback IP into the machine's routable one, as
-    `ray start --node-ip-address 127.0.0.1` does for the nodes (ray/_private/services.py,
+    """The driver's node IP: --node-ip, else loopback for a new local instance or a cluster on a loopback address,
+    else "" (Ray's choice). Ray (ray.init's `_node_ip_address`) turns a loopback IP into the machine's routable one,
+    as `ray start --node-ip-address 127.0.0.1` does for the nodes (ray/_private/services.py,
     resolve_ip_for_localhost), so the driver always matches nodes started that way."""
     if node_ip is not None:
         try:
@@ -143,9 +135,8 @@ def environment(values: dict[str, str]):
 
 @contextlib.contextmanager
 def stderr_held():
-    """Hold what is written to stderr (fd 2) in the block, and replay it where the block succeeds:
-    Ray's C++ client logs each failed connection attempt there before ray.init raises, and a failure
-    is to be one line of ours."""
+    """Hold what is written to stderr (fd 2) in the block, replayed where it succeeds: Ray's C++ client logs each
+    failed connection attempt there before ray.init raises, and a failure is to be one line of ours."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
@@ -193,9 +184,8 @@ def first_line(exc: BaseException) -> str:
 
 
 def placed(ray, trials: list[Trial], states: States) -> list[tuple[list[Trial], dict]]:
-    """Stacks with their Ray resources: one stack per GPU, for trials on CUDA (`auto` too where the
-    cluster has GPUs), and one per node with CPUs for the rest, each with the smallest such node's
-    CPUs, shared out where there are more stacks than nodes."""
+    """Stacks with their Ray resources: one per GPU for trials on CUDA (`auto` too where the cluster has GPUs), one
+    per node for the rest, each with the smallest node's CPUs, shared out where there are more stacks than nodes."""
     gpus = int(ray.cluster_resources().get("GPU", 0))
     cpus = [node["Resources"]["CPU"] for node in ray.nodes()
             if node["Alive"] and node["Resources"].get("CPU", 0) >= 1]
@@ -250,7 +240,6 @@ def run_tasks(ray, trials: list[Trial], sweep_dir: Path, states: States, on_star
         for trial in stack:  # a fresh start: clear what a failure or a start killed before its checkpoint left
             if trial.dirname not in shipped:
                 shutil.rmtree(sweep_dir / trial.dirname, ignore_errors=True)
-        for trial in stack:
             on_start(trial)
         mine = {t.index: states[t.index] for t in stack}
         ref = task.options(scheduling_strategy="SPREAD", **resources).remote(stack, shipped, mine, resources["num_cpus"],

@@ -1,6 +1,5 @@
-"""A stack: trials that train as one (`training.loop.train_runs`; a stack of one is a plain run), each
-continuing from its checkpoint where it has one. How trials group into stacks, and how one stack
-trains wherever an executor runs it: here, in a worker process, or as a Ray task."""
+"""A stack: trials that train as one (`training.loop.train_runs`), each from its checkpoint where it has one.
+How trials group into stacks, and how one stack trains wherever an executor runs it."""
 
 from __future__ import annotations
 
@@ -11,14 +10,13 @@ from pathlib import Path
 from typing import Callable
 
 from lrdecay_cli.config.sweep_file import Trial
+from lrdecay_cli.errors import Interrupted
 from lrdecay_cli.rundir.layout import Status
 from lrdecay_cli.rundir.record import mark_failed
 from lrdecay_cli.training import checkpoint
 from lrdecay_cli.training.checkpoint import RunState
 from lrdecay_cli.training.data import KeptSplits
-from lrdecay_cli.errors import Interrupted
-from lrdecay_cli.training.loop import Planned, train_runs
-from lrdecay_cli.training.loop import continuing
+from lrdecay_cli.training.loop import Planned, continuing, train_runs
 from lrdecay_cli.training.stacked import stack_key
 
 OnStart = Callable[[Trial], None]
@@ -55,9 +53,8 @@ def stacks(trials: list[Trial], states: States, parts: int = 1) -> list[list[Tri
 
 def run_stack(trials: list[Trial], sweep_dir: Path, states: States, force: bool = False, observer=None,
               kept: KeptSplits | None = None) -> list[dict]:
-    """Train `trials` into `<sweep_dir>/<trial dir>` as one stack, each continuing from its checkpoint
-    where it has one; a failure fails each of them (their checkpoints stay for --resume), never the
-    sweep. A Ctrl-C or SIGTERM that interrupted them ends the sweep (SweepInterrupted)."""
+    """Train `trials` as one stack; a failure fails each of them (their checkpoints stay for --resume), never
+    the sweep. A Ctrl-C or SIGTERM that interrupted them ends the sweep (SweepInterrupted)."""
     try:
         planned = []
         for trial in trials:
@@ -67,8 +64,6 @@ def run_stack(trials: list[Trial], sweep_dir: Path, states: States, force: bool 
                 shutil.rmtree(sweep_dir / trial.dirname, ignore_errors=True)
                 planned.append(Planned(trial.spec, sweep_dir, trial.dirname))
         summaries = [result.summary for result in train_runs(planned, observer, kept)]
-    except KeyboardInterrupt:
-        raise
     except Interrupted as exc:  # before the runs existed: nothing to mark, the sweep ends
         raise SweepInterrupted(str(exc), str(exc)) from None
     except Exception as exc:  # the stack failed; the sweep goes on
