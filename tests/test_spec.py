@@ -219,3 +219,40 @@ def test_validation_does_not_scan_the_run(monkeypatch):
     monkeypatch.undo()
     with pytest.raises(UserError, match="t: schedule: the LR underflows"):
         long.check_schedule("t")
+
+
+QUICKSTART = {"optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9},
+              "schedule": {"name": "exponential", "decay_steps": 860, "decay_rate": 0.5, "interval": "step",
+                           "warmup": {"steps": 100}}}
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_a_method_switched_by_set_starts_from_its_own_defaults(order):
+    """`--set schedule.name=cosine` on the quickstart: cosine's decay_steps is its own default (the rest of the
+    run), not exponential's 860 (an LR of 0 for four of five epochs); what is given with the switch counts,
+    in either order; the warmup ramp, which is no method's parameter, stays."""
+    import copy
+
+    switched = spec.from_data(copy.deepcopy(QUICKSTART), "t", ["schedule.name=cosine"])
+    assert switched.schedule.decay_steps is None and switched.schedule.warmup.steps == 100
+    given = ["schedule.name=inverse_time", "schedule.decay_steps=50"][::1 if order else -1]
+    both = spec.from_data(copy.deepcopy(QUICKSTART), "t", given)
+    assert (both.schedule.decay_steps, both.schedule.decay_rate) == (50, 0.5)  # 0.5: inverse_time's own default
+    assert spec.from_data(copy.deepcopy(QUICKSTART), "t", ["schedule.name=inverse_time"]).schedule.decay_steps == 1000
+    adam = spec.from_data(copy.deepcopy(QUICKSTART), "t", ["optimizer.name=adam"]).optimizer
+    assert adam.lr == 1e-3 and adam.betas == (0.9, 0.999)  # Adam's own LR, not SGD's 0.1
+
+
+def test_a_variant_switching_method_keeps_the_warmup_and_nothing_else():
+    switched = spec.merge_sections(QUICKSTART, {"schedule": {"name": "cosine", "alpha": 0.1}})
+    assert switched["schedule"] == {"name": "cosine", "alpha": 0.1, "warmup": {"steps": 100}}
+    same = spec.merge_sections(QUICKSTART, {"schedule": {"decay_rate": 0.8}})
+    assert same["schedule"]["decay_steps"] == 860 and same["schedule"]["decay_rate"] == 0.8
+
+
+def test_a_misspelt_method_in_set_gets_the_did_you_mean_line(tmp_path):
+    with pytest.raises(UserError) as caught:
+        spec.load(write(tmp_path, "name: o\n"), ["schedule.name=cosin"])
+    line = caught.value.line()
+    assert "unknown schedule method 'cosin'" in line and "did you mean 'cosine'?" in line
+    assert "--set schedule.name=cosin" in line

@@ -233,3 +233,20 @@ def test_the_sweep_display_sees_each_stacks_epochs(write_spec, tmp_path, executo
     plan = sweeps.plan(write_spec(), ["optimizer.lr=0.05,0.1"], None, ["data.limit=600", "data.val_size=100"])
     outcome = sweeps.execute(plan, tmp_path / "runs", executor, Display)
     assert [row["status"] for row in outcome.rows] == ["completed"] * 2 and seen == epochs
+
+
+def test_the_readme_command_line_sweep_decays_in_every_trial(cli, tmp_path):
+    """The README's own command-line sweep, as printed there: no trial keeps a constant LR by accident
+    (a step trial that never reaches its first decay), and each method's trials use its own parameters."""
+    import re
+    import shlex
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (command,) = re.findall(r"`(lrdecay sweep configs/quickstart\.yaml --grid schedule\.name=[^`]+)`", readme)
+    args = shlex.split(command)[1:]
+    out = cli(*[a if a != "configs/quickstart.yaml" else str(Path(__file__).resolve().parent.parent / a)
+                for a in args], "--dry-run", "--runs-dir", tmp_path / "runs")
+    assert out.exit_code == 0, out.output
+    assert "never changes" not in out.output
+    assert "decay_steps=860" in out.stdout  # the base's own method keeps its values
+    assert out.stdout.count("decay_steps=860") == out.stdout.count("exponential(")

@@ -108,7 +108,8 @@ def spec_error(exc: ValidationError, raw: dict, source: str, causes: dict[str, s
         what = f"unknown {_SECTION_KIND.get(parts[0], parts[0])} '{got}'" if got else "missing 'name'"
         close = difflib.get_close_matches(str(got), valid.split(", "), n=1) if got else []
         hint = f"did you mean '{close[0]}'? " if close else ""
-        return UserError(what, where=f"{source}: {field}.name", fix=f"{hint}valid names: {valid}")
+        return UserError(what, where=f"{causes.get(f'{field}.name', source)}: {field}.name",
+                         fix=f"{hint}valid names: {valid}")
     message = clean(error["msg"])
     value = error.get("input")
     shown = "" if isinstance(value, dict) or kind == "missing" else f", got {value!r}"

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Valid
     model_validator
 
 from lrdecay_cli.config.choices import CompareMetric
-from lrdecay_cli.config.spec_file import flatten, from_data, load_base, merge_sections, set_field
+from lrdecay_cli.config.spec_file import flatten, from_data, load_base, merge_sections, set_fields
 from lrdecay_cli.config.messages import first_problem, validated
 from lrdecay_cli.config.spec import MAX_SEED, Spec
 from lrdecay_cli.config.yaml_io import dump_yaml, parse_yaml, read_yaml_file
@@ -199,9 +199,9 @@ def expand(sweep: SweepSpec, base: dict, source: str, command_line: frozenset[st
         for key, value in point.items():
             causes[key] = f"--grid {key}={value}" if key in command_line else f"{source}: grid {key}={value}"
         causes.update({key: f"{source}: random draw {key}={value}" for key, value in draw.items()})
-        for key, value in {**point, **draw}.items():
-            set_field(raw, key, value, f"{source}: field '{key}'")
-            fields[key] = value
+        values = {**point, **draw}
+        set_fields(raw, values, {key: f"{source}: field '{key}'" for key in values})
+        fields.update(values)
         if seed is not None:
             raw["seed"] = seed
         fields["seed"] = raw.get("seed", Spec.model_fields["seed"].default)

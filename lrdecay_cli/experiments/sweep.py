@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from lrdecay_cli.analysis.compare import METRICS, Comparison, compare, csv_rows
 from lrdecay_cli.config.choices import CompareMetric
-from lrdecay_cli.config.spec_file import apply_override, flatten, from_data
+from lrdecay_cli.config.spec_file import apply_overrides, flatten, from_data
 from lrdecay_cli.config.sweep_file import (SweepSpec, Trial, check_schedules, expand, field_names, load, parse_sweep,
                                            resolved_yaml, with_command_line)
 from lrdecay_cli.config.yaml_io import read_yaml_file
@@ -57,8 +57,7 @@ def plan(path: Path, grid: list[str] = (), seeds: str | None = None, overrides: 
         except ValidationError:
             raise UserError(f"'{name}' is not a sweep name", where="--name",
                             fix="letters, digits, . _ - (starting with a letter or digit), at most 100") from None
-    for item in overrides:
-        apply_override(base, item)
+    apply_overrides(base, overrides)
     sweep = with_command_line(sweep, list(grid), seeds)
     return plan_of(sweep, base, str(path), frozenset(item.partition("=")[0].strip() for item in grid))
 
