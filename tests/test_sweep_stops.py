@@ -19,10 +19,11 @@ from lrdecay_cli.config.spec_file import merge_sections
 from test_executors import assert_member_equals_sequential
 from test_resume import SignalAfterEpoch, without_seconds
 
-EPOCHS = 10
+EPOCHS = 30
 BASE = merge_sections(TINY, {"data": {"limit": 1300, "val_size": 500}, "model": {"name": "mlp", "hidden": [32]},
                              "train": {"epochs": EPOCHS}})
-"""Epochs of 13 steps: a signal sent once a trial is 2 epochs in lands with 8 of its epochs to go."""
+"""Epochs of 13 steps: a signal sent once a trial is 2 epochs in lands with 28 of its epochs to go, a window wide
+enough for a loaded machine (with 10, a sweep could finish before the signal landed)."""
 SWEEP = {"name": "s", "base": BASE, "seeds": 3,
          "variants": [{"schedule": {"name": "plateau", "patience": 0, "factor": 0.5, "threshold": 0.5}}]}
 TRIALS = ("t000", "t001", "t002")
