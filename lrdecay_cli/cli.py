@@ -467,7 +467,8 @@ def compare(
     """Compare groups of runs over seeds, with statistics.
 
     Runs are grouped by everything but the seed: best and final metric as mean ± std over seeds, n,
-    95% CI, and which groups Welch's t-test (alpha 0.05) cannot tell from the best.
+    95% CI, and which groups a t-test (paired over shared seeds, else Welch; Holm-corrected, alpha 0.05)
+    cannot tell from the best; groups whose runs are the same seed by seed are shown as one.
 
     The t-test compares each seed's best metric; n counts distinct seeds (reruns of a seed are averaged
     into one value). Only completed runs count: diverged, failed, interrupted and running ones are shown

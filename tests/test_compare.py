@@ -39,30 +39,36 @@ def expected_groups(sweep_dir, metric: str, target: float | None) -> list[dict]:
             assert best == float(row["best_val_acc"])
         reached = target is not None and (best >= target if LARGER[metric] else best <= target)
         by_method.setdefault(row["schedule.name"], []).append(
-            {"best": best, "final": final, "reached": reached, "hit": hit})
+            {"best": best, "final": final, "reached": reached, "hit": hit, "seed": int(row["seed"])})
     groups = []
     for method, runs in by_method.items():
         best = [r["best"] for r in runs]
         mean, std = statistics.fmean(best), statistics.stdev(best)
         half = t_quantile(0.975, len(best) - 1) * std / math.sqrt(len(best))
         hits = [r["hit"] for r in runs if r["hit"] is not None]
-        groups.append({"method": method, "values": best, "mean": mean, "std": std, "n": len(best),
+        groups.append({"method": method, "values": best, "seeds": [r["seed"] for r in runs], "mean": mean, "std": std, "n": len(best),
                        "ci": (mean - half, mean + half), "final": statistics.fmean(r["final"] for r in runs),
                        "reached": sum(r["reached"] for r in runs),
                        "epochs": statistics.fmean(int(h["epoch"]) for h in hits) if hits else None,
                        "seconds": statistics.fmean(float(h["seconds"]) for h in hits) if hits else None})
     groups.sort(key=lambda g: -g["mean"] if LARGER[metric] else g["mean"])
-    leader = groups[0]["values"]
-    for g in groups[1:]:  # Welch's t-test against the best group, written out
-        va, vb = statistics.variance(g["values"]) / g["n"], statistics.variance(leader) / len(leader)
-        if va + vb == 0:  # no spread on either side (coarse val_acc ties): decided by the means alone
-            g["p"] = 1.0 if g["mean"] == groups[0]["mean"] else 0.0
+    leader = dict(zip(groups[0]["seeds"], groups[0]["values"]))
+    for g in groups[1:]:  # the paired t-test against the best group over the seeds both ran, written out
+        assert sorted(g["seeds"]) == sorted(leader)  # every method ran the same seeds
+        d = [value - leader[seed] for seed, value in zip(g["seeds"], g["values"])]
+        sd = statistics.stdev(d)
+        if sd == 0:  # the same difference on every seed: decided by it alone
+            g["p"] = 1.0 if statistics.fmean(d) == 0 else 0.0
         else:
-            t = (g["mean"] - groups[0]["mean"]) / math.sqrt(va + vb)
-            df = (va + vb) ** 2 / (va**2 / (g["n"] - 1) + vb**2 / (len(leader) - 1))
-            g["p"] = 2 * t_sf(abs(t), df)
-        g["verdict"] = "indistinguishable" if g["p"] >= 0.05 else "worse"
-    groups[0].update(p=None, verdict="best")
+            g["p"] = 2 * t_sf(abs(statistics.fmean(d) / (sd / math.sqrt(len(d)))), len(d) - 1)
+    ps = sorted((g["p"], i) for i, g in enumerate(groups[1:]))  # Holm, by hand: k-th smallest times (m - k + 1)
+    running = 0.0
+    for k, (p, i) in enumerate(ps):
+        running = max(running, min(1.0, (len(ps) - k) * p))
+        groups[1 + i]["p_holm"] = running
+    for g in groups[1:]:
+        g["verdict"] = "indistinguishable" if g["p_holm"] >= 0.05 else "worse"
+    groups[0].update(p=None, p_holm=None, verdict="best")
     return groups
 
 
@@ -94,6 +100,8 @@ def test_csv_numbers_equal_a_computation_from_the_run_directories(cli, finished_
         assert float(row["final_mean"]) == pytest.approx(g["final"], rel=1e-12)
         assert row["vs_best"] == g["verdict"]
         assert num(row["p_value"]) == (None if g["p"] is None else pytest.approx(g["p"], rel=1e-9))
+        assert num(row["p_holm"]) == (None if g["p_holm"] is None else pytest.approx(g["p_holm"], rel=1e-9))
+        assert row["test"] == ("" if g["p"] is None else "paired") and row["identical_to"] == ""
         if target is None:
             assert "reached" not in row and "epochs_to_target" not in row
         else:
@@ -122,7 +130,8 @@ def test_table_shows_the_same_numbers_best_first_and_says_what_they_mean(cli, fi
         else:
             assert ("≈ best" if g["verdict"] == "indistinguishable" else "worse") in line
     text = " ".join(out.stdout.split())
-    assert "best val_acc (the max over its epochs)" in text and "Welch's two-sided t-test" in text
+    assert "best val_acc (the max over its epochs)" in text and "paired where both ran the same seeds" in text
+    assert "Holm-corrected" in text
     assert "α = 0.05" in text and "n = 2 per group" in text and "All 6 runs completed." in text
 
 
@@ -138,7 +147,7 @@ def test_markdown_is_a_clean_pipe_table_with_a_note(cli, finished_sweep):
     assert len({len(c) for c in cells[:1] + cells[2:]}) == 1
     assert lines[0].startswith("| schedule.name | best val_acc (%) | 95% CI | n |")
     assert "\x1b" not in out.stdout and "┃" not in out.stdout
-    assert "\n" not in note and "Welch" in note and "n = 2 per group" in note and "val_acc ≥ 50%" in note
+    assert "\n" not in note and "paired" in note and "Holm" in note and "n = 2 per group" in note and "val_acc ≥ 50%" in note
 
 
 def test_single_run_directories_are_labelled_by_their_differing_fields_and_not_tested(cli, finished_sweep):

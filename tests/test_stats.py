@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from lrdecay_cli.analysis.stats import incomplete_beta, summarize, t_cdf, t_quantile, t_sf, welch
+from lrdecay_cli.analysis.stats import holm, incomplete_beta, paired, summarize, t_cdf, t_quantile, t_sf, welch
 
 QUANTILES = [  # (p, df, scipy.stats.t.ppf(p, df))
     (0.975, 1, 12.706204736174694), (0.975, 2, 4.302652729749462), (0.975, 11, 2.200985160091639),
@@ -112,3 +112,41 @@ def test_welch_by_hand_with_two_values_each():
 def test_welch_without_variance_is_decided_by_the_means():
     assert welch([0.9, 0.9], [0.9, 0.9, 0.9]).p == 1.0
     assert welch([0.9, 0.9], [0.8, 0.8]).p == 0.0
+
+
+A = [0.9812, 0.9790, 0.9801, 0.9825, 0.9808]
+B = [0.9781, 0.9779, 0.9788, 0.9802, 0.9790]
+"""Two methods over the same five seeds; the references are scipy 1.x's ttest_rel / ttest_ind(equal_var=False)
+with their confidence_interval(0.95)."""
+
+
+def test_paired_matches_scipy_ttest_rel_and_beats_welch_on_shared_seeds():
+    result = paired(A, B)
+    assert result.kind == "paired" and result.df == 4
+    assert result.t == pytest.approx(5.316948245968365, rel=1e-9)
+    assert result.p == pytest.approx(0.006017930185892371, rel=1e-9)
+    assert (result.ci_low, result.ci_high) == (pytest.approx(0.0009173995691942544, rel=1e-9),
+                                               pytest.approx(0.002922600430805767, rel=1e-9))
+    assert result.diff == pytest.approx(sum(A) / 5 - sum(B) / 5, rel=1e-12)
+    unpaired = welch(A, B)
+    assert unpaired.kind == "Welch" and unpaired.p == pytest.approx(0.02961970891368546, rel=1e-9)
+    assert (unpaired.ci_low, unpaired.ci_high) == (pytest.approx(0.0002513843287328427, rel=1e-9),
+                                                   pytest.approx(0.003588615671267223, rel=1e-9))
+    assert result.p < unpaired.p  # the seed noise both share is gone from the paired difference
+
+
+def test_paired_without_spread_in_the_differences_is_decided_by_them():
+    same = paired([0.9, 0.8, 0.7], [0.9, 0.8, 0.7])
+    assert same.p == 1.0 and same.diff == same.ci_low == same.ci_high == 0.0
+    shifted = paired([0.91, 0.81], [0.9, 0.8])
+    assert shifted.p == 0.0 and shifted.t == math.inf
+    with pytest.raises(ValueError):
+        paired([0.9], [0.8])
+    with pytest.raises(ValueError):
+        paired([0.9, 0.8], [0.8])
+
+
+def test_holm_matches_statsmodels_multipletests():
+    # statsmodels.stats.multitest.multipletests(ps, method="holm")[1]
+    assert holm([0.01, 0.04, 0.03, 0.005, 0.2]) == pytest.approx([0.04, 0.09, 0.09, 0.025, 0.2], rel=1e-12)
+    assert holm([0.5, 0.9]) == [1.0, 1.0] and holm([]) == [] and holm([0.03]) == [0.03]

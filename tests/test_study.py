@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from conftest import TINY, read_csv
+from lrdecay_cli.analysis.stats import t_sf
 from lrdecay_cli.config.spec_file import merge_sections
 
 BASE = merge_sections(TINY, {"data": {"limit": 1200, "val_size": 200}, "train": {"eval_batch_size": 200}})
@@ -89,8 +90,23 @@ def test_no_test_metric_exists_before_the_final_stage(finished):
 def test_study_csv_summarizes_the_final_runs_and_ranks_each_budget(finished):
     rows = read_csv(finished / "study.csv")
     assert list(rows[0]) == ["method", "budget_epochs", "lr", "tune_metric", "test_acc_mean", "test_acc_std", "n",
-                             "ci_low", "ci_high", "rank"]
+                             "ci_low", "ci_high", "rank", "test", "p_value", "p_holm", "diff", "diff_ci_low",
+                             "diff_ci_high", "identical_to"]
     final = trial_records(finished / "final")
+    for budget in (1, 2):  # the paired t-test against the best, by hand: both methods ran final seeds 1 and 2
+        at = {r["method"]: r for r in rows if int(r["budget_epochs"]) == budget}
+        acc = {(c["schedule"]["name"], c["seed"]): s["test_acc"] for c, s in final if c["train"]["epochs"] == budget}
+        best, other = sorted(at, key=lambda m: -float(at[m]["test_acc_mean"]))
+        d = [acc[other, seed] - acc[best, seed] for seed in (1, 2)]
+        assert at[best]["test"] == at[best]["p_value"] == at[best]["diff"] == ""
+        if at[other]["identical_to"] or d[0] == d[1]:  # no spread in the differences: p is 0 or 1
+            continue
+        t = (sum(d) / 2) / (abs(d[0] - d[1]) / math.sqrt(2) / math.sqrt(2))
+        p = 2 * t_sf(abs(t), 1)
+        assert at[other]["test"] == "paired" and math.isclose(float(at[other]["p_value"]), p, rel_tol=1e-9)
+        assert at[other]["p_holm"] == at[other]["p_value"]  # one comparison per budget: nothing to correct
+        assert math.isclose(float(at[other]["diff"]), sum(d) / 2, rel_tol=1e-9)
+        assert float(at[other]["diff_ci_low"]) <= float(at[other]["diff"]) <= float(at[other]["diff_ci_high"])
     for row in rows:
         accs = [s["test_acc"] for c, s in final
                 if c["schedule"]["name"] == row["method"] and c["train"]["epochs"] == int(row["budget_epochs"])]
@@ -102,7 +118,7 @@ def test_study_csv_summarizes_the_final_runs_and_ranks_each_budget(finished):
         at = sorted((r for r in rows if r["budget_epochs"] == budget), key=lambda r: -float(r["test_acc_mean"]))
         assert [int(r["rank"]) for r in at] == [1, 2] or at[0]["test_acc_mean"] == at[1]["test_acc_mean"]
     report = (finished / "report.md").read_text()
-    assert "## Verdict" in report and "not corrected for multiple comparisons" in report
+    assert "## Verdict" in report and "Holm-corrected" in report and "paired t-test" in report
     for name in ("test_acc_vs_budget", "average_rank", "lr_sensitivity"):
         assert (finished / f"{name}.png").stat().st_size > 10_000
 
@@ -164,3 +180,23 @@ def test_dry_run_warns_of_a_curve_that_never_moves_in_a_budget(cli, tmp_path):
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and warnings[0].startswith("warning: linear at 1 epochs: the schedule never changes")
+
+
+def test_methods_whose_final_runs_are_the_same_are_one_result_tested_once(tmp_path, cli):
+    """plateau with a patience longer than the run never cuts: its runs are constant's, seed by seed. The study
+    says so (identical_to, the report) and tests it once, instead of counting it as a second method."""
+    path = write_study(tmp_path, {"methods": [{"schedule": {"name": "constant"}},
+                                              {"schedule": {"name": "plateau", "patience": 50}},
+                                              {"schedule": {"name": "cosine", "interval": "step"}}],
+                                  "budgets": [1], "lrs": [0.05]})
+    result = cli("study", path, "--runs-dir", tmp_path / "runs", "--quiet")
+    assert result.exit_code == 0, result.output
+    found = study_dir(tmp_path / "runs")
+    rows = {r["method"]: r for r in read_csv(found / "study.csv")}
+    assert rows["plateau"]["identical_to"] == "constant" and rows["constant"]["identical_to"] == ""
+    assert rows["plateau"]["test_acc_mean"] == rows["constant"]["test_acc_mean"]
+    assert rows["plateau"]["p_holm"] == rows["constant"]["p_holm"]  # the same test, shared
+    if rows["constant"]["rank"] != "1":  # tested against cosine, once: two tests in the family, not three
+        assert rows["cosine"]["identical_to"] == "" and rows["constant"]["test"] == "paired"
+    report = (found / "report.md").read_text()
+    assert "plateau trained the very same runs as constant" in report

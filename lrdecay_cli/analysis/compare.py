@@ -1,5 +1,6 @@
 """The one ranking, for `lrdecay compare`, a sweep's leaderboard and a study (per budget, `compare_by`): runs grouped
-by everything but the seed, their metric summarized over seeds, each group tested against the best (Welch's t).
+by everything but the seed, their metric summarized over seeds, each group tested against the best: paired over
+the seeds both ran (same initial weights and data order), else Welch; Holm-corrected over the groups tested.
 
 Each seed enters with one value, its run's *best* metric (max val_acc or min val_loss over its epochs; test_acc as
 measured once); reruns of a seed are averaged into it, so n counts distinct seeds. Only completed runs count; the
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable
 
 from lrdecay_cli.analysis.grouping import Group, group_runs, show_value
-from lrdecay_cli.analysis.stats import Summary, Welch, summarize, welch
+from lrdecay_cli.analysis.stats import Summary, TTest, holm, paired, summarize, welch
 from lrdecay_cli.config.choices import CompareMetric
 from lrdecay_cli.errors import UserError
 from lrdecay_cli.rundir.layout import Status
@@ -116,9 +117,14 @@ class GroupResult:
     results: list[RunResult]
     best: Summary = field(init=False)
     final: Summary = field(init=False)
-    test: Welch | None = None
+    test: TTest | None = None
+    p_holm: float | None = None
+    """The test's p, Holm-corrected over the groups tested against the best: what the verdict follows."""
     verdict: str = "n/a"
-    """best | indistinguishable (from the best, p >= ALPHA) | worse | n/a (fewer than 2 seeds on a side)."""
+    """best | indistinguishable (from the best, p_holm >= ALPHA) | worse | n/a (fewer than 2 seeds on a side)."""
+    identical_to: str | None = None
+    """The label of a group ranked above whose runs are the same, seed by seed (plateau that never cut, and
+    constant): reported as one, tested once, sharing that group's test and verdict."""
 
     def __post_init__(self):
         self.best = summarize(self.per_seed("best"))
@@ -138,7 +144,10 @@ class GroupResult:
 
     def per_seed(self, attribute: str) -> list[float]:
         """One value per distinct seed: the run's `best` or `final`, the mean over a seed's reruns."""
-        return [statistics.fmean(getattr(r, attribute) for r in runs) for runs in self.seeds.values()]
+        return list(self.by_seed(attribute).values())
+
+    def by_seed(self, attribute: str) -> dict[int, float]:
+        return {seed: statistics.fmean(getattr(r, attribute) for r in runs) for seed, runs in self.seeds.items()}
 
     @property
     def reruns(self) -> dict[int, int]:
@@ -180,16 +189,51 @@ def compare(runs: list[Run], metric: Metric, target: float | None = None) -> Com
     groups = [GroupResult(g, [run_result(run, metric, target) for run in g.runs]) for g in group_runs(runs)]
     sign = -1 if metric.larger_is_better else 1
     groups.sort(key=lambda g: (g.best.mean is None, sign * g.best.mean if g.best.mean is not None else 0))
-    leader = groups[0]
-    if leader.best.n:
-        leader.verdict = "best"
-        leader_values = leader.per_seed("best")
-        for other in groups[1:]:
-            if leader.best.n >= 2 and other.best.n >= 2:
-                other.test = welch(other.per_seed("best"), leader_values)
-                other.verdict = "indistinguishable" if other.test.p >= ALPHA else "worse"
+    if groups[0].best.n:
+        _test_against_the_best(groups)
     fields = list(dict.fromkeys(name for g in groups for name in g.group.fields))
     return Comparison(metric, target, fields, groups)
+
+
+def _test_against_the_best(groups: list[GroupResult]) -> None:
+    """Each group against the leader, once per distinct result: a group whose runs equal those of one ranked
+    above shares its test; the p-values of the others are Holm-corrected together."""
+    leader, tested = groups[0], []
+    leader.verdict = "best"
+    for number, other in enumerate(groups[1:], 1):
+        twin = next((g for g in groups[:number] if _same_runs(g, other)), None)
+        if twin is not None:
+            other.identical_to = twin.group.label
+        elif other.best.n >= 2 and leader.best.n >= 2:
+            other.test = _t_test(other, leader)
+            tested.append(other)
+    for g, p in zip(tested, holm([g.test.p for g in tested])):
+        g.p_holm, g.verdict = p, "indistinguishable" if p >= ALPHA else "worse"
+    for number, g in enumerate(groups):
+        twin = next((t for t in groups[:number] if t.group.label == g.identical_to), None)
+        if twin is not None:
+            g.test, g.p_holm, g.verdict = twin.test, twin.p_holm, twin.verdict
+
+
+def _t_test(group: GroupResult, leader: GroupResult) -> TTest:
+    """Paired over the seeds where both ran the same seeds, else Welch."""
+    mine, best = group.by_seed("best"), leader.by_seed("best")
+    if mine.keys() == best.keys():
+        return paired([mine[seed] for seed in best], list(best.values()))
+    return welch(list(mine.values()), list(best.values()))
+
+
+def _same_runs(a: GroupResult, b: GroupResult) -> bool:
+    """Both groups completed the same seeds and, seed by seed, recorded the same epochs (all but the time taken)
+    and the same final numbers."""
+    if not a.used or a.seeds.keys() != b.seeds.keys():
+        return False
+    return all(_record(a.seeds[seed][0].run) == _record(b.seeds[seed][0].run) for seed in a.seeds)
+
+
+def _record(run: Run) -> tuple:
+    rows = tuple(tuple((k, v) for k, v in row.items() if k != "seconds") for row in run.metrics)
+    return rows, run.summary.get("test_acc"), run.summary.get("test_loss")
 
 
 def compare_by(runs: list[Run], metric: Metric, key: Callable[[Run], Hashable],
@@ -235,7 +279,7 @@ def view(comparison: Comparison) -> View:
     columns += [(f"{metric.value_name}{unit}", True), ("95% CI", True), ("n", True)]
     if metric.per_epoch:
         columns.append((f"final {metric.name}{unit}", True))
-    columns.append(("vs best (Welch)", False))
+    columns.append(("vs best", False))
     if target is not None:
         columns.append((f"reached {_target_text(metric, target)}", True))
         if metric.per_epoch:
@@ -271,9 +315,12 @@ def notes(comparison: Comparison) -> list[str]:
     sizes = [g.best.n for g in groups]
     n_text = f"n = {sizes[0]} per group" if len(set(sizes)) == 1 else f"n per group: {', '.join(map(str, sizes))}"
     lines = [f"Mean ± std over seeds ({n_text}) of each run's {metric.value_name} ({metric.best_means}); "
-             f"95% CI = mean ± t(0.975, n−1)·std/√n. vs best: Welch's two-sided t-test of the per-seed values "
-             f"against the best group's, α = {ALPHA} (≈ best: p ≥ {ALPHA}; worse: p < {ALPHA}; "
-             f"n/a: fewer than 2 seeds on a side)."]
+             f"95% CI = mean ± t(0.975, n−1)·std/√n. vs best: a two-sided t-test of the per-seed values "
+             f"against the best group's, paired where both ran the same seeds (the same initial weights and "
+             f"data order), else Welch's; p is Holm-corrected over the groups tested (Holm) and the verdict "
+             f"follows it, α = {ALPHA} (≈ best: p ≥ {ALPHA}; worse: p < {ALPHA}; n/a: fewer than 2 seeds on "
+             f"a side). Groups whose runs are the same seed by seed are shown as one (identical to) and "
+             f"tested once."]
     reruns = [(g, seed, runs) for g in groups for seed, runs in g.reruns.items()]
     if reruns:
         shown = "; ".join(f"{g.group.label}: {runs} runs of seed {seed}" for g, seed, runs in reruns[:3])
@@ -313,8 +360,10 @@ def csv_rows(comparison: Comparison) -> list[dict[str, Any]]:
                    left_out=";".join(f"{count} {why}" for why, count in g.excluded.items()),
                    best_mean=g.best.mean, best_std=g.best.std, ci95_low=bounds[0], ci95_high=bounds[1],
                    final_mean=g.final.mean, final_std=g.final.std,
-                   welch_t=g.test.t if g.test else None, welch_df=g.test.df if g.test else None,
-                   p_value=g.test.p if g.test else None, vs_best=g.verdict)
+                   test=g.test and g.test.kind, t=g.test and g.test.t, df=g.test and g.test.df,
+                   p_value=g.test and g.test.p, p_holm=g.p_holm, diff=g.test and g.test.diff,
+                   diff_ci_low=g.test and g.test.ci_low, diff_ci_high=g.test and g.test.ci_high,
+                   identical_to=g.identical_to, vs_best=g.verdict)
         if comparison.target is not None:
             row.update(target=comparison.target, reached=len(g.reached), epochs_to_target=g.mean_to_target("epoch"),
                        seconds_to_target=g.mean_to_target("seconds"))
@@ -340,9 +389,13 @@ def _mean_std(summary: Summary, metric: Metric) -> str:
 
 
 def _verdict_text(g: GroupResult) -> str:
+    same = f"identical to {g.identical_to}" if g.identical_to else ""
     if g.test is None:
-        return {"best": "best", "n/a": "n/a" if g.best.n else "-"}[g.verdict]
-    p = ("p = 0 (no spread on either side)" if math.isinf(g.test.t)
-         else "p < 0.001" if g.test.p < 0.001 else f"p = {g.test.p:.3g}")
-    return f"≈ best, {p}" if g.verdict == "indistinguishable" else f"worse, {p}"
-
+        return same or {"best": "best", "n/a": "n/a" if g.best.n else "-"}[g.verdict]
+    if math.isinf(g.test.t):
+        p = "p = 0 (no spread)"
+    else:
+        p = "p < 0.001" if g.test.p < 0.001 else f"p = {g.test.p:.3g}"
+        p += "" if g.p_holm == g.test.p else ", Holm < 0.001" if g.p_holm < 0.001 else f", Holm {g.p_holm:.3g}"
+    text = f"{'≈ best' if g.verdict == 'indistinguishable' else 'worse'}, {g.test.kind} {p}"
+    return f"{same}: {text}" if same else text

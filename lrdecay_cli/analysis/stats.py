@@ -1,4 +1,5 @@
-"""Statistics over seeds in plain Python (no scipy in the stack): mean, std, a t confidence interval, Welch's t-test.
+"""Statistics over seeds in plain Python (no scipy in the stack): mean, std, t confidence intervals, paired and
+Welch t-tests, Holm's correction.
 
 Student's t CDF is the regularized incomplete beta function (a continued fraction, Numerical Recipes 3rd ed. §6.4, by
 the modified Lentz method), its quantile a bisection on that CDF: accurate to about 1e-12 (1e-9 at df near a million).
@@ -109,25 +110,54 @@ def summarize(values: list[float]) -> Summary:
 
 
 @dataclass(frozen=True)
-class Welch:
-    """Welch's unequal-variance t-test of two means: t, Welch–Satterthwaite df, two-sided p."""
+class TTest:
+    """A two-sided t-test of mean(a) = mean(b): which (`paired` over shared seeds, or `Welch`), t, df, p, and
+    the mean difference a - b with its 95% confidence interval."""
 
+    kind: str
     t: float
     df: float
     p: float
+    diff: float
+    ci_low: float
+    ci_high: float
 
 
-def welch(a: list[float], b: list[float]) -> Welch:
-    """Welch's t-test of mean(a) = mean(b), two values or more each; with no variance on either side p is 1 for
-    equal means, 0 for different ones (df then n_a + n_b - 2)."""
+def _t_test(kind: str, diff: float, se: float, df: float) -> TTest:
+    """The test of a difference `diff` with standard error `se`; without spread (se 0) p is 1 for no difference
+    and 0 for any other, and the interval is the difference itself."""
+    if se == 0:
+        return TTest(kind, 0.0 if diff == 0 else math.copysign(math.inf, diff), df, 1.0 if diff == 0 else 0.0,
+                     diff, diff, diff)
+    t, half = diff / se, t_quantile(0.975, df) * se
+    return TTest(kind, t, df, min(1.0, 2 * t_sf(abs(t), df)), diff, diff - half, diff + half)
+
+
+def welch(a: list[float], b: list[float]) -> TTest:
+    """Welch's unequal-variance t-test (Welch–Satterthwaite df); each sample needs two values or more. Without
+    variance on both sides, df is n_a + n_b - 2."""
     if len(a) < 2 or len(b) < 2:
         raise ValueError(f"Welch's t-test needs two values per sample, got {len(a)} and {len(b)}")
-    mean_a, mean_b = statistics.fmean(a), statistics.fmean(b)
     va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    if va + vb == 0:
-        same = mean_a == mean_b
-        return Welch(0.0 if same else math.copysign(math.inf, mean_a - mean_b), len(a) + len(b) - 2.0,
-                     1.0 if same else 0.0)
-    t = (mean_a - mean_b) / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    return Welch(t, df, min(1.0, 2 * t_sf(abs(t), df)))
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if va + vb else len(a) + len(b) - 2.0
+    return _t_test("Welch", statistics.fmean(a) - statistics.fmean(b), math.sqrt(va + vb), df)
+
+
+def paired(a: list[float], b: list[float]) -> TTest:
+    """The paired t-test over a[i] - b[i] (runs on the same seed share initial weights and data order, so
+    their difference has no seed noise of its own): n - 1 df; two pairs or more."""
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError(f"the paired t-test needs two pairs or more, got {len(a)} and {len(b)} values")
+    d = [x - y for x, y in zip(a, b)]
+    return _t_test("paired", statistics.fmean(d), statistics.stdev(d) / math.sqrt(len(d)), len(d) - 1.0)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of p-values tested together (Holm 1979): the k-th smallest times (m - k + 1),
+    kept monotone and at most 1; reject where the adjusted p < alpha controls the family-wise error."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - k) * p_values[i]))
+        adjusted[i] = running
+    return adjusted

@@ -196,20 +196,22 @@ def choose(study: Study, rows: list[dict]) -> list[Choice]:
 
 
 STUDY_COLUMNS = ("method", "budget_epochs", "lr", "tune_metric", "test_acc_mean", "test_acc_std", "n", "ci_low",
-                 "ci_high", "rank")
+                 "ci_high", "rank", "test", "p_value", "p_holm", "diff", "diff_ci_low", "diff_ci_high", "identical_to")
 
 
 def results(study: Study, choices: list[Choice], plan: sweeps.Plan) -> list[dict]:
     """study.csv's rows, from `lrdecay compare`'s ranking of the final runs by test accuracy per budget, plus
-    the Welch p against its budget's best (None for the best itself or too few seeds) and the average rank."""
+    the test against its budget's best (paired over the shared seeds; Holm-corrected over the budget's methods;
+    None for the best itself or too few seeds), the method whose final runs it repeats, and the average rank."""
     trial_cells = {trial.dirname: cell_of(study, trial) for trial in plan.trials}
     started = [load_run(plan.path / name) for name in trial_cells if (plan.path / name / layout.SUMMARY).is_file()]
     boards = compare_by(started, METRICS[CompareMetric.TEST_ACC], key=lambda run: trial_cells[run.path.name].budget)
-    found = {}
+    found, names = {}, {}
     for board in boards.values():
         ranks = average_ranks(board)
         for number, group in enumerate(board.groups):
-            found[trial_cells[group.group.runs[0].path.name]] = (group, rank_of(board, number), ranks.get(number))
+            cell = trial_cells[group.group.runs[0].path.name]
+            found[cell], names[group.group.label] = (group, rank_of(board, number), ranks.get(number)), study.label(cell)
     rows = []
     for choice in choices:
         group, rank, average_rank = found.get(choice.cell, (None, None, None))
@@ -218,8 +220,16 @@ def results(study: Study, choices: list[Choice], plan: sweeps.Plan) -> list[dict
         rows.append({"method": study.label(choice.cell), "budget_epochs": choice.cell.budget, "lr": choice.lr,
                      "tune_metric": choice.metric, "test_acc_mean": s and s.mean, "test_acc_std": s and s.std,
                      "n": s.n if s else 0, "ci_low": low, "ci_high": high, "rank": rank,
-                     "p_value": group.test.p if group and group.test else None, "average_rank": average_rank})
+                     **_test_columns(group, names), "average_rank": average_rank})
     return rows
+
+
+def _test_columns(group, names: dict[str, str]) -> dict:
+    """The test against the budget's best; `names`: a compare group's label -> its method."""
+    test = group and group.test
+    return {"test": test and test.kind, "p_value": test and test.p, "p_holm": group and group.p_holm,
+            "diff": test and test.diff, "diff_ci_low": test and test.ci_low, "diff_ci_high": test and test.ci_high,
+            "identical_to": group and names.get(group.identical_to)}
 
 
 def rank_of(board: Comparison, number: int) -> int | None:

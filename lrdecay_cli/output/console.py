@@ -395,7 +395,7 @@ def files_written(paths: list[Path]) -> None:
         sys.stdout.write(f"{path}\n")
 
 
-COMPARE_KEEP = {"95% CI": 6, "n": 8, "vs best (Welch)": 7, "epochs": 2, "seconds": 1, "left out": 4}
+COMPARE_KEEP = {"95% CI": 6, "n": 8, "vs best": 7, "epochs": 2, "seconds": 1, "left out": 4}
 """How much each of compare's columns is worth keeping at 80 columns (Column.keep); names and metric 10, others 3."""
 
 
@@ -408,7 +408,7 @@ def compare_table(view, console: Console | None = None) -> None:
     for i, (header, right) in enumerate(view.columns):
         keep = 10 if i <= metric_column else COMPARE_KEEP.get(header, 3)
         wraps = not right and header != "n"
-        columns.append(Column(header, right, 12 if wraps else None, keep, 0 if header == "vs best (Welch)" else 1))
+        columns.append(Column(header, right, 12 if wraps else None, keep, 0 if header == "vs best" else 1))
     table, dropped = fitted_table(view.title, columns, view.rows, console)
     console.print(table)
     for line in view.notes:

@@ -1,7 +1,8 @@
 """A study's figures and report.md (matplotlib, no torch import) from study.csv's rows and the tuning rows.
 
-The verdict says only what the statistics show: per budget, the highest mean test accuracy and the methods Welch's
-t-test cannot tell from it (p >= 0.05, uncorrected); an LR at the grid's edge is flagged (the best may lie outside).
+The verdict says only what the statistics show: per budget, the highest mean test accuracy and the methods that a
+paired t-test over the shared final seeds, Holm-corrected over the budget's methods, cannot tell from it (p_holm >=
+0.05); methods whose final runs are identical are one result; an LR at the grid's edge is flagged.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def _accuracy_figure(study, rows: list[dict], colors: dict):
 
 def _rank_figure(study, rows: list[dict], colors: dict):
     """The average rank over seeds against budget; hollow where significantly below the budget's best."""
-    ranks, p = by_cell(rows, "average_rank"), by_cell(rows, "p_value")
+    ranks, p = by_cell(rows, "average_rank"), by_cell(rows, "p_holm")
     fig = _figure()
     ax = fig.add_subplot()
     for method, color in colors.items():
@@ -77,7 +78,7 @@ def _rank_figure(study, rows: list[dict], colors: dict):
             ax.plot([b], [r], "o", color=color, markerfacecolor="white" if below else color)
     _budget_axes(ax, study.spec.budgets, "average rank (1 = best)")
     ax.invert_yaxis()
-    ax.set_title(f"average rank over seeds; hollow: significantly below the best (Welch p < {ALPHA})", fontsize="medium")
+    ax.set_title(f"average rank over seeds; hollow: significantly below the best (Holm p < {ALPHA})", fontsize="medium")
     return fig
 
 
@@ -122,6 +123,8 @@ def verdict(study, rows: list[dict], p: dict) -> list[str]:
             continue
         best = ranked[0]
         tops.append((budget, best))
+        twins = [r for r in ranked[1:] if r.get("identical_to")]
+        ranked = [ranked[0]] + [r for r in ranked[1:] if not r.get("identical_to")]
         tied = [r["method"] for r in ranked[1:] if p.get((r["method"], budget)) is None
                 or p[r["method"], budget] >= ALPHA]
         lower = [r["method"] for r in ranked[1:] if r["method"] not in tied]
@@ -129,11 +132,14 @@ def verdict(study, rows: list[dict], p: dict) -> list[str]:
                 f"({_pct(best['test_acc_mean'])}%, n = {best['n']})")
         if tied:
             text += (f"; {', '.join(tied)} {'is' if len(tied) == 1 else 'are'} not significantly different from it "
-                     f"(Welch p >= {ALPHA}), so these seeds do not single out a winner")
+                     f"(paired t-test, Holm p >= {ALPHA}), so these seeds do not single out a winner")
         if lower:
             text += f"; {'every other method is' if not tied else ', '.join(lower) + (' is' if len(lower) == 1 else ' are')} significantly lower"
+        if twins:
+            text += "; " + "; ".join(f"{t['method']} trained the very same runs as {t['identical_to']} (one result, "
+                                     f"tested once)" for t in twins)
         lines.append(text + ".")
-        group = {best["method"], *tied}
+        group = {best["method"], *tied, *(t["method"] for t in twins if t["identical_to"] in {best["method"], *tied})}
         never_worse = group if never_worse is None else never_worse & group
     top_names = [t["method"] for _, t in tops]
     if top_names and len(set(top_names)) == 1:
@@ -144,8 +150,9 @@ def verdict(study, rows: list[dict], p: dict) -> list[str]:
     if never_worse:
         lines.append(f"Never significantly below the best at any budget: {', '.join(sorted(never_worse))}.")
     lines.append(f"Each mean is over {study.spec.seeds} seed{'s' * (study.spec.seeds != 1)} at the LR the tuning stage "
-                 f"chose; the p-values are not corrected for multiple comparisons, so read a single p near "
-                 f"{ALPHA} as a hint, not a finding.")
+                 f"chose. Each method is tested against its budget's best with a paired t-test over the final seeds "
+                 f"(every method trains the same seeds: the same initial weights and data order), and the p-values "
+                 f"are Holm-corrected over the methods of that budget; the verdict follows the corrected ones.")
     return lines
 
 
@@ -181,7 +188,7 @@ def _intro(study) -> str:
 
 def markdown(study, rows: list[dict]) -> str:
     at = {(r["method"], r["budget_epochs"]): r for r in rows}
-    p, ranks = by_cell(rows, "p_value"), by_cell(rows, "average_rank")
+    p, holm, ranks = by_cell(rows, "p_value"), by_cell(rows, "p_holm"), by_cell(rows, "average_rank")
 
     def accuracy(m: str, b: int) -> str:
         r = at.get((m, b))
@@ -190,10 +197,19 @@ def markdown(study, rows: list[dict]) -> str:
         spread = f" ± {_pct(r['test_acc_std'])}" if r["test_acc_std"] is not None else ""
         return f"{_pct(r['test_acc_mean'])}{spread} (#{r['rank']})"
 
-    def welch(m: str, b: int) -> str:
+    def test(m: str, b: int) -> str:
+        r = at.get((m, b), {})
+        if r.get("identical_to"):
+            return f"= {r['identical_to']}"
         if p.get((m, b)) is None:
-            return "best" if at.get((m, b), {}).get("rank") == 1 else "-"
-        return f"{p[m, b]:.3f}{'*' if p[m, b] < ALPHA else ''}"
+            return "best" if r.get("rank") == 1 else "-"
+        return f"{p[m, b]:.3f} / {holm[m, b]:.3f}{'*' if holm[m, b] < ALPHA else ''}"
+
+    def difference(m: str, b: int) -> str:
+        r = at.get((m, b), {})
+        if r.get("diff") is None:
+            return "-"
+        return f"{100 * r['diff']:+.2f} ({100 * r['diff_ci_low']:+.2f} to {100 * r['diff_ci_high']:+.2f})"
 
     parts = [
         f"# Study {study.spec.name}: which decay method wins at each budget", "", _intro(study), "",
@@ -201,7 +217,10 @@ def markdown(study, rows: list[dict]) -> str:
         "## Test accuracy (%), mean ± std over the final seeds (rank at that budget)", "", _by_method(study, accuracy), "",
         "## Average rank over seeds (1 = best; REX's measure)", "",
         _by_method(study, lambda m, b: f"{ranks[m, b]:.2f}" if (m, b) in ranks else "-"), "",
-        f"## Welch's t-test against each budget's best (p; * below {ALPHA})", "", _by_method(study, welch), "",
+        f"## Paired t-test against each budget's best (p / Holm-corrected p; * Holm below {ALPHA}; = another method:"
+        f" the very same final runs)", "", _by_method(study, test), "",
+        "## Difference to each budget's best (percentage points of test accuracy, 95% CI of the paired mean difference)",
+        "", _by_method(study, difference), "",
         f"## Chosen initial LRs (by validation {study.spec.metric.value})", "",
         _by_method(study, lambda m, b: f"{at[m, b]['lr']:g}" if at.get((m, b)) and at[m, b]["lr"] is not None
                    else "none completed"), "",
