@@ -59,10 +59,12 @@ class StudySpec(BaseModel):
     methods: list[MethodEntry] = Field(..., min_length=1)
     lrs: list[StrictFloat] | LogRange = Field(..., description="initial LRs to tune over, or a log range")
     budgets: list[StrictInt] = Field(..., min_length=1, description="training budgets, in epochs")
-    tune_seeds: int = Field(1, ge=1, le=100, description="seeds each method x budget x LR is tuned with: 0..n-1")
+    tune_seeds: int = Field(2, ge=1, le=100, description="seeds each method x budget x LR is tuned with: 0..n-1 "
+                            "(one seed lets the noise of one run pick the LR)")
     seeds: int = Field(3, ge=1, le=100, description="seeds of the final runs, after the tuning seeds")
-    metric: SelectionMetric = Field(SelectionMetric.BEST_VAL_ACC, strict=False,
-                                    description="what picks a method's LR at a budget (validation only)")
+    metric: SelectionMetric = Field(SelectionMetric.FINAL_VAL_ACC, strict=False,
+                                    description="what picks a method's LR at a budget (validation only); the "
+                                                "default matches what the study reports, the last epoch's model")
 
     @field_validator("lrs", mode="before")
     @classmethod
