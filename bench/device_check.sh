@@ -13,9 +13,10 @@ if [ "${1:-}" = "--prepare" ]; then
     mkdir -p "$DEVICE_DIR/data/MNIST/raw" "$DEVICE_DIR/wheels"
     raw=$(.venv/bin/lrdecay data | sed -n 's/^MNIST verified at //p')
     for f in "$raw"/*-ubyte; do gzip -9 -c "$f" > "$DEVICE_DIR/data/MNIST/raw/$(basename "$f").gz"; done
-    # The GPU image runs Python 3.12 and has no pydantic.
+    # The GPU image runs Python 3.12 and has no pydantic, nor schedulefree (pure Python; its torch is there).
     pip download -q --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
         -d "$DEVICE_DIR/wheels" "pydantic>=2"
+    pip download -q --no-deps -d "$DEVICE_DIR/wheels" schedulefree==1.4.1
     du -sh "$DEVICE_DIR"
     exit 0
 fi
@@ -25,6 +26,7 @@ PY=python3
 OUT_DIR=${OUT:-/tmp/device_check}
 mkdir -p "$OUT_DIR"
 $PY -c "import pydantic" 2>/dev/null || $PY -m pip install -q --no-index --find-links "$DEVICE_DIR/wheels" pydantic
+$PY -c "import schedulefree" 2>/dev/null || $PY -m pip install -q --no-deps --no-index --find-links "$DEVICE_DIR/wheels" schedulefree
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 $PY -m lrdecay_cli data

@@ -106,6 +106,14 @@ CATALOGUE: dict[str, Bad] = {
         ["train", "{spec}", "--set", "data.val_size=0"],
         "--set data.val_size=0: schedule.monitor is val_acc but data.val_size is 0, so there is no validation "
         "set to measure it on; also --set schedule.monitor=train_loss", {"schedule": {"name": "plateau", "monitor": "val_acc"}}),
+    "a decay with a schedule-free optimizer": Bad(
+        ["train", "{spec}"], "spec.yaml: schedule.name is cosine but optimizer.name is sgd_schedulefree, which averages "
+        "its iterates in place of a decay: its schedule must be constant (a warmup allowed); set schedule.name: constant",
+        {"optimizer": {"name": "sgd_schedulefree"}, "schedule": {"name": "cosine"}}),
+    "a schedule-free optimizer by --set on a decay": Bad(
+        ["train", "{spec}", "--set", "optimizer.name=adamw_schedulefree"],
+        "--set optimizer.name=adamw_schedulefree: schedule.name is exponential but optimizer.name is "
+        "adamw_schedulefree", {}),
     "unknown normalization": Bad(["train", "{spec}"], "data.normalize: must be 'standard' or 'unit'",
                                  {"data": {"normalize": "minmax"}}),
     "missing spec file": Bad(["train", "{tmp}/nope.yaml"], "nope.yaml: no such file"),

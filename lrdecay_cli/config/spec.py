@@ -114,12 +114,41 @@ class AdadeltaSpec(Section):
     weight_decay: float = Field(0.0, ge=0)
 
 
+class ScheduleFreeSpec(Section):
+    """Schedule-free optimizers (Defazio et al. 2024, "The Road Less Scheduled"; the `schedulefree` package):
+    they train at one point and are evaluated at an average of their iterates, which replaces the decay, so
+    their schedule is constant (a warmup ramp allowed). The ramp is the schedule's `warmup:`: the package's own
+    `warmup_steps` stays 0, so the LR the schedule sets is the LR each step uses, as lr.csv records."""
+
+    weight_decay: float = Field(0.0, ge=0)
+    r: float = Field(0.0, ge=0, description="the average weighs step k by (k + 1) ** r (0: uniformly)")
+    weight_lr_power: float = Field(2.0, ge=0, description="and by the largest LR so far to this power (which "
+                                                          "weighs a warmup's early steps less)")
+
+
+class SgdScheduleFreeSpec(ScheduleFreeSpec):
+    name: Literal["sgd_schedulefree"] = "sgd_schedulefree"
+    lr: float = Field(1.0, gt=0, description="learning rate (the package's default)")
+    momentum: float = Field(0.9, gt=0, lt=1, description="where the gradient is taken, between the average and "
+                                                         "the SGD iterate (the package's beta)")
+
+
+class AdamWScheduleFreeSpec(ScheduleFreeSpec):
+    name: Literal["adamw_schedulefree"] = "adamw_schedulefree"
+    lr: float = Field(0.0025, gt=0, description="learning rate (the package's default)")
+    betas: tuple[Annotated[float, Strict(), Field(gt=0, lt=1)], Annotated[float, Strict(), Field(ge=0, lt=1)]] = Field(
+        (0.9, 0.999), strict=False, description="beta1 as sgd_schedulefree's momentum (above 0: the average is "
+                                                "found by dividing by it), beta2 the squared gradients' decay")
+    eps: float = Field(1e-8, gt=0)
+
+
 def _tagged(*members: type[BaseModel]):
     return Annotated[Union[members], Field(discriminator="name")]
 
 
 ModelSpec = _tagged(MlpSpec, CnnSpec)
-OptimizerSpec = _tagged(SgdSpec, AdamSpec, AdamWSpec, RmspropSpec, AdadeltaSpec)
+OptimizerSpec = _tagged(SgdSpec, AdamSpec, AdamWSpec, RmspropSpec, AdadeltaSpec, SgdScheduleFreeSpec,
+                        AdamWScheduleFreeSpec)
 ScheduleSpec = _tagged(*(method.params for method in METHODS.values()))
 
 
@@ -169,6 +198,14 @@ class Spec(Section):
         if self.data.val_size == 0 and monitor is not None and monitor.startswith("val_"):
             raise ValueError(f"schedule.monitor is {monitor} but data.val_size is 0, so there is no validation "
                              f"set to measure it on (try schedule.monitor=train_loss)")
+        return self
+
+    @model_validator(mode="after")
+    def _schedule_free_is_constant(self):
+        if isinstance(self.optimizer, ScheduleFreeSpec) and self.schedule.name != "constant":
+            raise ValueError(f"schedule.name is {self.schedule.name} but optimizer.name is {self.optimizer.name}, "
+                             f"which averages its iterates in place of a decay: its schedule must be constant "
+                             f"(a warmup allowed) (try schedule.name=constant)")
         return self
 
     def check_schedule(self, source: str) -> None:

@@ -1,8 +1,12 @@
-"""Optimizers by name: torch.optim's own classes (the spec's fields are their keyword arguments), one param
-group per model, so a stack of K models is one optimizer of K groups and every optimizer's math is torch's."""
+"""Optimizers by name: torch.optim's own classes and the `schedulefree` package's (the spec's fields are their
+keyword arguments), one param group per model, so a stack of K models is one optimizer of K groups and every
+optimizer's math is its library's."""
 
 from __future__ import annotations
 
+import contextlib
+
+import schedulefree
 import torch
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
@@ -11,7 +15,13 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adamw": torch.optim.AdamW,
     "rmsprop": torch.optim.RMSprop,
     "adadelta": torch.optim.Adadelta,
+    "sgd_schedulefree": schedulefree.SGDScheduleFree,
+    "adamw_schedulefree": schedulefree.AdamWScheduleFree,
 }
+SCHEDULE_FREE = (schedulefree.SGDScheduleFree, schedulefree.AdamWScheduleFree)
+"""Optimizers that train at one point (the package's y) and are evaluated at another (x, an average of the
+iterates): `evaluation_point` moves the weights there. They are kept in train mode everywhere else, checkpoints
+too, and keep their own `warmup_steps` at 0 (the schedule's warmup sets their LR)."""
 FUSED = ("sgd", "adam", "adamw")
 """Optimizers with torch's fused kernels (one call per param group instead of a few per tensor)."""
 
@@ -31,7 +41,30 @@ def build_optimizer(specs: list, members: list[list[torch.Tensor]]) -> torch.opt
     device = members[0][0].device
     fused = {"fused": True} if specs[0].name in FUSED and device.type in ("cpu", "cuda") else {}
     groups = [{"params": params, **hyper_parameters(spec)} for spec, params in zip(specs, members)]
-    return cls(groups, **fused)
+    optimizer = cls(groups, **fused)
+    if isinstance(optimizer, SCHEDULE_FREE):
+        optimizer.train()  # the package starts in eval mode and refuses to step there
+    return optimizer
+
+
+@contextlib.contextmanager
+def evaluation_point(optimizer: torch.optim.Optimizer):
+    """Within it, the optimizer's parameters are where it evaluates: a schedule-free optimizer's average x (its
+    `eval()`); other optimizers' stay as they are. After it the training point y is put back bit for bit: the
+    package's `train()` recomputes y from x and z with a rounding, so each evaluation would nudge the training."""
+    if not isinstance(optimizer, SCHEDULE_FREE):
+        yield
+        return
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    kept = [p.detach().clone() for p in params]
+    optimizer.eval()
+    try:
+        yield
+    finally:
+        optimizer.train()
+        with torch.no_grad():
+            for p, y in zip(params, kept):
+                p.copy_(y)
 
 
 def member_state(full: dict, k: int, relay: list | None = None) -> dict:

@@ -107,7 +107,7 @@ class StackedTrainer(Trainer):
             param.grad = None
 
     @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
+    def _evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
         self.train_mode(False)
         count = len(self.specs)
         loss_sum = torch.zeros(count, dtype=torch.float64, device=x.device)

@@ -14,7 +14,7 @@ from lrdecay_cli.schedules import lr_schedule
 from lrdecay_cli.training.data import Batches, KeptSplits, default_data_root, load_splits
 from lrdecay_cli.training.device import resolve_device
 from lrdecay_cli.training.models import build_model
-from lrdecay_cli.training.optim import build_optimizer, load_member_states, member_state
+from lrdecay_cli.training.optim import build_optimizer, evaluation_point, load_member_states, member_state
 
 
 def gradient_sums(grads: list[torch.Tensor], members: int | None = None) -> torch.Tensor:
@@ -36,7 +36,8 @@ def precision_context(device: torch.device, precision: str):
 class Trainer:
     """What every trainer shares: the data on the device (`kept`: the splits a sweep keeps for its trials),
     each member's data order, schedule and checkpoint state. A subclass builds its models and optimizer
-    (`_build_models`), trains them (`step`, `evaluate`, `freeze`) and has `model_states` / `load_model_state`."""
+    (`_build_models`), trains them (`step`, `freeze`), evaluates them (`_evaluate`) and has `model_states` /
+    `load_model_state`."""
 
     to_model_layout = to_stack_layout = None
     """StackedTrainer's per-parameter relays of optimizer state between its memory layout and the model's."""
@@ -67,6 +68,12 @@ class Trainer:
     def lrs_held(self) -> list[float]:
         """The LR each member's optimizer group holds (what lr.csv records)."""
         return [group["lr"] for group in self.optimizer.param_groups]
+
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
+        """Each member's mean cross-entropy and accuracy over (x, y), in eval mode, at the weights its optimizer
+        evaluates (a schedule-free optimizer's average); training goes on from the weights it left."""
+        with evaluation_point(self.optimizer):
+            return self._evaluate(x, y)
 
     def states(self, epoch: int, step: int) -> list[dict]:
         """Each member's checkpoint after `epoch` epochs and `step` steps."""
@@ -125,8 +132,7 @@ class SingleTrainer(Trainer):
         """A diverged member stops; one plain model has no other member to go on with."""
 
     @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
-        """Mean cross-entropy and accuracy over (x, y), in eval mode."""
+    def _evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
         self.train_mode(False)
         loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
         correct = torch.zeros((), dtype=torch.int64, device=x.device)
