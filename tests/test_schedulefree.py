@@ -119,3 +119,16 @@ def test_a_vectorized_sweep_equals_the_sequential_one(cli, tmp_path):
     assert [row["status"] for row in rows] == ["completed"] * 4
     for row in rows:
         assert_member_equals_sequential(seq, vec, row["trial"], rel=5e-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", OPTIMIZER)
+def test_cuda_learns_alone_and_stacked(tmp_path, name):
+    """The package's eval()/train() and state on CUDA (bench/device_check.sh runs it; the same test on the CPU
+    passes as well)."""
+    specs = [sf_spec(name, seed=seed, train={"device": "cuda"}) for seed in (0, 1)]
+    alone = train(specs[0], tmp_path / "alone")
+    stack = train_runs([Planned(spec, tmp_path / "stack", f"t{k}") for k, spec in enumerate(specs)])
+    assert alone.summary["device"].startswith("cuda") and alone.summary["test_acc"] > 0.85
+    assert all(run.summary["status"] == "completed" and run.summary["test_acc"] > 0.85 for run in stack)
+    assert stack[0].summary["test_acc"] == pytest.approx(alone.summary["test_acc"], abs=0.01)
