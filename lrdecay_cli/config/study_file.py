@@ -62,6 +62,8 @@ class StudySpec(BaseModel):
     tune_seeds: int = Field(2, ge=1, le=100, description="seeds each method x budget x LR is tuned with: 0..n-1 "
                             "(one seed lets the noise of one run pick the LR)")
     seeds: int = Field(3, ge=1, le=100, description="seeds of the final runs, after the tuning seeds")
+    max_extensions: int = Field(2, ge=0, le=10, description="times a method x budget whose chosen LR is at the "
+                                "grid's edge is tuned again one grid step beyond it, per side (0: never)")
     metric: SelectionMetric = Field(SelectionMetric.FINAL_VAL_ACC, strict=False,
                                     description="what picks a method's LR at a budget (validation only); the "
                                                 "default matches what the study reports, the last epoch's model")
@@ -111,6 +113,12 @@ class StudySpec(BaseModel):
     def lr_list(self) -> list[float]:
         """The initial LRs, smallest first (a tie in the metric goes to the smaller LR)."""
         return sorted(self.lrs.values() if isinstance(self.lrs, LogRange) else self.lrs)
+
+    def edge_steps(self) -> tuple[float, float] | None:
+        """The ratios one grid step down (below the smallest LR) and up (above the largest), as between the two
+        neighbouring LRs at that edge; None for a grid of one LR, which has no step."""
+        lrs = self.lr_list()
+        return (lrs[1] / lrs[0], lrs[-1] / lrs[-2]) if len(lrs) > 1 else None
 
     def cells(self) -> int:
         return len(self.methods) * len(self.budgets) * len(self.lr_list())

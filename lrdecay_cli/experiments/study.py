@@ -4,14 +4,17 @@ budget, then compare over seeds; Li et al. 2020 and Chen et al. 2021: the answer
     <runs dir>/studies/<UTC time>-<name>/
       study.yaml     the resolved study (base inlined, LRs and seeds listed): --resume re-plans from it
       tune/          a sweep: every method x budget x initial LR, on the tuning seeds, without a test evaluation
-      tuning.csv     one row per method x budget x LR: its validation metric, and which LR was chosen
+      tune-1/ ...    a sweep per extension round: each method x budget whose chosen LR was the smallest or largest
+                     it was tuned at, one grid step beyond it (at most max_extensions per side)
+      tuning.csv     one row per method x budget x LR: its round, its validation metric, and which LR was chosen
       final/         a sweep: every method x budget at its chosen LR, on other seeds, evaluated on the test set
       study.csv      one row per method x budget: the chosen LR, test accuracy over seeds, CI, rank (per budget)
       report.md, *.png   the tables, figures and a verdict (output/study_report.py)
 
-The two stages are ordinary sweep directories, so `plot`, `compare` and `sweep --resume` work on them. The
+The stages are ordinary sweep directories, so `plot`, `compare` and `sweep --resume` work on them. The
 tuning runs never evaluate on the test set (`train.test_eval: false`): it plays no part in choosing. A budget
 is the run's length, so a method whose horizon defaults to the run (cosine, wsd, ...) is rebuilt for each.
+Round r's extensions are planned from the rounds before it, all finished, so --resume plans each again exactly.
 """
 
 from __future__ import annotations
@@ -90,6 +93,18 @@ class Study:
         base = merge_sections(self.base, {"train": {"test_eval": False}})
         return sweeps.plan_of(sweep, base, f"{self.source} (tuning)")
 
+    def extension_plan(self, round_: int, tuning: list[dict], choices: list[Choice]) -> sweeps.Plan | None:
+        """Tuning round `round_` (1, 2, ...): each cell whose chosen LR is at an edge of the LRs it was tuned at,
+        one grid step beyond it, on the tuning seeds; None when no cell has an edge left to extend."""
+        variants = [merge_sections(self._variant(cell), {"optimizer": {"lr": lr}})
+                    for cell, lr in extensions(self, tuning, choices)]
+        if not variants:
+            return None
+        sweep = SweepSpec(name=f"{self.spec.name}-{stage_name(round_)}", variants=variants,
+                          seeds=self.spec.tune_seed_list(), metric=self.spec.metric.compare_metric)
+        base = merge_sections(self.base, {"train": {"test_eval": False}})
+        return sweeps.plan_of(sweep, base, f"{self.source} (tuning round {round_})")
+
     def preview(self) -> list[DryRunRow]:
         """Each method's curve at each budget at a few points of the run; plateau's as it starts, before any cut."""
         out = []
@@ -137,8 +152,8 @@ def reopen(study_dir: Path) -> Study:
 
 
 def stage(study: Study, name: str, plan: sweeps.Plan) -> sweeps.Plan:
-    """The stage's sweep directory `tune/` or `final/`: made on first use, else reopened, and then it must
-    hold the plan's own trials (a study.yaml edited since would resume as what it is not)."""
+    """The stage's sweep directory (`tune/`, `tune-1/`, ..., `final/`): made on first use, else reopened, and
+    then it must hold the plan's own trials (a study.yaml edited since would resume as what it is not)."""
     at = study.path / name
     if not (at / layout.SWEEP).is_file():
         if at.exists():  # made, but its sweep.yaml never written: nothing in it ran
@@ -152,21 +167,63 @@ def stage(study: Study, name: str, plan: sweeps.Plan) -> sweeps.Plan:
     return opened
 
 
+def stage_name(round_: int) -> str:
+    """Round 0 tunes the grid (tune/); round r its extensions (tune-r/)."""
+    return "tune" if round_ == 0 else f"tune-{round_}"
+
+
+def one_step(lr: float, ratio: float) -> float:
+    """lr x ratio, rounded to 4 significant digits as the log range's LRs are (unrounded where that would not move)."""
+    rounded = float(f"{lr * ratio:.4g}")
+    return rounded if (rounded > lr) == (ratio > 1) and rounded != lr else lr * ratio
+
+
+def tried_lrs(tuning: list[dict], cell: Cell) -> list[float]:
+    """Every LR a cell was tuned at, over all rounds, smallest first."""
+    return sorted({row["lr"] for row in tuning if row["cell"] == cell})
+
+
+def at_edge(tuning: list[dict], cell: Cell, lr: float | None) -> str | None:
+    """'smallest' or 'largest' where `lr` is an end of the LRs the cell was tuned at; else None."""
+    tried = tried_lrs(tuning, cell)
+    if lr is None or not tried:
+        return None
+    return "smallest" if lr == tried[0] else "largest" if lr == tried[-1] else None
+
+
+def extensions(study: Study, tuning: list[dict], choices: list[Choice]) -> list[tuple[Cell, float]]:
+    """(cell, LR one grid step beyond its chosen one) for each cell chosen at an edge that has not yet been
+    extended max_extensions times on that side."""
+    steps, lrs = study.spec.edge_steps(), study.spec.lr_list()
+    if steps is None:
+        return []
+    out = []
+    for choice in choices:
+        side, tried = at_edge(tuning, choice.cell, choice.lr), tried_lrs(tuning, choice.cell)
+        if side == "smallest" and sum(lr < lrs[0] for lr in tried) < study.spec.max_extensions:
+            out.append((choice.cell, one_step(choice.lr, 1 / steps[0])))
+        elif side == "largest" and sum(lr > lrs[-1] for lr in tried) < study.spec.max_extensions:
+            out.append((choice.cell, one_step(choice.lr, steps[1])))
+    return out
+
+
 def metric_of(summary: dict | None, metric: SelectionMetric) -> float | None:
     """A tuning run's validation metric; None unless it completed (a diverged LR is never chosen)."""
     return summary_number(summary.get(metric.value)) if summary and summary.get("status") == Status.COMPLETED else None
 
 
-def tuning_rows(study: Study, plan: sweeps.Plan) -> list[dict]:
-    """One row per cell x LR: the selection metric's mean over the tuning seeds (None where any did not complete)."""
+def tuning_rows(study: Study, plans: list[sweeps.Plan]) -> list[dict]:
+    """One row per cell x LR, round by round (`plans[r]` is round r's stage): the selection metric's mean over the
+    tuning seeds (None where any did not complete)."""
     per_lr = {}
-    for trial in plan.trials:
-        key = (cell_of(study, trial), trial.spec.optimizer.lr)
-        per_lr.setdefault(key, []).append(metric_of(read_summary(plan.path / trial.dirname), study.spec.metric))
+    for round_, plan in enumerate(plans):
+        for trial in plan.trials:
+            key = (cell_of(study, trial), trial.spec.optimizer.lr, round_)
+            per_lr.setdefault(key, []).append(metric_of(read_summary(plan.path / trial.dirname), study.spec.metric))
     rows = []
-    for (cell, lr), values in per_lr.items():
+    for (cell, lr, round_), values in per_lr.items():
         complete = [v for v in values if v is not None]
-        rows.append({"method": study.label(cell), "budget_epochs": cell.budget, "lr": lr,
+        rows.append({"method": study.label(cell), "budget_epochs": cell.budget, "lr": lr, "round": round_,
                      "metric": study.spec.metric.value,
                      "value": sum(complete) / len(complete) if complete and len(complete) == len(values) else None,
                      "n": len(complete), "cell": cell})
@@ -199,10 +256,11 @@ STUDY_COLUMNS = ("method", "budget_epochs", "lr", "tune_metric", "test_acc_mean"
                  "ci_high", "rank", "test", "p_value", "p_holm", "diff", "diff_ci_low", "diff_ci_high", "identical_to")
 
 
-def results(study: Study, choices: list[Choice], plan: sweeps.Plan) -> list[dict]:
+def results(study: Study, choices: list[Choice], plan: sweeps.Plan, tuning: list[dict]) -> list[dict]:
     """study.csv's rows, from `lrdecay compare`'s ranking of the final runs by test accuracy per budget, plus
     the test against its budget's best (paired over the shared seeds; Holm-corrected over the budget's methods;
-    None for the best itself or too few seeds), the method whose final runs it repeats, and the average rank."""
+    None for the best itself or too few seeds), the method whose final runs it repeats, the average rank, and
+    `edge`: whether the chosen LR is still the smallest or largest the cell was tuned at (the bound was reached)."""
     trial_cells = {trial.dirname: cell_of(study, trial) for trial in plan.trials}
     started = [load_run(plan.path / name) for name in trial_cells if (plan.path / name / layout.SUMMARY).is_file()]
     boards = compare_by(started, METRICS[CompareMetric.TEST_ACC], key=lambda run: trial_cells[run.path.name].budget)
@@ -220,7 +278,8 @@ def results(study: Study, choices: list[Choice], plan: sweeps.Plan) -> list[dict
         rows.append({"method": study.label(choice.cell), "budget_epochs": choice.cell.budget, "lr": choice.lr,
                      "tune_metric": choice.metric, "test_acc_mean": s and s.mean, "test_acc_std": s and s.std,
                      "n": s.n if s else 0, "ci_low": low, "ci_high": high, "rank": rank,
-                     **_test_columns(group, names), "average_rank": average_rank})
+                     **_test_columns(group, names), "average_rank": average_rank,
+                     "edge": at_edge(tuning, choice.cell, choice.lr)})
     return rows
 
 
@@ -281,26 +340,32 @@ def execute(study: Study, runs_dir: Path, executor: str = "vectorized", progress
 
 
 def run(study: Study, executor: str, progress=None, **options) -> Outcome:
-    """Tune, choose, run the final stage, write the tables and report; each stage runs only its pending trials,
-    so a resumed study re-trains nothing that finished. `progress(stage, todo)` makes a stage's display."""
+    """Tune, extend each edge chosen (round by round, bounded), choose, run the final stage, write the tables
+    and report; each stage runs only its pending trials, so a resumed study re-trains nothing that finished.
+    `progress(stage, todo)` makes a stage's display."""
     def run_stage(name: str, plan: sweeps.Plan) -> tuple[sweeps.Plan, sweeps.Outcome]:
         plan = stage(study, name, plan)
         shown = (lambda todo: progress(name, todo)) if progress else None
         return plan, sweeps.execute(plan, study.path, executor, shown, **options)
 
-    tune, done = run_stage("tune", study.tune_plan())
-    outcome = Outcome(tuning_rows(study, tune), path=study.path)
-    if done.interrupted or done.incomplete:
-        write_tables(study, outcome.tuning, None)
-        outcome.interrupted, outcome.waiting = done.interrupted, "tune"
-        return outcome
-    outcome.choices = choose(study, outcome.tuning)
+    outcome, tuned, plan = Outcome([], path=study.path), [], study.tune_plan()
+    while plan is not None:  # round 0 tunes the grid; each later round extends the edges the one before chose
+        name = stage_name(len(tuned))
+        plan, done = run_stage(name, plan)
+        tuned.append(plan)
+        outcome.tuning = tuning_rows(study, tuned)
+        if done.interrupted or done.incomplete:
+            write_tables(study, outcome.tuning, None)
+            outcome.interrupted, outcome.waiting = done.interrupted, name
+            return outcome
+        outcome.choices = choose(study, outcome.tuning)
+        plan = study.extension_plan(len(tuned), outcome.tuning, outcome.choices)
     if not any(choice.lr is not None for choice in outcome.choices):
         write_tables(study, outcome.tuning, None)
         raise UserError("no tuning run completed: every method diverged or failed at every LR",
                         where=str(study.path / "tune" / layout.RESULTS), fix="try smaller initial LRs (lrs:)")
     final, done = run_stage("final", study.final_plan(outcome.choices))
-    outcome.rows = results(study, outcome.choices, final)
+    outcome.rows = results(study, outcome.choices, final, outcome.tuning)
     write_tables(study, outcome.tuning, outcome.rows)
     if done.interrupted or done.incomplete:
         outcome.interrupted, outcome.waiting = done.interrupted, "final"

@@ -193,7 +193,7 @@ def stage_progress(selection_metric):
     """A study's display: one SweepProgress per stage (`stage`, its pending trials)."""
     def start(stage: str, todo: list) -> SweepProgress:
         metric = (dataclasses.replace(METRICS[selection_metric.compare_metric], summary_field=selection_metric.value)
-                  if stage == "tune" else METRICS[CompareMetric.TEST_ACC])
+                  if stage.startswith("tune") else METRICS[CompareMetric.TEST_ACC])
         return SweepProgress(len(todo), metric, title=f"{stage} stage")
 
     return start
@@ -370,6 +370,12 @@ def study_preview(study, rows) -> None:
                f"{epochs * len(lrs) * spec.tune_seeds} model-epochs; chosen by validation {spec.metric.value}", markup=False)
     wide.print(f"final: {final_trials} trials (each method x budget at its chosen LR x {spec.seeds} seeds "
                f"{spec.final_seed_list()}), {epochs * spec.seeds} model-epochs, evaluated on the test set", markup=False)
+    if spec.max_extensions and (steps := spec.edge_steps()):
+        wide.print(f"then, before the final stage: a method x budget whose chosen LR is the smallest or largest tried "
+                   f"is tuned again one grid step beyond it (x{1 / steps[0]:.3g} below, x{steps[1]:.3g} above), up to "
+                   f"{spec.max_extensions} time{'s' * (spec.max_extensions != 1)} per side: extension rounds may "
+                   f"follow (tune-1/, ...; {spec.tune_seeds} trial{'s' * (spec.tune_seeds != 1)} per cell each)",
+                   markup=False)
     for row in rows:
         if row.warning:
             warning(f"{row.label} at {row.budget} epochs: {row.warning}")
