@@ -295,3 +295,27 @@ def test_an_edge_extends_by_the_step_between_the_two_lrs_at_that_edge_up_to_the_
     choices = [Choice(cells[0], 0.01, 0.5), Choice(cells[1], 1.0, 0.5), Choice(cells[2], 0.1, 0.5),
                Choice(cells[3], 10.0, 0.5)]
     assert extensions(study, tuning, choices) == [(cells[0], 0.003333), (cells[1], 10.0)]
+
+
+def test_a_method_may_bring_its_own_optimizer_and_trains_it_at_the_tuned_lrs(tmp_path, cli):
+    """`optimizer: {name: adam}` beside the schedule: that method trains Adam (its defaults, none of the base's
+    SGD momentum) at every LR the study tunes, extensions included, and in its final runs; the other method keeps
+    the base's SGD. Its default name says the optimizer: `constant (adam)`."""
+    path = write_study(tmp_path, {**EDGY, "lrs": [0.003, 0.03], "tune_seeds": 1, "max_extensions": 1,
+                                  "methods": [{"schedule": {"name": "constant"}},
+                                              {"schedule": {"name": "constant"}, "optimizer": {"name": "adam"}}]})
+    result = cli("study", path, "--runs-dir", tmp_path / "runs", "--quiet")
+    assert result.exit_code == 0, result.output
+    found = study_dir(tmp_path / "runs")
+    tuning = read_csv(found / "tuning.csv")
+    assert {r["method"] for r in tuning} == {"constant", "constant (adam)"}
+    tuned = {name: {float(r["lr"]) for r in tuning if r["method"] == name} for name in ("constant", "constant (adam)")}
+    records = [record for stage in sorted(found.glob("tune*")) for record in trial_records(stage)]
+    assert len(records) == len(tuning)  # one tuning seed: a trial per row
+    for optimizer, method in (("sgd", "constant"), ("adam", "constant (adam)")):
+        mine = [config["optimizer"] for config, _ in records if config["optimizer"]["name"] == optimizer]
+        assert {o["lr"] for o in mine} == tuned[method]
+        assert all(("momentum" in o) == (optimizer == "sgd") for o in mine)  # sgd's 0.9 never reaches adam
+    chosen = {r["method"]: float(r["lr"]) for r in read_csv(found / "study.csv")}
+    final = {(c["optimizer"]["name"], c["optimizer"]["lr"]) for c, _ in trial_records(found / "final")}
+    assert final == {("sgd", chosen["constant"]), ("adam", chosen["constant (adam)"])}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -41,14 +42,25 @@ class LogRange(BaseModel):
 
 
 class MethodEntry(BaseModel):
+    """A method: its schedule and, optionally, its own optimizer (the study tunes that optimizer's lr)."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
     schedule: dict = Field(..., description="a schedule section, as in a spec")
+    optimizer: dict | None = Field(None, description="an optimizer section, as in a spec, without lr: the base's "
+                                   "optimizer where unset")
     label: str | None = Field(None, min_length=1, max_length=40, description="its name in tables and figures")
 
     @property
     def name(self) -> str:
-        return self.label or str(self.schedule.get("name", "?"))
+        """The label, else the schedule's name, with the optimizer's where the method sets one: `constant (adam)`."""
+        name = str(self.schedule.get("name", "?"))
+        optimizer = self.optimizer and self.optimizer.get("name")
+        return self.label or (f"{name} ({optimizer})" if optimizer else name)
+
+    def sections(self) -> dict:
+        """The spec sections the method sets, as raw data merged over the base (copies: nothing shared)."""
+        return copy.deepcopy({"schedule": self.schedule, **({"optimizer": self.optimizer} if self.optimizer else {})})
 
 
 class StudySpec(BaseModel):
@@ -137,7 +149,10 @@ def parse(raw: Any, source: str, base_dir: Path) -> tuple[StudySpec, dict]:
                      items={"methods": MethodEntry})
     base = load_base(spec.base, base_dir)
     for i, method in enumerate(spec.methods):  # each method once, with the error naming it
-        checked = from_data(merge_sections(base, {"schedule": method.schedule}), f"{source}: methods.{i}")
+        if method.optimizer and "lr" in method.optimizer:
+            raise UserError("a method's optimizer sets no lr: the study tunes it",
+                            where=f"{source}: methods.{i}.optimizer", fix="drop lr; the study tries each of `lrs` (and beyond the grid's edges)")
+        checked = from_data(merge_sections(base, method.sections()), f"{source}: methods.{i}")
         if checked.data.val_size == 0:
             raise UserError("the base spec has no validation set (data.val_size: 0), and a study chooses each "
                             "LR on it", where=f"{source}: base", fix="give the base a data.val_size, e.g. 5000")

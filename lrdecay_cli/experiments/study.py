@@ -71,9 +71,9 @@ class Study:
         return [Cell(m, b) for b in self.spec.budgets for m in range(len(self.spec.methods))]
 
     @cached_property
-    def by_schedule(self) -> dict[tuple[int, str], Cell]:
-        """(epochs, resolved schedule as JSON) -> its cell: how a trial is known for what it trains."""
-        return {(c.budget, self.spec_of(c).schedule.model_dump_json()): c for c in self.cells()}
+    def by_training(self) -> dict[tuple, Cell]:
+        """`training_key` -> its cell: how a trial is known for what it trains."""
+        return {training_key(self.spec_of(c)): c for c in self.cells()}
 
     def spec_of(self, cell: Cell):
         """The cell's spec at the base's LR (validated; the schedule as it trains)."""
@@ -83,7 +83,7 @@ class Study:
         return self.spec.methods[cell.method].name
 
     def _variant(self, cell: Cell) -> dict:
-        return {"schedule": self.spec.methods[cell.method].schedule, "train": {"epochs": cell.budget}}
+        return {**self.spec.methods[cell.method].sections(), "train": {"epochs": cell.budget}}
 
     def tune_plan(self) -> sweeps.Plan:
         """Every cell x LR on the tuning seeds; the tuning runs skip the test evaluation."""
@@ -230,13 +230,18 @@ def tuning_rows(study: Study, plans: list[sweeps.Plan]) -> list[dict]:
     return rows
 
 
+def training_key(spec) -> tuple:
+    """What a cell's trials share whatever their LR: epochs, schedule and optimizer (as JSON)."""
+    return spec.train.epochs, spec.schedule.model_dump_json(), spec.optimizer.model_dump_json(exclude={"lr"})
+
+
 def cell_of(study: Study, trial: Trial) -> Cell:
-    """The cell a stage's trial belongs to, from what it trains (its schedule and epochs)."""
-    key = (trial.spec.train.epochs, trial.spec.schedule.model_dump_json())
-    if key not in study.by_schedule:
+    """The cell a stage's trial belongs to, from what it trains (its epochs, schedule and optimizer)."""
+    key = training_key(trial.spec)
+    if key not in study.by_training:
         raise UserError(f"trial {trial.dirname} is no method x budget of the study", where=study.source,
                         fix="restore study.yaml as the study wrote it")
-    return study.by_schedule[key]
+    return study.by_training[key]
 
 
 def choose(study: Study, rows: list[dict]) -> list[Choice]:
