@@ -98,8 +98,8 @@ def test_no_test_metric_exists_before_the_final_stage(finished):
 
 def test_study_csv_summarizes_the_final_runs_and_ranks_each_budget(finished):
     rows = read_csv(finished / "study.csv")
-    assert list(rows[0]) == ["method", "budget_epochs", "lr", "tune_metric", "test_acc_mean", "test_acc_std", "n",
-                             "ci_low", "ci_high", "rank", "test", "p_value", "p_holm", "diff", "diff_ci_low",
+    assert list(rows[0]) == ["method", "budget_epochs", "lr", "tuned", "tune_metric", "test_acc_mean", "test_acc_std",
+                             "n", "ci_low", "ci_high", "rank", "test", "p_value", "p_holm", "diff", "diff_ci_low",
                              "diff_ci_high", "identical_to"]
     final = trial_records(finished / "final")
     for budget in (1, 2):  # the paired t-test against the best, by hand: both methods ran final seeds 2 and 3
@@ -250,7 +250,7 @@ def test_an_lr_chosen_at_the_grid_edge_is_tuned_one_step_beyond_it_and_a_resume_
     assert {stage for stage, _, _ in trained} <= {"tune-1", "tune-2", "final"}
     assert {p: p.read_bytes() for p in done} == done
     rows = read_csv(found / "tuning.csv")
-    assert list(rows[0]) == ["method", "budget_epochs", "lr", "round", "metric", "value", "n", "chosen"]
+    assert list(rows[0]) == ["method", "budget_epochs", "lr", "tuned", "round", "metric", "value", "n", "chosen"]
     by_round = [(int(r["round"]), float(r["lr"])) for r in rows]
     assert by_round[:3] == [(0, 0.005), (0, 0.015), (1, 0.045)]
     assert by_round[3:] in ([], [(2, 0.135)])  # a second round only if 0.045 won the first
@@ -290,11 +290,11 @@ def test_an_edge_extends_by_the_step_between_the_two_lrs_at_that_edge_up_to_the_
     spec = StudySpec.model_validate({**STUDY, "lrs": [0.01, 0.03, 0.1, 1.0], "max_extensions": 1})
     study = Study(spec, BASE, "test")
     cells = [Cell(0, 1), Cell(1, 1), Cell(0, 2), Cell(1, 2)]
-    tuning = [{"cell": cell, "lr": lr} for cell in cells for lr in spec.lr_list()]
-    tuning.append({"cell": cells[3], "lr": 10.0})  # cells[3] went one step up already
+    tuning = [{"cell": cell, "setting": (), "lr": lr} for cell in cells for lr in spec.lr_list()]
+    tuning.append({"cell": cells[3], "setting": (), "lr": 10.0})  # cells[3] went one step up already
     choices = [Choice(cells[0], 0.01, 0.5), Choice(cells[1], 1.0, 0.5), Choice(cells[2], 0.1, 0.5),
                Choice(cells[3], 10.0, 0.5)]
-    assert extensions(study, tuning, choices) == [(cells[0], 0.003333), (cells[1], 10.0)]
+    assert extensions(study, tuning, choices) == [(choices[0], 0.003333), (choices[1], 10.0)]
 
 
 def test_a_method_may_bring_its_own_optimizer_and_trains_it_at_the_tuned_lrs(tmp_path, cli):
@@ -319,3 +319,34 @@ def test_a_method_may_bring_its_own_optimizer_and_trains_it_at_the_tuned_lrs(tmp
     chosen = {r["method"]: float(r["lr"]) for r in read_csv(found / "study.csv")}
     final = {(c["optimizer"]["name"], c["optimizer"]["lr"]) for c, _ in trial_records(found / "final")}
     assert final == {("sgd", chosen["constant"]), ("adam", chosen["constant (adam)"])}
+
+
+def test_a_method_tunes_its_own_parameters_jointly_with_the_lr(tmp_path, cli):
+    """`tune: {schedule.gamma: [0.1, 0.5]}`: every gamma x LR on the same tuning seeds, the best pair chosen
+    (tuning.csv's `tuned` says which gamma each row had), extensions at the chosen gamma, and the final runs
+    at the chosen gamma and LR."""
+    step = {"name": "step", "step_fraction": 0.5, "interval": "step"}
+    path = write_study(tmp_path, {**EDGY, "lrs": [0.01, 0.1], "tune_seeds": 1, "max_extensions": 1,
+                                  "methods": [{"schedule": step, "tune": {"schedule.gamma": [0.1, 0.5]}}]})
+    result = cli("study", path, "--runs-dir", tmp_path / "runs", "--dry-run")
+    assert "tuning: 4 trials (1 methods in 2 settings" in " ".join(result.stdout.split())
+    result = cli("study", path, "--runs-dir", tmp_path / "runs", "--quiet")
+    assert result.exit_code == 0, result.output
+    found = study_dir(tmp_path / "runs")
+    rows = read_csv(found / "tuning.csv")
+    grid = [(r["tuned"], float(r["lr"])) for r in rows if r["round"] == "0"]
+    assert grid == [("schedule.gamma=0.1", 0.01), ("schedule.gamma=0.1", 0.1), ("schedule.gamma=0.5", 0.01),
+                    ("schedule.gamma=0.5", 0.1)]
+    records = {(c["schedule"]["gamma"], c["optimizer"]["lr"]): s["final_val_acc"]
+               for stage in found.glob("tune*") for c, s in trial_records(stage)}
+    (best,) = [r for r in rows if r["chosen"] == "True"]
+    assert float(best["value"]) == max(records.values())
+    gamma = float(best["tuned"].partition("=")[2])
+    assert records[gamma, float(best["lr"])] == max(records.values())
+    extended = [r for r in rows if r["round"] == "1"]  # one step beyond the edge, at the chosen gamma
+    assert len(extended) <= 1 and all(float(r["lr"]) in (0.001, 1.0) and r["tuned"] == best["tuned"]
+                                      for r in extended)
+    (study_row,) = read_csv(found / "study.csv")
+    assert (study_row["tuned"], study_row["lr"]) == (best["tuned"], best["lr"])
+    assert {(c["schedule"]["gamma"], c["optimizer"]["lr"]) for c, _ in trial_records(found / "final")} == \
+        {(gamma, float(best["lr"]))}

@@ -26,7 +26,7 @@ from pathlib import Path
 from lrdecay_cli.analysis.compare import METRICS, Comparison, average_ranks, compare_by
 from lrdecay_cli.config.choices import CompareMetric, SelectionMetric
 from lrdecay_cli.config.spec_file import from_data, merge_sections
-from lrdecay_cli.config.study_file import StudySpec, load as load_file, parse, resolved_yaml
+from lrdecay_cli.config.study_file import Setting, StudySpec, describe, load as load_file, nested, parse, resolved_yaml
 from lrdecay_cli.config.sweep_file import SweepSpec, Trial
 from lrdecay_cli.config.yaml_io import read_yaml_file
 from lrdecay_cli.errors import UserError
@@ -50,11 +50,13 @@ class Cell:
 
 @dataclass
 class Choice:
-    """The LR tuning chose for a cell (None where every LR diverged or failed) and its validation metric."""
+    """The LR tuning chose for a cell (None where every LR diverged or failed), its validation metric, and the
+    setting of the method's tuned parameters it was chosen with."""
 
     cell: Cell
     lr: float | None
     metric: float | None
+    setting: Setting = ()
 
 
 @dataclass
@@ -71,23 +73,30 @@ class Study:
         return [Cell(m, b) for b in self.spec.budgets for m in range(len(self.spec.methods))]
 
     @cached_property
-    def by_training(self) -> dict[tuple, Cell]:
-        """`training_key` -> its cell: how a trial is known for what it trains."""
-        return {training_key(self.spec_of(c)): c for c in self.cells()}
+    def by_training(self) -> dict[tuple, tuple[Cell, Setting]]:
+        """`training_key` -> its cell and setting: how a trial is known for what it trains."""
+        return {training_key(self.spec_of(c, s)): (c, s) for c in self.cells() for s in self.settings(c)}
 
-    def spec_of(self, cell: Cell):
-        """The cell's spec at the base's LR (validated; the schedule as it trains)."""
-        return from_data(merge_sections(self.base, self._variant(cell)), self.source)
+    def settings(self, cell: Cell) -> list[Setting]:
+        return self.spec.methods[cell.method].settings()
+
+    def spec_of(self, cell: Cell, setting: Setting | None = None):
+        """The cell's spec at the base's LR (validated; the schedule as it trains), in `setting` (default: the
+        first of its tuned parameters' combinations)."""
+        setting = self.settings(cell)[0] if setting is None else setting
+        return from_data(merge_sections(self.base, self._variant(cell, setting)), self.source)
 
     def label(self, cell: Cell) -> str:
         return self.spec.methods[cell.method].name
 
-    def _variant(self, cell: Cell) -> dict:
-        return {**self.spec.methods[cell.method].sections(), "train": {"epochs": cell.budget}}
+    def _variant(self, cell: Cell, setting: Setting, lr: float | None = None) -> dict:
+        variant = {**self.spec.methods[cell.method].sections(), "train": {"epochs": cell.budget}}
+        return merge_sections(variant, merge_sections(nested(setting), {"optimizer": {"lr": lr}} if lr else {}))
 
     def tune_plan(self) -> sweeps.Plan:
         """Every cell x LR on the tuning seeds; the tuning runs skip the test evaluation."""
-        sweep = SweepSpec(name=f"{self.spec.name}-tune", variants=[self._variant(c) for c in self.cells()],
+        sweep = SweepSpec(name=f"{self.spec.name}-tune",
+                          variants=[self._variant(c, s) for c in self.cells() for s in self.settings(c)],
                           grid={"optimizer.lr": self.spec.lr_list()}, seeds=self.spec.tune_seed_list(),
                           metric=self.spec.metric.compare_metric)
         base = merge_sections(self.base, {"train": {"test_eval": False}})
@@ -96,8 +105,7 @@ class Study:
     def extension_plan(self, round_: int, tuning: list[dict], choices: list[Choice]) -> sweeps.Plan | None:
         """Tuning round `round_` (1, 2, ...): each cell whose chosen LR is at an edge of the LRs it was tuned at,
         one grid step beyond it, on the tuning seeds; None when no cell has an edge left to extend."""
-        variants = [merge_sections(self._variant(cell), {"optimizer": {"lr": lr}})
-                    for cell, lr in extensions(self, tuning, choices)]
+        variants = [self._variant(c.cell, c.setting, lr) for c, lr in extensions(self, tuning, choices)]
         if not variants:
             return None
         sweep = SweepSpec(name=f"{self.spec.name}-{stage_name(round_)}", variants=variants,
@@ -119,8 +127,7 @@ class Study:
 
     def final_plan(self, choices: list[Choice]) -> sweeps.Plan:
         """Every cell that has a chosen LR, at that LR, on the final seeds, with the test evaluation."""
-        variants = [merge_sections(self._variant(c.cell), {"optimizer": {"lr": c.lr}}) for c in choices
-                    if c.lr is not None]
+        variants = [self._variant(c.cell, c.setting, c.lr) for c in choices if c.lr is not None]
         sweep = SweepSpec(name=f"{self.spec.name}-final", variants=variants, seeds=self.spec.final_seed_list(),
                           metric="test_acc")
         base = merge_sections(self.base, {"train": {"test_eval": True}})
@@ -178,32 +185,32 @@ def one_step(lr: float, ratio: float) -> float:
     return rounded if (rounded > lr) == (ratio > 1) and rounded != lr else lr * ratio
 
 
-def tried_lrs(tuning: list[dict], cell: Cell) -> list[float]:
-    """Every LR a cell was tuned at, over all rounds, smallest first."""
-    return sorted({row["lr"] for row in tuning if row["cell"] == cell})
+def tried_lrs(tuning: list[dict], choice: Choice) -> list[float]:
+    """Every LR the choice's cell was tuned at in its setting, over all rounds, smallest first."""
+    return sorted({row["lr"] for row in tuning if row["cell"] == choice.cell and row["setting"] == choice.setting})
 
 
-def at_edge(tuning: list[dict], cell: Cell, lr: float | None) -> str | None:
-    """'smallest' or 'largest' where `lr` is an end of the LRs the cell was tuned at; else None."""
-    tried = tried_lrs(tuning, cell)
-    if lr is None or not tried:
+def at_edge(tuning: list[dict], choice: Choice) -> str | None:
+    """'smallest' or 'largest' where the chosen LR is an end of the LRs its cell was tuned at in its setting."""
+    tried = tried_lrs(tuning, choice)
+    if choice.lr is None or not tried:
         return None
-    return "smallest" if lr == tried[0] else "largest" if lr == tried[-1] else None
+    return "smallest" if choice.lr == tried[0] else "largest" if choice.lr == tried[-1] else None
 
 
-def extensions(study: Study, tuning: list[dict], choices: list[Choice]) -> list[tuple[Cell, float]]:
-    """(cell, LR one grid step beyond its chosen one) for each cell chosen at an edge that has not yet been
-    extended max_extensions times on that side."""
+def extensions(study: Study, tuning: list[dict], choices: list[Choice]) -> list[tuple[Choice, float]]:
+    """(choice, LR one grid step beyond it) for each cell chosen at an edge (in its chosen setting) that has not
+    yet been extended max_extensions times on that side."""
     steps, lrs = study.spec.edge_steps(), study.spec.lr_list()
     if steps is None:
         return []
     out = []
     for choice in choices:
-        side, tried = at_edge(tuning, choice.cell, choice.lr), tried_lrs(tuning, choice.cell)
+        side, tried = at_edge(tuning, choice), tried_lrs(tuning, choice)
         if side == "smallest" and sum(lr < lrs[0] for lr in tried) < study.spec.max_extensions:
-            out.append((choice.cell, one_step(choice.lr, 1 / steps[0])))
+            out.append((choice, one_step(choice.lr, 1 / steps[0])))
         elif side == "largest" and sum(lr > lrs[-1] for lr in tried) < study.spec.max_extensions:
-            out.append((choice.cell, one_step(choice.lr, steps[1])))
+            out.append((choice, one_step(choice.lr, steps[1])))
     return out
 
 
@@ -218,15 +225,15 @@ def tuning_rows(study: Study, plans: list[sweeps.Plan]) -> list[dict]:
     per_lr = {}
     for round_, plan in enumerate(plans):
         for trial in plan.trials:
-            key = (cell_of(study, trial), trial.spec.optimizer.lr, round_)
+            key = (*placed(study, trial), trial.spec.optimizer.lr, round_)
             per_lr.setdefault(key, []).append(metric_of(read_summary(plan.path / trial.dirname), study.spec.metric))
     rows = []
-    for (cell, lr, round_), values in per_lr.items():
+    for (cell, setting, lr, round_), values in per_lr.items():
         complete = [v for v in values if v is not None]
-        rows.append({"method": study.label(cell), "budget_epochs": cell.budget, "lr": lr, "round": round_,
-                     "metric": study.spec.metric.value,
+        rows.append({"method": study.label(cell), "budget_epochs": cell.budget, "lr": lr, "tuned": describe(setting),
+                     "round": round_, "metric": study.spec.metric.value,
                      "value": sum(complete) / len(complete) if complete and len(complete) == len(values) else None,
-                     "n": len(complete), "cell": cell})
+                     "n": len(complete), "cell": cell, "setting": setting})
     return rows
 
 
@@ -235,8 +242,8 @@ def training_key(spec) -> tuple:
     return spec.train.epochs, spec.schedule.model_dump_json(), spec.optimizer.model_dump_json(exclude={"lr"})
 
 
-def cell_of(study: Study, trial: Trial) -> Cell:
-    """The cell a stage's trial belongs to, from what it trains (its epochs, schedule and optimizer)."""
+def placed(study: Study, trial: Trial) -> tuple[Cell, Setting]:
+    """The cell and setting a stage's trial belongs to, from what it trains (its epochs, schedule and optimizer)."""
     key = training_key(trial.spec)
     if key not in study.by_training:
         raise UserError(f"trial {trial.dirname} is no method x budget of the study", where=study.source,
@@ -245,20 +252,23 @@ def cell_of(study: Study, trial: Trial) -> Cell:
 
 
 def choose(study: Study, rows: list[dict]) -> list[Choice]:
-    """Per cell, the LR with the best validation metric (a tie: the smaller LR); None where none completed."""
+    """Per cell, the LR (and setting of the method's tuned parameters) with the best validation metric (a tie: the
+    smaller LR, then the setting listed first); None where none completed."""
     pick = max if study.spec.metric.larger_is_better else min  # both return the first best: the smaller LR
     choices = []
     for cell in study.cells():
         candidates = sorted((r for r in rows if r["cell"] == cell and r["value"] is not None), key=lambda r: r["lr"])
         best = pick(candidates, key=lambda r: r["value"], default=None)
-        choices.append(Choice(cell, best and best["lr"], best and best["value"]))
+        choices.append(Choice(cell, best and best["lr"], best and best["value"], best["setting"] if best else ()))
     for row in rows:
-        row["chosen"] = any(c.cell == row["cell"] and c.lr == row["lr"] for c in choices)
+        row["chosen"] = any(c.cell == row["cell"] and c.setting == row["setting"] and c.lr == row["lr"]
+                            for c in choices)
     return choices
 
 
-STUDY_COLUMNS = ("method", "budget_epochs", "lr", "tune_metric", "test_acc_mean", "test_acc_std", "n", "ci_low",
-                 "ci_high", "rank", "test", "p_value", "p_holm", "diff", "diff_ci_low", "diff_ci_high", "identical_to")
+STUDY_COLUMNS = ("method", "budget_epochs", "lr", "tuned", "tune_metric", "test_acc_mean", "test_acc_std", "n",
+                 "ci_low", "ci_high", "rank", "test", "p_value", "p_holm", "diff", "diff_ci_low", "diff_ci_high",
+                 "identical_to")
 
 
 def results(study: Study, choices: list[Choice], plan: sweeps.Plan, tuning: list[dict]) -> list[dict]:
@@ -266,7 +276,7 @@ def results(study: Study, choices: list[Choice], plan: sweeps.Plan, tuning: list
     the test against its budget's best (paired over the shared seeds; Holm-corrected over the budget's methods;
     None for the best itself or too few seeds), the method whose final runs it repeats, the average rank, and
     `edge`: whether the chosen LR is still the smallest or largest the cell was tuned at (the bound was reached)."""
-    trial_cells = {trial.dirname: cell_of(study, trial) for trial in plan.trials}
+    trial_cells = {trial.dirname: placed(study, trial)[0] for trial in plan.trials}
     started = [load_run(plan.path / name) for name in trial_cells if (plan.path / name / layout.SUMMARY).is_file()]
     boards = compare_by(started, METRICS[CompareMetric.TEST_ACC], key=lambda run: trial_cells[run.path.name].budget)
     found, names = {}, {}
@@ -281,10 +291,11 @@ def results(study: Study, choices: list[Choice], plan: sweeps.Plan, tuning: list
         s = group.best if group else None
         low, high = (s and s.ci95_bounds) or (None, None)
         rows.append({"method": study.label(choice.cell), "budget_epochs": choice.cell.budget, "lr": choice.lr,
+                     "tuned": describe(choice.setting),
                      "tune_metric": choice.metric, "test_acc_mean": s and s.mean, "test_acc_std": s and s.std,
                      "n": s.n if s else 0, "ci_low": low, "ci_high": high, "rank": rank,
                      **_test_columns(group, names), "average_rank": average_rank,
-                     "edge": at_edge(tuning, choice.cell, choice.lr)})
+                     "edge": at_edge(tuning, choice)})
     return rows
 
 
@@ -303,7 +314,8 @@ def rank_of(board: Comparison, number: int) -> int | None:
 
 
 def write_tables(study: Study, tuning: list[dict], rows: list[dict] | None) -> None:
-    write_atomic(study.path / layout.TUNING, to_csv([{k: v for k, v in r.items() if k != "cell"} for r in tuning]))
+    write_atomic(study.path / layout.TUNING, to_csv([{k: v for k, v in r.items() if k not in ("cell", "setting")}
+                                                     for r in tuning]))
     if rows is not None:
         write_atomic(study.path / layout.STUDY_TABLE, to_csv([{k: r[k] for k in STUDY_COLUMNS} for r in rows]))
 

@@ -362,12 +362,16 @@ def study_preview(study, rows) -> None:
     if any(row.metric_driven for row in rows):
         wide.print("* metric-driven: shown as it starts; it cuts the LR as the validation metric stalls", markup=False)
     lrs, budgets = spec.lr_list(), spec.budgets
-    tune_trials = len(spec.methods) * len(budgets) * len(lrs) * spec.tune_seeds
+    settings = sum(len(m.settings()) for m in spec.methods)
+    tune_trials = spec.cells() * spec.tune_seeds
     final_trials = len(spec.methods) * len(budgets) * spec.seeds
     epochs = sum(budgets) * len(spec.methods)
-    wide.print(f"tuning: {tune_trials} trials ({len(spec.methods)} methods x {len(budgets)} budgets x {len(lrs)} LRs "
+    methods = f"{len(spec.methods)} methods" if settings == len(spec.methods) else \
+        f"{len(spec.methods)} methods in {settings} settings of their tuned parameters"
+    wide.print(f"tuning: {tune_trials} trials ({methods} x {len(budgets)} budgets x {len(lrs)} LRs "
                f"[{', '.join(f'{lr:g}' for lr in lrs)}] x {spec.tune_seeds} seed{'s' * (spec.tune_seeds > 1)}), "
-               f"{epochs * len(lrs) * spec.tune_seeds} model-epochs; chosen by validation {spec.metric.value}", markup=False)
+               f"{sum(budgets) * settings * len(lrs) * spec.tune_seeds} model-epochs; chosen by validation "
+               f"{spec.metric.value}", markup=False)
     wide.print(f"final: {final_trials} trials (each method x budget at its chosen LR x {spec.seeds} seeds "
                f"{spec.final_seed_list()}), {epochs * spec.seeds} model-epochs, evaluated on the test set", markup=False)
     if spec.max_extensions and (steps := spec.edge_steps()):

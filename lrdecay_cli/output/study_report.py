@@ -84,7 +84,8 @@ def _rank_figure(study, rows: list[dict], colors: dict):
 
 
 def _sensitivity_figure(study, tuning: list[dict], colors: dict):
-    """The validation metric against the initial LR, a panel per budget; a star marks the chosen LR."""
+    """The validation metric against the initial LR, a panel per budget; a star marks the chosen LR (a method that
+    tunes its own parameters: the curve of the setting chosen)."""
     budgets, metric = study.spec.budgets, study.spec.metric
     fig = _figure()
     fig.set_size_inches(max(SIZE[0], 2.6 * len(budgets) + 1.5), SIZE[1])
@@ -92,8 +93,10 @@ def _sensitivity_figure(study, tuning: list[dict], colors: dict):
     scale = 100 if metric.larger_is_better else 1
     for ax, budget in zip(axes, budgets):
         for method, color in colors.items():
-            mine = sorted((r for r in tuning if r["method"] == method and r["budget_epochs"] == budget
-                           and r["value"] is not None), key=lambda r: r["lr"])
+            at = [r for r in tuning if r["method"] == method and r["budget_epochs"] == budget]
+            tuned = next((r["tuned"] for r in at if r.get("chosen")), at[0]["tuned"] if at else "")
+            mine = sorted((r for r in at if r["value"] is not None and r["tuned"] == tuned),  # the chosen setting's
+                          key=lambda r: r["lr"])
             ax.plot([r["lr"] for r in mine], [scale * r["value"] for r in mine], ".-", color=color, label=method)
             ax.plot([r["lr"] for r in mine if r.get("chosen")], [scale * r["value"] for r in mine if r.get("chosen")],
                     "*", color=color, markersize=11)
@@ -230,9 +233,9 @@ def markdown(study, rows: list[dict]) -> str:
         f" the very same final runs)", "", _by_method(study, test), "",
         "## Difference to each budget's best (percentage points of test accuracy, 95% CI of the paired mean difference)",
         "", _by_method(study, difference), "",
-        f"## Chosen initial LRs (by validation {study.spec.metric.value})", "",
-        _by_method(study, lambda m, b: f"{at[m, b]['lr']:g}" if at.get((m, b)) and at[m, b]["lr"] is not None
-                   else "none completed"), "",
+        f"## Chosen initial LRs (by validation {study.spec.metric.value}; a method's tuned parameters beside)", "",
+        _by_method(study, lambda m, b: f"{at[m, b]['lr']:g}" + (f" ({at[m, b]['tuned']})" if at[m, b]["tuned"] else "")
+                   if at.get((m, b)) and at[m, b]["lr"] is not None else "none completed"), "",
     ]
     if edges := edge_choices(rows):
         n = study.spec.max_extensions
