@@ -29,6 +29,12 @@ def describe(setting: Setting) -> str:
     return ", ".join(f"{key}={value}" for key, value in setting)
 
 
+def training_key(spec) -> tuple:
+    """What a method x budget's runs share whatever their LR: epochs, schedule and optimizer (as JSON); two
+    methods with one key would train the very same runs."""
+    return spec.train.epochs, spec.schedule.model_dump_json(), spec.optimizer.model_dump_json(exclude={"lr"})
+
+
 def nested(setting: Setting) -> dict:
     """A setting as raw spec sections: (("schedule.gamma", 0.3),) -> {"schedule": {"gamma": 0.3}}."""
     out: dict = {}
@@ -190,6 +196,7 @@ def parse(raw: Any, source: str, base_dir: Path) -> tuple[StudySpec, dict]:
     spec = validated(StudySpec, raw, source, "study", "configs/studies/decay_methods.yaml",
                      items={"methods": MethodEntry})
     base = load_base(spec.base, base_dir)
+    seen: dict[tuple, str] = {}
     for i, method in enumerate(spec.methods):  # each method once, with the error naming it
         if method.optimizer and "lr" in method.optimizer:
             raise UserError("a method's optimizer sets no lr: the study tunes it",
@@ -198,7 +205,12 @@ def parse(raw: Any, source: str, base_dir: Path) -> tuple[StudySpec, dict]:
         for setting in method.settings():  # each value it tunes, as the spec it trains
             data = merge_sections(base, method.sections())
             set_fields(data, dict(setting), {key: f"{source}: methods.{i}.tune.{key}" for key, _ in setting})
-            checked = from_data(data, f"{source}: methods.{i}" + (f" ({describe(setting)})" if setting else ""))
+            where = f"methods.{i}" + (f" ({describe(setting)})" if setting else "")
+            checked = from_data(data, f"{source}: {where}")
+            if (key := training_key(checked)) in seen:
+                raise UserError(f"{seen[key]} and {where} train the very same runs", where=source,
+                                fix="drop one, or make them differ in their schedule or optimizer")
+            seen[key] = where
         if checked.data.val_size == 0:
             raise UserError("the base spec has no validation set (data.val_size: 0), and a study chooses each "
                             "LR on it", where=f"{source}: base", fix="give the base a data.val_size, e.g. 5000")

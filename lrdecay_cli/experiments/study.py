@@ -26,7 +26,8 @@ from pathlib import Path
 from lrdecay_cli.analysis.compare import METRICS, Comparison, average_ranks, compare_by
 from lrdecay_cli.config.choices import CompareMetric, SelectionMetric
 from lrdecay_cli.config.spec_file import from_data, merge_sections
-from lrdecay_cli.config.study_file import Setting, StudySpec, describe, load as load_file, nested, parse, resolved_yaml
+from lrdecay_cli.config.study_file import (Setting, StudySpec, describe, load as load_file, nested, parse,
+                                           resolved_yaml, training_key)
 from lrdecay_cli.config.sweep_file import SweepSpec, Trial
 from lrdecay_cli.config.yaml_io import read_yaml_file
 from lrdecay_cli.errors import UserError
@@ -235,11 +236,6 @@ def tuning_rows(study: Study, plans: list[sweeps.Plan]) -> list[dict]:
                      "value": sum(complete) / len(complete) if complete and len(complete) == len(values) else None,
                      "n": len(complete), "cell": cell, "setting": setting})
     return rows
-
-
-def training_key(spec) -> tuple:
-    """What a cell's trials share whatever their LR: epochs, schedule and optimizer (as JSON)."""
-    return spec.train.epochs, spec.schedule.model_dump_json(), spec.optimizer.model_dump_json(exclude={"lr"})
 
 
 def placed(study: Study, trial: Trial) -> tuple[Cell, Setting]:
