@@ -330,6 +330,9 @@ def test_a_method_tunes_its_own_parameters_jointly_with_the_lr(tmp_path, cli):
                                   "methods": [{"schedule": step, "tune": {"schedule.gamma": [0.1, 0.5]}}]})
     result = cli("study", path, "--runs-dir", tmp_path / "runs", "--dry-run")
     assert "tuning: 4 trials (1 methods in 2 settings" in " ".join(result.stdout.split())
+    for gamma in (0.1, 0.5):  # each gamma's curve: halfway through the run (step 8 of 16) the LR drops to gamma
+        (row,) = [line for line in result.stdout.splitlines() if f"gamma={gamma}]" in line]
+        assert [cell.strip() for cell in row.split("│")[4:8]] == ["1", f"{gamma:g}", f"{gamma:g}", f"{gamma:g}"]
     result = cli("study", path, "--runs-dir", tmp_path / "runs", "--quiet")
     assert result.exit_code == 0, result.output
     found = study_dir(tmp_path / "runs")

@@ -115,15 +115,23 @@ class Study:
         return sweeps.plan_of(sweep, base, f"{self.source} (tuning round {round_})")
 
     def preview(self) -> list[DryRunRow]:
-        """Each method's curve at each budget at a few points of the run; plateau's as it starts, before any cut."""
+        """Each method's curve (in each setting of its tuned schedule parameters) at each budget at a few points
+        of the run; plateau's as it starts, before any cut."""
         out = []
         for cell in self.cells():
-            spec = self.spec_of(cell)
-            steps = spec.steps_per_epoch() * cell.budget
-            schedule = lr_schedule(spec.schedule, 1.0, spec.steps_per_epoch(), cell.budget)
-            factors = [schedule(round(at * (steps - 1))) for at in SHOWN_AT]
-            out.append(DryRunRow(self.label(cell), cell.budget, steps, factors, schedule.metric_driven,
-                                 flat_run_warning(spec), SHOWN_AT))
+            seen = []
+            for setting in self.settings(cell):
+                curve = tuple((k, v) for k, v in setting if k.startswith("schedule."))
+                if curve in seen:  # an optimizer setting does not change the curve
+                    continue
+                seen.append(curve)
+                spec = self.spec_of(cell, setting)
+                steps = spec.steps_per_epoch() * cell.budget
+                schedule = lr_schedule(spec.schedule, 1.0, spec.steps_per_epoch(), cell.budget)
+                factors = [schedule(round(at * (steps - 1))) for at in SHOWN_AT]
+                label = self.label(cell) + (f" [{describe(curve)}]" if curve else "")
+                out.append(DryRunRow(label, cell.budget, steps, factors, schedule.metric_driven,
+                                     flat_run_warning(spec), SHOWN_AT))
         return out
 
     def final_plan(self, choices: list[Choice]) -> sweeps.Plan:
