@@ -353,3 +353,19 @@ def test_a_method_tunes_its_own_parameters_jointly_with_the_lr(tmp_path, cli):
     assert (study_row["tuned"], study_row["lr"]) == (best["tuned"], best["lr"])
     assert {(c["schedule"]["gamma"], c["optimizer"]["lr"]) for c, _ in trial_records(found / "final")} == \
         {(gamma, float(best["lr"]))}
+
+
+def test_a_study_written_before_extensions_resumes_as_it_was_planned(tmp_path, cli):
+    """Its study.yaml has no max_extensions: --resume adds no extension round (which would change its choices
+    and no longer match its final/), and retrains nothing."""
+    path = write_study(tmp_path, {**EDGY, "lrs": [0.001, 0.002], "max_extensions": 0, "tune_seeds": 1})
+    assert cli("study", path, "--runs-dir", tmp_path / "runs", "--quiet").exit_code == 0
+    found = study_dir(tmp_path / "runs")
+    written = yaml.safe_load((found / "study.yaml").read_text())
+    assert written.pop("max_extensions") == 0
+    (found / "study.yaml").write_text(yaml.safe_dump(written))
+    before = (found / "final" / "t000" / "summary.json").read_bytes()
+    result = cli("study", "--resume", found, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert not (found / "tune-1").exists() and (found / "final" / "t000" / "summary.json").read_bytes() == before
+    assert "Still at the edge of the LR grid (widen" in (found / "report.md").read_text()

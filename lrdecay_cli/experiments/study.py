@@ -160,11 +160,16 @@ def create(study: Study, runs_dir: Path) -> Path:
 
 
 def reopen(study_dir: Path) -> Study:
+    """A study directory's study, for --resume; a study.yaml without max_extensions was written before studies
+    extended their grids, and resumes as it was planned: without extensions."""
     path = study_dir / layout.STUDY
     if not path.is_file():
         raise UserError("not a study directory (no study.yaml)", where=str(study_dir),
                         fix="pass a directory under <runs>/studies/")
-    return Study(*parse(read_yaml_file(path), str(path), study_dir), str(path), study_dir)
+    raw = read_yaml_file(path)
+    if isinstance(raw, dict) and "max_extensions" not in raw:
+        raw = {**raw, "max_extensions": 0}
+    return Study(*parse(raw, str(path), study_dir), str(path), study_dir)
 
 
 def stage(study: Study, name: str, plan: sweeps.Plan) -> sweeps.Plan:
