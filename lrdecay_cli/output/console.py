@@ -378,7 +378,8 @@ def study_preview(study, rows) -> None:
         wide.print(f"then, before the final stage: a method x budget whose chosen LR is the smallest or largest tried "
                    f"is tuned again one grid step beyond it (x{1 / steps[0]:.3g} below, x{steps[1]:.3g} above), up to "
                    f"{spec.max_extensions} time{'s' * (spec.max_extensions != 1)} per side: extension rounds may "
-                   f"follow (tune-1/, ...; {spec.tune_seeds} trial{'s' * (spec.tune_seeds != 1)} per cell each)",
+                   f"follow (tune-1/, ...; {spec.tune_seeds} trial{'s' * (spec.tune_seeds != 1)} per such method x budget "
+                   f"each)",
                    markup=False)
     for row in rows:
         if row.warning:
