@@ -286,10 +286,11 @@ def study(
 ) -> None:
     """Find which decay method wins at each training budget.
 
-    Fairly: each method's initial LR is tuned on the validation set at each budget (tune/), then
-    the chosen ones are rerun on fresh seeds against the test set (final/); study.csv, report.md
-    and figures in <runs-dir>/studies/<UTC time>-<name>/. The study file's format: README.md,
-    section Studies; an example in configs/studies/.
+    Fairly: each method's initial LR is tuned on the validation set at each budget (tune/; a
+    choice at the grid's edge tunes one step beyond it, tune-1/, ...), then the chosen ones are
+    rerun on fresh seeds against the test set (final/); study.csv, report.md and figures in
+    <runs-dir>/studies/<UTC time>-<name>/. The study file's format: README.md, section Studies;
+    an example in configs/studies/.
 
     Examples:
 

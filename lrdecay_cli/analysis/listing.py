@@ -221,11 +221,12 @@ def study_row(path: Path, kind: Kind = Kind.STUDY) -> Row:
         pass
     name = str(raw.get("name")) if isinstance(raw, dict) and raw.get("name") else STAMP.sub("", path.name)
     when = stamp_time(path.name)
-    for phase in ("final", "tune"):
+    rounds = sorted((int(p.name[5:]) for p in path.glob("tune-*") if p.name[5:].isdigit()), reverse=True)
+    for phase in ("final", *(f"tune-{r}" for r in rounds), "tune"):  # its latest stage: tune-N extends tune
         if kind_of(path / phase) == Kind.SWEEP:
             row = sweep_row(path / phase, Kind.STUDY)
             row.path, row.name, row.when, row.status = path, name, when, f"{phase}: {row.status}"
-            if phase == "tune":  # the study has not reached its final sweep
+            if phase != "final":  # the study has not reached its final sweep
                 row.best_val_acc = row.test_acc = row.best_trial = row.metric = None
                 if row.state == Status.COMPLETED:
                     row.state = str(Status.RUNNING if in_use(path) else Status.INTERRUPTED)

@@ -193,7 +193,7 @@ def stage_progress(selection_metric):
     """A study's display: one SweepProgress per stage (`stage`, its pending trials)."""
     def start(stage: str, todo: list) -> SweepProgress:
         metric = (dataclasses.replace(METRICS[selection_metric.compare_metric], summary_field=selection_metric.value)
-                  if stage == "tune" else METRICS[CompareMetric.TEST_ACC])
+                  if stage.startswith("tune") else METRICS[CompareMetric.TEST_ACC])
         return SweepProgress(len(todo), metric, title=f"{stage} stage")
 
     return start
@@ -362,14 +362,25 @@ def study_preview(study, rows) -> None:
     if any(row.metric_driven for row in rows):
         wide.print("* metric-driven: shown as it starts; it cuts the LR as the validation metric stalls", markup=False)
     lrs, budgets = spec.lr_list(), spec.budgets
-    tune_trials = len(spec.methods) * len(budgets) * len(lrs) * spec.tune_seeds
+    settings = sum(len(m.settings()) for m in spec.methods)
+    tune_trials = spec.cells() * spec.tune_seeds
     final_trials = len(spec.methods) * len(budgets) * spec.seeds
     epochs = sum(budgets) * len(spec.methods)
-    wide.print(f"tuning: {tune_trials} trials ({len(spec.methods)} methods x {len(budgets)} budgets x {len(lrs)} LRs "
+    methods = f"{len(spec.methods)} methods" if settings == len(spec.methods) else \
+        f"{len(spec.methods)} methods in {settings} settings of their tuned parameters"
+    wide.print(f"tuning: {tune_trials} trials ({methods} x {len(budgets)} budgets x {len(lrs)} LRs "
                f"[{', '.join(f'{lr:g}' for lr in lrs)}] x {spec.tune_seeds} seed{'s' * (spec.tune_seeds > 1)}), "
-               f"{epochs * len(lrs) * spec.tune_seeds} model-epochs; chosen by validation {spec.metric.value}", markup=False)
+               f"{sum(budgets) * settings * len(lrs) * spec.tune_seeds} model-epochs; chosen by validation "
+               f"{spec.metric.value}", markup=False)
     wide.print(f"final: {final_trials} trials (each method x budget at its chosen LR x {spec.seeds} seeds "
                f"{spec.final_seed_list()}), {epochs * spec.seeds} model-epochs, evaluated on the test set", markup=False)
+    if spec.max_extensions and (steps := spec.edge_steps()):
+        wide.print(f"then, before the final stage: a method x budget whose chosen LR is the smallest or largest tried "
+                   f"is tuned again one grid step beyond it (x{1 / steps[0]:.3g} below, x{steps[1]:.3g} above), up to "
+                   f"{spec.max_extensions} time{'s' * (spec.max_extensions != 1)} per side: extension rounds may "
+                   f"follow (tune-1/, ...; {spec.tune_seeds} trial{'s' * (spec.tune_seeds != 1)} per such method x budget "
+                   f"each)",
+                   markup=False)
     for row in rows:
         if row.warning:
             warning(f"{row.label} at {row.budget} epochs: {row.warning}")

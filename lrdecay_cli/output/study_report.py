@@ -2,7 +2,8 @@
 
 The verdict says only what the statistics show: per budget, the highest mean test accuracy and the methods that a
 paired t-test over the shared final seeds, Holm-corrected over the budget's methods, cannot tell from it (p_holm >=
-0.05); methods whose final runs are identical are one result; an LR at the grid's edge is flagged.
+0.05); methods whose final runs are identical are one result; an LR still at the grid's edge once the study
+extended it as far as max_extensions allows is flagged.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def _rank_figure(study, rows: list[dict], colors: dict):
 
 
 def _sensitivity_figure(study, tuning: list[dict], colors: dict):
-    """The validation metric against the initial LR, a panel per budget; a star marks the chosen LR."""
+    """The validation metric against the initial LR, a panel per budget; a star marks the chosen LR (a method that
+    tunes its own parameters: the curve of the setting chosen)."""
     budgets, metric = study.spec.budgets, study.spec.metric
     fig = _figure()
     fig.set_size_inches(max(SIZE[0], 2.6 * len(budgets) + 1.5), SIZE[1])
@@ -91,13 +93,16 @@ def _sensitivity_figure(study, tuning: list[dict], colors: dict):
     scale = 100 if metric.larger_is_better else 1
     for ax, budget in zip(axes, budgets):
         for method, color in colors.items():
-            mine = sorted((r for r in tuning if r["method"] == method and r["budget_epochs"] == budget
-                           and r["value"] is not None), key=lambda r: r["lr"])
+            at = [r for r in tuning if r["method"] == method and r["budget_epochs"] == budget]
+            tuned = next((r["tuned"] for r in at if r.get("chosen")), at[0]["tuned"] if at else "")
+            mine = sorted((r for r in at if r["value"] is not None and r["tuned"] == tuned),  # the chosen setting's
+                          key=lambda r: r["lr"])
             ax.plot([r["lr"] for r in mine], [scale * r["value"] for r in mine], ".-", color=color, label=method)
             ax.plot([r["lr"] for r in mine if r.get("chosen")], [scale * r["value"] for r in mine if r.get("chosen")],
                     "*", color=color, markersize=11)
         ax.set_xscale("log")
-        ax.set_xticks(study.spec.lr_list(), [f"{lr:g}" for lr in study.spec.lr_list()], rotation=45)
+        lrs = sorted({r["lr"] for r in tuning if r["budget_epochs"] == budget})  # the grid and its extensions
+        ax.set_xticks(lrs, [f"{lr:g}" for lr in lrs], rotation=45)
         ax.minorticks_off()
         ax.set_xlabel("initial LR")
         ax.set_title(_epochs(budget))
@@ -156,11 +161,11 @@ def verdict(study, rows: list[dict], p: dict) -> list[str]:
     return lines
 
 
-def edge_choices(study, rows: list[dict]) -> list[str]:
-    """Methods whose chosen LR is the grid's smallest or largest: their best LR may lie outside the grid."""
-    lrs = study.spec.lr_list()
-    return [f"{r['method']} at {_epochs(r['budget_epochs'])} chose {r['lr']:g}, the grid's "
-            f"{'largest' if r['lr'] == lrs[-1] else 'smallest'}" for r in rows if r["lr"] in (lrs[0], lrs[-1])]
+def edge_choices(rows: list[dict]) -> list[str]:
+    """Methods whose chosen LR is still the smallest or largest they were tuned at, after every extension the
+    bound allowed: their best LR may lie outside the grid."""
+    return [f"{r['method']} at {_epochs(r['budget_epochs'])} chose {r['lr']:g}, the {r['edge']} it was tuned at"
+            for r in rows if r.get("edge")]
 
 
 def _table(header: list[str], body: list[list[str]]) -> str:
@@ -182,8 +187,15 @@ def _intro(study) -> str:
             f"method x budget x initial LR ({', '.join(f'{lr:g}' for lr in spec.lr_list())}) on tuning seed"
             f"{'s' * (spec.tune_seeds > 1)} {', '.join(map(str, spec.tune_seed_list()))}; per method and budget the LR "
             f"with the best `{spec.metric.value}` on the validation set is chosen (the tuning runs never evaluate on "
-            f"the test set). **Final:** each method x budget at its chosen LR on seeds "
+            f"the test set){_extension_note(spec)}. **Final:** each method x budget at its chosen LR on seeds "
             f"{', '.join(map(str, spec.final_seed_list()))}, evaluated on the test set.")
+
+
+def _extension_note(spec) -> str:
+    if not spec.max_extensions or spec.edge_steps() is None:
+        return ""
+    return (f"; a chosen LR at either end of the LRs tried was tuned again one grid step beyond it, up to "
+            f"{spec.max_extensions} time{'s' * (spec.max_extensions != 1)} per side (`round` in tuning.csv)")
 
 
 def markdown(study, rows: list[dict]) -> str:
@@ -221,17 +233,20 @@ def markdown(study, rows: list[dict]) -> str:
         f" the very same final runs)", "", _by_method(study, test), "",
         "## Difference to each budget's best (percentage points of test accuracy, 95% CI of the paired mean difference)",
         "", _by_method(study, difference), "",
-        f"## Chosen initial LRs (by validation {study.spec.metric.value})", "",
-        _by_method(study, lambda m, b: f"{at[m, b]['lr']:g}" if at.get((m, b)) and at[m, b]["lr"] is not None
-                   else "none completed"), "",
+        f"## Chosen initial LRs (by validation {study.spec.metric.value}; a method's tuned parameters beside)", "",
+        _by_method(study, lambda m, b: f"{at[m, b]['lr']:g}" + (f" ({at[m, b]['tuned']})" if at[m, b]["tuned"] else "")
+                   if at.get((m, b)) and at[m, b]["lr"] is not None else "none completed"), "",
     ]
-    if edges := edge_choices(study, rows):
-        parts += ["At the edge of the LR grid (widen `lrs` to be sure the best LR is inside it): "
+    if edges := edge_choices(rows):
+        n = study.spec.max_extensions
+        extended = f" after {n} extension{'s' * (n != 1)} per side" if n and study.spec.edge_steps() else ""
+        parts += [f"Still at the edge of the LR grid{extended} (widen `lrs` to be sure the best LR is inside it): "
                   + "; ".join(edges) + ".", ""]
     parts += ["## Figures", "", "![test accuracy against budget](test_acc_vs_budget.png)", "",
               "![average rank against budget](average_rank.png)", "", "![LR sensitivity](lr_sensitivity.png)", "",
               "Files: `study.csv` (this table, accuracies as fractions), `tuning.csv` (every method x budget x LR), "
-              "`tune/` and `final/` (sweep directories: `lrdecay plot`, `lrdecay compare` work on them).", ""]
+              "`tune/` (and `tune-1/`, ... for the extensions), `final/` (sweep directories: `lrdecay plot`, "
+              "`lrdecay compare` work on them).", ""]
     return "\n".join(parts)
 
 

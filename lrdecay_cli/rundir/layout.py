@@ -6,7 +6,7 @@ vocabulary, what kind a directory is, and its *effective* status (what every com
       lr.csv         one row per step         summary.json  status and results
       checkpoint.pt  state after the last finished epoch (training/checkpoint.py writes and reads it)
     <runs dir>/sweeps/<UTC time>-<name>/     sweep.yaml, t000/ t001/ ..., results.csv, leaderboard.csv
-    <runs dir>/studies/<UTC time>-<name>/    study.yaml, tune/ and final/ (sweeps), tuning.csv, study.csv
+    <runs dir>/studies/<UTC time>-<name>/    study.yaml, tune/ tune-1/ ... final/ (sweeps), tuning.csv, study.csv
 """
 
 from __future__ import annotations
