@@ -42,7 +42,8 @@ def assert_events_equal_the_csvs(run) -> EventAccumulator:
     assert [e.value for e in lr] == pytest.approx([float(r["lr"]) for r in lr_rows], rel=1e-6)
 
     losses = events.Scalars("train/loss")
-    assert [e.step for e in losses] == [e.step for e in lr]
+    assert [e.step for e in losses] == [e.step for e in lr]  # lr.csv's loss column, the one source of both
+    assert [e.value for e in losses] == pytest.approx([float(r["loss"]) for r in lr_rows], rel=1e-6, nan_ok=True)
     per_epoch, n = summary["steps_per_epoch"], summary["train_size"]
     batch = yaml.safe_load(config)["train"]["batch_size"]
     weights = [batch] * (per_epoch - 1) + [n - batch * (per_epoch - 1)]

@@ -10,9 +10,11 @@ from pathlib import Path
 from lrdecay_cli.errors import UserError
 
 
-def read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, float | int | None]]:
+def read_csv(path: Path, columns: tuple[str, ...],
+             older: tuple[tuple[str, ...], ...] = ()) -> list[dict[str, float | int | None]]:
     """A CSV that lrdecay wrote, as typed rows (epoch and step ints, the rest floats, empty cells None); a
-    missing file is no rows."""
+    missing file is no rows. A file with one of the `older` headers (written before a column was added) is
+    read too, the columns it lacks None."""
     try:
         lines = path.read_text().splitlines()
     except FileNotFoundError:
@@ -21,17 +23,18 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, float | int
         raise UserError(f"cannot read it ({exc.__class__.__name__})", where=str(path), fix="check the file") from None
     if not lines:
         return []
-    header = lines[0].split(",")
-    if tuple(header) != columns:
+    header = tuple(lines[0].split(","))
+    if header != columns and header not in older:
         raise UserError(f"unexpected header {lines[0][:80]!r}", where=f"{path}:1",
                         fix=f"the header must be {','.join(columns)}; restore the file or rerun")
     rows = []
     for number, line in enumerate(lines[1:], start=2):
         cells = line.split(",")
         try:
-            if len(cells) != len(columns):
-                raise ValueError(f"{len(cells)} cells, expected {len(columns)}")
-            rows.append({name: _cell(name, cell) for name, cell in zip(columns, cells)})
+            if len(cells) != len(header):
+                raise ValueError(f"{len(cells)} cells, expected {len(header)}")
+            found = {name: _cell(name, cell) for name, cell in zip(header, cells)}
+            rows.append({name: found.get(name) for name in columns})
         except ValueError as exc:
             raise UserError(f"torn or malformed row ({exc})", where=f"{path}:{number}",
                             fix="the file was cut or edited; resume the run (lrdecay train --resume) or rerun it") from None

@@ -16,7 +16,7 @@ from lrdecay_cli.rundir import layout
 from lrdecay_cli.rundir.csvfile import check_contiguous, format_cell, read_csv
 from lrdecay_cli.rundir.fs import make_unique_dir, write_atomic
 from lrdecay_cli.rundir.layout import LR_COLUMNS, METRICS_COLUMNS, Status, utc_stamp
-from lrdecay_cli.rundir.read import read_summary
+from lrdecay_cli.rundir.read import read_lr_csv, read_summary
 
 
 class RunDir:
@@ -42,7 +42,7 @@ class RunDir:
         """An existing run cut back to its checkpoint: rows past `epochs` / `steps` (written after the
         checkpoint by a run killed between the two writes) are dropped, so a resumed run counts nothing twice."""
         metrics = [r for r in read_csv(path / layout.METRICS, METRICS_COLUMNS) if r["epoch"] <= epochs]
-        lr = [r for r in read_csv(path / layout.LR, LR_COLUMNS) if r["step"] < steps]
+        lr = [r for r in read_lr_csv(path) if r["step"] < steps]  # loss None: a run from before the column
         check_contiguous(metrics, "epoch", 1, path / layout.METRICS, expected=epochs)
         check_contiguous(lr, "step", 0, path / layout.LR, expected=steps)
         run = cls(path, metrics, lr)
@@ -52,9 +52,10 @@ class RunDir:
     def write_config(self, text: str) -> None:
         write_atomic(self.path / layout.CONFIG, text)
 
-    def add_rows(self, lr_rows: list[tuple[int, float]], metrics_row: dict | None = None) -> None:
-        """Append one epoch's LR rows (and its metrics row) and flush both CSVs whole."""
-        self._lr.extend(f"{step},{lr!r}" for step, lr in lr_rows)
+    def add_rows(self, lr_rows: list[tuple[int, float, float]], metrics_row: dict | None = None) -> None:
+        """Append one epoch's lr.csv rows (step, LR, loss; a non-finite loss as nan or inf) and its metrics row,
+        and flush both CSVs whole."""
+        self._lr.extend(f"{step},{lr!r},{loss!r}" for step, lr, loss in lr_rows)
         if metrics_row is not None:
             self._metrics.append(self._line(METRICS_COLUMNS, metrics_row))
             self.metrics.append(metrics_row)
@@ -147,29 +148,29 @@ class RunRecord:
             _fold(summary, row)
         return cls(run, summary, events, run.metrics[-1]["seconds"] if run.metrics else 0.0)
 
-    def end_epoch(self, epoch: int, lr_rows: list[tuple[int, float]], step_losses: list[float], train_loss: float,
-                  correct: int, val_loss: float | None, val_acc: float | None) -> dict:
-        """Flush the epoch's rows, events and summary; return its metrics row (val cells empty without val set)."""
+    def end_epoch(self, epoch: int, lr_rows: list[tuple[int, float, float]], train_loss: float, correct: int,
+                  val_loss: float | None, val_acc: float | None) -> dict:
+        """Flush the epoch's rows (lr.csv's: step, LR, loss), events and summary; return its metrics row (val
+        cells empty without val set)."""
         row = {"epoch": epoch, "step": lr_rows[-1][0] + 1, "lr": lr_rows[-1][1], "train_loss": train_loss,
                "train_acc": correct / self.train_size, "val_loss": val_loss, "val_acc": val_acc,
                "seconds": time.perf_counter() - self.start}
         self.run.add_rows(lr_rows, row)
         if self.events:
-            self.events.steps(lr_rows, step_losses)
+            self.events.steps(lr_rows)
             self.events.epoch(row)
         _fold(self.summary, row)
         self.run.write_summary(self.summary)
         return row
 
-    def diverged(self, lr_rows: list[tuple[int, float]], step_losses: list[float], epoch: int, loss: float,
-                 cause: str) -> None:
+    def diverged(self, lr_rows: list[tuple[int, float, float]], epoch: int, cause: str) -> None:
         """The last of `lr_rows` is the step whose loss (cause "loss") or gradient ("gradient") was not
-        finite: keep the rows up to it; the status says where."""
-        step, lr = lr_rows[-1]
+        finite: keep the rows up to it, that loss as it was; the status says where."""
+        step, lr, loss = lr_rows[-1]
         what = f"loss became {loss}" if cause == "loss" else f"the gradient became non-finite (loss {loss})"
         self.run.add_rows(lr_rows)
         if self.events:
-            self.events.steps(lr_rows, step_losses[:len(lr_rows)])
+            self.events.steps(lr_rows)
         self.summary.update(status=Status.DIVERGED, message=f"{what} at step {step} (epoch {epoch}, lr {lr!r})",
                             steps=step + 1, diverged={"step": step, "epoch": epoch, "lr": lr, "cause": cause,
                                                       "loss": loss if math.isfinite(loss) else str(loss)})

@@ -43,9 +43,9 @@ class RunEvents:
         self.writer.add_text("spec", f"```yaml\n{spec_text}```", global_step=first_step)
         self.writer.flush()
 
-    def steps(self, lr_rows: Sequence[tuple[int, float]], losses: Sequence[float]) -> None:
-        """Per step: the LR of lr.csv and the training loss of that step's batch."""
-        for (step, lr), loss in zip(lr_rows, losses):
+    def steps(self, lr_rows: Sequence[tuple[int, float, float]]) -> None:
+        """Per step, lr.csv's rows: the LR and the training loss of that step's batch."""
+        for step, lr, loss in lr_rows:
             self.writer.add_scalar("lr", lr, step)
             self.writer.add_scalar("train/loss", loss, step)
 
