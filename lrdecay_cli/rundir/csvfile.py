@@ -27,14 +27,14 @@ def read_csv(path: Path, columns: tuple[str, ...],
     if header != columns and header not in older:
         raise UserError(f"unexpected header {lines[0][:80]!r}", where=f"{path}:1",
                         fix=f"the header must be {','.join(columns)}; restore the file or rerun")
-    rows = []
+    rows, absent = [], dict.fromkeys(c for c in columns if c not in header)
     for number, line in enumerate(lines[1:], start=2):
         cells = line.split(",")
         try:
             if len(cells) != len(header):
                 raise ValueError(f"{len(cells)} cells, expected {len(header)}")
-            found = {name: _cell(name, cell) for name, cell in zip(header, cells)}
-            rows.append({name: found.get(name) for name in columns})
+            row = {name: _cell(name, cell) for name, cell in zip(header, cells)}
+            rows.append({**row, **absent} if absent else row)
         except ValueError as exc:
             raise UserError(f"torn or malformed row ({exc})", where=f"{path}:{number}",
                             fix="the file was cut or edited; resume the run (lrdecay train --resume) or rerun it") from None
