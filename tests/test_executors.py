@@ -260,3 +260,13 @@ def test_a_worker_killed_mid_trial(cli, tmp_path, retries):
         assert cli("sweep", "--resume", sweep_dir, "--quiet", "--executor", "processes", "--workers", "2").exit_code == 0
         assert [r["status"] for r in read_csv(sweep_dir / "results.csv")] == ["completed"] * 3
     assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["t000", "t001", "t002"]
+
+
+def test_a_stack_evaluates_within_epochs_as_its_sequential_runs_do(cli, tmp_path):
+    seq, vec = run_both(cli, tmp_path, base={**BASE, "train": {**BASE["train"], "evals_per_epoch": 2}}, seeds=2,
+                        variants=[{"schedule": {"name": "step", "step_size": 1, "gamma": 0.5}}])
+    assert len({stack_key(t.spec) for t in sweeps.reopen(vec).trials}) == 1  # one stack of 2
+    for trial in ("t000", "t001"):
+        assert [(r["epoch"], r["step"]) for r in read_csv(vec / trial / "metrics.csv")] == [
+            ("1", "20"), ("1", "40"), ("2", "60"), ("2", "80")]
+        assert_member_equals_sequential(seq, vec, trial)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import TINY, read_csv, run_dirs
+from lrdecay_cli.config.spec_file import merge_sections
 
 
 def train_ok(cli, spec_path, runs, *extra):
@@ -317,3 +318,37 @@ def test_the_step_window_finds_each_members_first_bad_step_and_counts_correct_pr
     assert losses.tolist() == [[0.5, 0.699999988079071]] and healthy.all() and hits.tolist() == [3]
     assert rows == [[(0, 0.1, 0.5), (1, 0.1, 0.699999988079071)]]  # the float32 loss, exactly
     assert first_faults(healthy, rows, 0, [0]) == []
+
+
+def test_evals_per_epoch_evaluates_within_epochs_and_changes_no_epoch_result(cli, write_spec, tmp_path):
+    """train.evals_per_epoch: 3 on 40-step epochs: rows after steps 14 and 28 of each epoch besides its end;
+    training, plateau (once per epoch), the summary and compare's best (over epochs' ends) are the N=1 run's."""
+    from lrdecay_cli.analysis.compare import METRICS, run_result
+    from lrdecay_cli.rundir.read import load_run
+
+    plateau = {"schedule": {"name": "plateau", "patience": 0, "factor": 0.5, "threshold": 0.5}, "train": {"epochs": 3}}
+    once = train_ok(cli, write_spec(plateau), tmp_path / "once")
+    thrice = train_ok(cli, write_spec(merge_sections(plateau, {"train": {"evals_per_epoch": 3}})), tmp_path / "thrice")
+    rows = read_csv(thrice / "metrics.csv")
+    assert [(int(r["epoch"]), int(r["step"])) for r in rows] == [(e, 40 * (e - 1) + s) for e in (1, 2, 3)
+                                                                  for s in (14, 28, 40)]
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    assert strip(rows[2::3]) == strip(read_csv(once / "metrics.csv"))  # each epoch's end, to the bit
+    assert (thrice / "lr.csv").read_bytes() == (once / "lr.csv").read_bytes()  # plateau cut at epochs' ends only
+    lrs = [float(r["lr"]) for r in read_csv(thrice / "lr.csv")]
+    assert lrs[0] == 0.1 and lrs[-1] < 0.1  # it did cut
+    a, b = (json.loads((run / "summary.json").read_text()) for run in (once, thrice))
+    for field in ("best_val_acc", "best_epoch", "best_val_loss", "final_val_acc", "final_val_loss", "final_train_loss",
+                  "test_acc", "test_loss", "steps", "epochs_completed"):
+        assert a[field] == b[field], field
+    losses = [float(r["loss"]) for r in read_csv(thrice / "lr.csv")]
+    for row in rows[:2] + rows[3:5]:  # within an epoch: train_loss over its steps so far (whole batches)
+        end = int(row["step"])
+        start = 40 * (int(row["epoch"]) - 1)
+        assert float(row["train_loss"]) == pytest.approx(sum(losses[start:end]) / (end - start), rel=1e-6)
+        assert 0.5 < float(row["val_acc"]) <= 1 and float(row["seconds"]) > 0
+    assert float(rows[0]["val_loss"]) > float(rows[2]["val_loss"])  # 14 steps in, the model is not yet the epoch's
+    run = load_run(thrice)
+    assert run.epoch_rows == [r for r in run.metrics if r["step"] % 40 == 0]
+    assert run_result(run, METRICS["val_acc"], None).best == max(float(r["val_acc"]) for r in rows[2::3])
+    assert cli("plot", thrice, "--out", tmp_path / "plots").exit_code == 0

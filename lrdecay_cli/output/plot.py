@@ -69,14 +69,14 @@ def _steps_per_epoch(run) -> int | None:
     """From summary.json; else from a metrics row (step / epoch); else unknown."""
     if run.steps_per_epoch:
         return run.steps_per_epoch
-    for row in run.metrics:
+    for row in run.epoch_rows:
         if row["epoch"]:
             return row["step"] // row["epoch"]
     return None
 
 
 def _points(run, column: str, unit: str):
-    """(x, y) arrays of one run's column, empty cells left out: LR per step, metrics per finished epoch (at its end);
+    """(x, y) arrays of one run's column, empty cells left out: LR per step, metrics per evaluation (at its step);
     x in epochs (a step at step / steps_per_epoch) or in optimizer steps. `step_loss` is lr.csv's loss of each
     step, at the steps done once it is known (step + 1, where metrics.csv's `step` puts an epoch's end), finite
     ones only (a diverged step's is marked on the LR); none for a run written before lr.csv had the loss."""
@@ -94,10 +94,13 @@ def _points(run, column: str, unit: str):
             kept = [row for row in rows if row["loss"] is not None and math.isfinite(row["loss"])]
             x = [(row["step"] + 1) / spe for row in kept]
             y = [row["loss"] for row in kept]
-    else:
-        at = "epoch" if unit == "epoch" else "step"
-        x = [row[at] for row in run.metrics if row[column] is not None]
-        y = [row[column] for row in run.metrics if row[column] is not None]
+    else:  # val_*: every evaluation (train.evals_per_epoch); train_*, over an epoch's steps: at each epoch's end
+        rows = [row for row in (run.epoch_rows if column.startswith("train_") else run.metrics)
+                if row[column] is not None]
+        spe = _steps_per_epoch(run)
+        x = [row["step"] / spe if unit == "epoch" and spe else row["epoch"] if unit == "epoch" else row["step"]
+             for row in rows]
+        y = [row[column] for row in rows]
     return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
 
 

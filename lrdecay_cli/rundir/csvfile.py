@@ -52,6 +52,24 @@ def check_contiguous(rows: list[dict], column: str, first: int, path: Path, expe
                         fix="the file was damaged or edited; the run cannot resume exactly: rerun it")
 
 
+def check_epochs(rows: list[dict], path: Path, expected: int | None = None) -> None:
+    """Refuse metrics rows whose epochs do not count up from 1 (an epoch's evaluations, `train.evals_per_epoch`,
+    share its number) or whose steps do not grow (or, where given, that hold other than `expected` epochs)."""
+    epoch, step = 0, -1
+    for line, row in enumerate(rows, start=2):
+        due = f"{epoch + 1}" if epoch == 0 else f"{epoch} or {epoch + 1}"
+        problem = (f"epoch {row['epoch']} where {due} was due: rows are missing or repeated"
+                   if row["epoch"] not in (epoch, epoch + 1) or row["epoch"] < 1 else
+                   f"step {row['step']} after step {step}: rows are repeated or out of order" if row["step"] <= step
+                   else None)
+        if problem:
+            raise UserError(problem, where=f"{path}:{line}", fix="the file was damaged or edited; rerun the run")
+        epoch, step = row["epoch"], row["step"]
+    if expected is not None and epoch != expected:
+        raise UserError(f"{len(rows)} rows of {epoch} epochs where the checkpoint needs {expected} epochs",
+                        where=str(path), fix="the file was damaged or edited; the run cannot resume exactly: rerun it")
+
+
 def _cell(name: str, text: str) -> float | int | None:
     if text == "":
         if name in ("epoch", "step"):

@@ -252,11 +252,12 @@ def _epoch(trainer: Trainer, records: list[RunRecord], observer: TrainObserver, 
     correct = torch.zeros(members, dtype=torch.int64, device=device)
     lr_rows: list[list[tuple[int, float, float]]] = [[] for _ in records]  # lr.csv's: step, LR, loss
     window, checked = StepWindow(), 0
+    within = evaluations_within(steps_per_epoch, spec.train.evals_per_epoch)
     for i, (xb, yb) in enumerate(trainer.batches):
         lrs = [schedule(step) for schedule in trainer.schedules]
         window.add(*trainer.step(xb, yb, lrs), yb, step, trainer.lrs_held())
         step += 1
-        if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
+        if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch or i + 1 in within:
             window_losses, healthy, hits, rows = window.close(members)
             losses[:, checked:i + 1] = window_losses
             correct += hits
@@ -271,6 +272,8 @@ def _epoch(trainer: Trainer, records: list[RunRecord], observer: TrainObserver, 
                 raise _NoneLeft
             checked = i + 1
             observer.on_progress(i + 1, lr_rows[alive[0]][-1][2], lrs[alive[0]])
+            if i + 1 in within:
+                _evaluate_within(trainer, records, alive, epoch, lr_rows, losses[:, :i + 1], correct)
         _check(stop)
     if len(data.val_y):
         val_loss, val_acc = trainer.evaluate(data.val_x, data.val_y)
@@ -287,6 +290,27 @@ def _epoch(trainer: Trainer, records: list[RunRecord], observer: TrainObserver, 
     checkpoint.write([records[k].path for k in alive], [states[k] for k in alive])
     _check(stop)
     return step
+
+
+def evaluations_within(steps_per_epoch: int, evals_per_epoch: int) -> set[int]:
+    """The steps into an epoch after which it evaluates the validation set besides its end: every
+    ceil(steps / evals_per_epoch) (none for one evaluation an epoch)."""
+    every = math.ceil(steps_per_epoch / evals_per_epoch)
+    return set(range(every, steps_per_epoch, every))
+
+
+def _evaluate_within(trainer: Trainer, records: list[RunRecord], alive: list[int], epoch: int,
+                     lr_rows: list[list[tuple[int, float, float]]], losses: torch.Tensor, correct: torch.Tensor) -> None:
+    """An evaluation within the epoch (train.evals_per_epoch > 1): each member's metrics row after the steps so far,
+    train_loss and train_acc over them; no schedule, summary or checkpoint sees it."""
+    images = trainer.specs[0].train.batch_size * losses.shape[1]  # whole batches: only the epoch's last is partial
+    train_loss = (losses.sum(1) / losses.shape[1]).tolist()
+    train_acc = [c / images for c in correct.tolist()]
+    data = trainer.data
+    val_loss, val_acc = trainer.evaluate(data.val_x, data.val_y)
+    trainer.train_mode(True)
+    for k in alive:
+        records[k].evaluation(epoch, lr_rows[k], train_loss[k], train_acc[k], val_loss[k], val_acc[k])
 
 
 class _NoneLeft(Exception):
