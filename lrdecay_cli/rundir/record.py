@@ -172,7 +172,7 @@ class RunRecord:
         if self.events:
             self.events.steps(lr_rows)
             for each in rows:
-                self.events.epoch(each)
+                self.events.epoch(each, end=each is row)
         _fold(self.summary, row)
         self.run.write_summary(self.summary)
         return row
