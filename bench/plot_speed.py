@@ -52,7 +52,9 @@ def write_sweep(root: Path, runs: int, epochs: int, spe: int) -> Path:
                   "train": {"epochs": epochs, "batch_size": 64}}
         (trial / "config.yaml").write_text(yaml.safe_dump(config))
         lrs = [lr_at(method, step, total, spe) for step in range(total)]
-        (trial / "lr.csv").write_text("step,lr\n" + "".join(f"{s},{lr!r}\n" for s, lr in enumerate(lrs)))
+        losses = [2.3 / (1 + 5 * step / total) + 0.1 * math.sin(step * (seed + 1.7)) for step in range(total)]
+        (trial / "lr.csv").write_text("step,lr,loss\n" + "".join(f"{s},{lr!r},{loss!r}\n"
+                                                                for s, (lr, loss) in enumerate(zip(lrs, losses))))
         rows = ["epoch,step,lr,train_loss,train_acc,val_loss,val_acc,seconds"]
         for epoch in range(1, epochs + 1):
             loss = 0.4 / epoch + 0.01 * seed + 0.003 * index

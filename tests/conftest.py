@@ -83,6 +83,25 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def step_lrs(path: Path) -> str:
+    """lr.csv's `step,lr` columns as text, without each step's loss: what `lrdecay schedule` previews."""
+    return "".join(",".join(line.split(",")[:2]) + "\n" for line in path.read_text().splitlines())
+
+
+def assert_same_lrs_close_losses(a: Path, b: Path, rel: float) -> None:
+    """Two runs' lr.csv: the same steps and LRs to the bit, each step's loss within `rel` (where the runs sum
+    in another order: a stack's batched matmuls, another thread count), non-finite where the other's is."""
+    import math
+
+    import pytest
+
+    assert step_lrs(a) == step_lrs(b)
+    losses_a, losses_b = ([float(r["loss"]) for r in read_csv(path)] for path in (a, b))
+    assert [math.isfinite(x) for x in losses_a] == [math.isfinite(x) for x in losses_b]
+    finite = [(x, y) for x, y in zip(losses_a, losses_b) if math.isfinite(x)]
+    assert [y for _, y in finite] == pytest.approx([x for x, _ in finite], rel=rel)
+
+
 SHOW_SWEEP = {
     "name": "show",
     "base": {**TINY, "data": {"limit": 2000, "val_size": 400}, "model": {"name": "mlp", "hidden": [32]},

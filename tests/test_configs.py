@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_dirs
+from conftest import run_dirs, step_lrs
 from lrdecay_cli.config import spec_file as spec
 from lrdecay_cli.config.spec_file import flatten
 
@@ -35,7 +35,7 @@ def test_config_is_documented_and_trains(cli, tmp_path, config):
     steps = math.ceil(1200 / spec.load(config).train.batch_size)  # 19 at batch 64
     assert summary["status"] == "completed" and summary["steps"] == steps
     preview = cli("schedule", config, "--steps", steps, *short)
-    assert preview.stdout == (run / "lr.csv").read_text()
+    assert preview.stdout == step_lrs(run / "lr.csv")
 
 
 def test_the_readme_shows_the_committed_showcase():

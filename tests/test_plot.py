@@ -154,8 +154,12 @@ def test_a_single_run_is_its_csv_with_epoch_boundaries(finished_sweep):
     np.testing.assert_array_equal(curve.get_xydata()[:, 1], column(run / "lr.csv", "lr"))
     assert boundaries(ax) == [1, 2]  # the x axis counts epochs, as every panel's does
     assert len(figs["loss"].axes[0].collections) == 0
-    loss = [ln for ln in figs["loss"].axes[0].lines]
-    np.testing.assert_array_equal(loss[1].get_xydata()[:, 1], column(run / "metrics.csv", "val_loss"))
+    loss_ax = figs["loss"].axes[0]
+    np.testing.assert_array_equal(line(loss_ax, "tiny val").get_xydata()[:, 1], column(run / "metrics.csv", "val_loss"))
+    steps = line(loss_ax, "tiny train, per step").get_xydata()  # lr.csv's loss, each at the steps done with it
+    np.testing.assert_array_equal(steps[:, 1], column(run / "lr.csv", "loss"))
+    np.testing.assert_allclose(steps[:, 0], (column(run / "lr.csv", "step") + 1) / 25)
+    assert steps[24, 0] == 1.0 and "train, per step" in legend_texts(figs["loss"])
     assert ax.get_xlabel() == "epoch" and "%" in figs["accuracy"].axes[0].get_yticklabels()[1].get_text()
 
 
@@ -186,6 +190,7 @@ def test_epoch_boundaries_only_when_every_run_has_the_same_epoch_length(finished
 def test_a_diverged_run_is_drawn_to_where_it_stopped_and_marked(cli, finished_sweep, tmp_path):
     run = shutil.copytree(finished_sweep / "t000", tmp_path / "diverged")
     lr_rows = (run / "lr.csv").read_text().splitlines()[:32]  # header + steps 0..30
+    lr_rows[-1] = lr_rows[-1].rsplit(",", 1)[0] + ",nan"  # step 30's loss, as a run that diverged there writes it
     (run / "lr.csv").write_text("\n".join(lr_rows) + "\n")
     (run / "metrics.csv").write_text("\n".join((run / "metrics.csv").read_text().splitlines()[:2]) + "\n")
     summary = json.loads((run / "summary.json").read_text())
@@ -196,6 +201,8 @@ def test_a_diverged_run_is_drawn_to_where_it_stopped_and_marked(cli, finished_sw
     assert mark.get_xydata().tolist() == [[30 / 25, float(lr_rows[-1].split(",")[1])]]
     (mark,) = [ln for ln in figs["overview"].axes[0].lines if ln.get_label().endswith(" diverged")]
     assert mark.get_xydata()[0, 0] == pytest.approx(30 / 25)
+    steps = line(figs["loss"].axes[0], "tiny train, per step").get_xydata()  # steps 0..29: the nan is left out
+    assert len(steps) == 30 and np.isfinite(steps).all() and steps[-1, 0] == 30 / 25
     assert cli("plot", run, "--out", tmp_path / "figs").exit_code == 0
 
 
@@ -205,11 +212,19 @@ def test_a_run_without_a_finished_epoch_gets_its_lr_curve_and_a_note(cli, finish
     (run / "metrics.csv").write_text((run / "metrics.csv").read_text().splitlines()[0] + "\n")
     result = cli("plot", run)
     assert result.exit_code == 0, result.output
-    assert "note: loss, accuracy" in result.stderr and "no run has finished an epoch" in result.stderr
+    assert "note: loss shows only the per-step training loss; accuracy" in result.stderr
+    assert "no run has finished an epoch" in result.stderr
     assert sorted(p.name for p in (run / "plots").iterdir()) == sorted(f"{n}.png" for n in plot.FIGURES)
     figs = plot.figures(collect([run])).figures
     assert len(line(figs["lr"].axes[0], "tiny").get_xydata()) == 10
-    assert figs["loss"].axes[0].texts[0].get_text() == "no finished epoch yet"
+    assert len(line(figs["loss"].axes[0], "tiny train, per step").get_xydata()) == 10  # its steps' losses, alone
+    assert figs["accuracy"].axes[0].texts[0].get_text() == "no finished epoch yet"
+    without_losses = shutil.copytree(run, tmp_path / "older")  # written before lr.csv had the loss
+    (without_losses / "lr.csv").write_text("".join(",".join(row.split(",")[:2]) + "\n"
+                                                    for row in (run / "lr.csv").read_text().splitlines()))
+    result = cli("plot", without_losses)
+    assert result.exit_code == 0 and "note: loss, accuracy and the lower panels" in result.stderr
+    assert plot.figures(collect([without_losses])).figures["loss"].axes[0].texts[0].get_text() == "no finished epoch yet"
 
 
 def test_a_run_with_nothing_recorded_writes_nothing(cli, finished_sweep, tmp_path):
@@ -285,3 +300,15 @@ def test_every_panel_against_steps_and_log_loss(finished_sweep):
     assert lr_ax.get_lines()[0].get_xdata()[-1] == 74 and figs.figures["lr"].axes[0].get_xlabel() == "optimizer step"
     assert lr_ax.get_yscale() == "log" and loss_ax.get_yscale() == "log"
     assert plot.figures(runs).figures["loss"].axes[0].get_yscale() == "linear"
+
+
+def test_a_seed_groups_per_step_loss_is_the_mean_of_its_runs_without_a_band(finished_sweep, sweep_figures):
+    trials = trials_by_method(finished_sweep)["cosine"]
+    for fig, ax_number in (("loss", 0), ("overview", 1)):
+        ax = sweep_figures.figures[fig].axes[ax_number]
+        steps = line(ax, "cosine train, per step").get_xydata()
+        mean = np.mean([column(t / "lr.csv", "loss") for t in trials], axis=0)
+        np.testing.assert_allclose(steps[:, 1], mean, rtol=1e-12)
+        np.testing.assert_allclose(steps[:, 0], np.arange(1, 76) / 25)
+        assert line(ax, "cosine train, per step").get_linewidth() < line(ax, "cosine train").get_linewidth()
+        assert not [c for c in ax.collections if c.get_label() == "cosine train, per step band"]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import read_csv, run_dirs
+from conftest import read_csv, run_dirs, step_lrs
 from lrdecay_cli.schedules import METHODS
 
 WARMUP_SEQUENCE = {
@@ -26,7 +26,7 @@ def test_training_uses_exactly_the_previewed_lrs(cli, write_spec, tmp_path, sche
     (run,) = run_dirs(tmp_path / "runs")
     preview = cli("schedule", spec, "--steps", 120)
     assert preview.exit_code == 0, preview.output
-    assert preview.stdout == (run / "lr.csv").read_text()
+    assert preview.stdout == step_lrs(run / "lr.csv")
 
 
 def test_csv_and_json_formats(cli, write_spec):

@@ -30,11 +30,21 @@ def without_seconds(path):
     return [{k: v for k, v in row.items() if k != "seconds"} for row in read_csv(path / "metrics.csv")]
 
 
+def assert_same_lr_csv(run, reference):
+    """lr.csv to the byte, each step's loss included (a resumed run's first steps repeat none and skip none)."""
+    rows, expected = read_csv(run / "lr.csv"), read_csv(reference / "lr.csv")
+    assert [r["loss"] for r in rows] == [r["loss"] for r in expected] and all(r["loss"] for r in rows)
+    assert (run / "lr.csv").read_bytes() == (reference / "lr.csv").read_bytes()
+
+
 CASES = {
     "step": {"schedule": {"name": "step", "step_size": 1, "gamma": 0.5}},
     "exponential": {"schedule": {"name": "exponential", "decay_steps": 10, "decay_rate": 0.7}},
     "plateau": {"schedule": {"name": "plateau", "patience": 0, "factor": 0.5, "threshold": 0.5}},
     "one_cycle": {"schedule": {"name": "one_cycle", "pct_start": 0.4}, "optimizer": {"name": "adam", "lr": 0.01}},
+    # evaluations within epochs: a cut epoch's are discarded with it, and the resumed run writes them again
+    "evals_per_epoch": {"schedule": {"name": "plateau", "patience": 0, "factor": 0.5, "threshold": 0.5},
+                        "train": {"evals_per_epoch": 4}},
     # 4 steps an epoch (200 images) are dropout masks enough to cross the cut; the 10,000 test images,
     # evaluated by each finished run, are most of its time (in batches of 100: the CNN's faster size on a CPU)
     "cnn_dropout": {"model": {"name": "cnn"}, "data": {"limit": 264, "val_size": 64},
@@ -66,11 +76,11 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, uninterrupted, c
     whole = uninterrupted(case)
     cut = train(spec, tmp_path / "cut", SignalAfterEpoch(stop_after))
     assert cut.summary["status"] == "interrupted" and cut.summary["epochs_completed"] == stop_after
-    assert len(read_csv(cut.path / "metrics.csv")) == stop_after
+    assert [r["epoch"] for r in read_csv(cut.path / "metrics.csv")][-1] == str(stop_after)  # none of the cut epoch
     done = resume(cut.path)
     assert done.summary["status"] == "completed"
     assert without_seconds(done.path) == without_seconds(whole.path)
-    assert (done.path / "lr.csv").read_bytes() == (whole.path / "lr.csv").read_bytes()
+    assert_same_lr_csv(done.path, whole.path)
     assert done.summary["test_acc"] == whole.summary["test_acc"]
     assert done.summary["best_val_acc"] == whole.summary["best_val_acc"]
 
@@ -106,7 +116,7 @@ def test_sigterm_in_a_real_process_then_resume_through_the_cli(cli, write_spec, 
     assert whole.exit_code == 0
     (reference,) = run_dirs(tmp_path / "whole")
     assert without_seconds(run) == without_seconds(reference)
-    assert (run / "lr.csv").read_bytes() == (reference / "lr.csv").read_bytes()
+    assert_same_lr_csv(run, reference)
 
 
 def test_resume_of_a_completed_run_does_nothing(cli, write_spec, tmp_path):
@@ -213,7 +223,7 @@ def test_kill_9_leaves_a_parseable_run_that_resumes_exactly(cli, write_spec, tmp
     assert cli("train", spec, "--runs-dir", tmp_path / "whole", "--quiet").exit_code == 0
     (reference,) = run_dirs(tmp_path / "whole")
     assert without_seconds(run) == without_seconds(reference)
-    assert (run / "lr.csv").read_bytes() == (reference / "lr.csv").read_bytes()
+    assert_same_lr_csv(run, reference)
 
 
 def test_concurrent_runs_never_share_a_directory(tmp_path):
@@ -226,3 +236,16 @@ def test_concurrent_runs_never_share_a_directory(tmp_path):
     with ThreadPoolExecutor(8) as pool:
         paths = list(pool.map(lambda _: RunDir.create(tmp_path, "same", now).path, range(32)))
     assert len(set(paths)) == 32 and all(p.is_dir() for p in paths)
+
+
+def test_a_run_written_before_lr_csv_had_the_loss_resumes_with_it(tmp_path, uninterrupted):
+    """Its rows keep their empty loss; the steps after the checkpoint get theirs, the same as a whole run's."""
+    whole = uninterrupted("step")
+    cut = train(case_spec("step"), tmp_path / "cut", SignalAfterEpoch(1))
+    lines = (cut.path / "lr.csv").read_text().splitlines()
+    (cut.path / "lr.csv").write_text("".join(",".join(line.split(",")[:2]) + "\n" for line in lines))
+    done = resume(cut.path)
+    assert done.summary["status"] == "completed" and without_seconds(done.path) == without_seconds(whole.path)
+    rows, expected = read_csv(done.path / "lr.csv"), read_csv(whole.path / "lr.csv")
+    assert [(r["step"], r["lr"]) for r in rows] == [(r["step"], r["lr"]) for r in expected]
+    assert [r["loss"] for r in rows] == [""] * 40 + [r["loss"] for r in expected[40:]]

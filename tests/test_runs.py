@@ -306,3 +306,23 @@ def test_a_run_written_before_a_field_existed_groups_with_an_equal_new_one(finis
     runs = collect([finished_sweep / "t000", old])
     assert runs[1].config["data.normalize"] == "standard" and runs[1].config["model.init"] == "torch"
     assert len(group_runs(runs)) == 1
+
+
+def without_loss_column(run) -> None:
+    """Rewrite a run's lr.csv as lrdecay wrote it before it had the per-step loss: `step,lr`."""
+    lines = (run / "lr.csv").read_text().splitlines()
+    (run / "lr.csv").write_text("".join(",".join(line.split(",")[:2]) + "\n" for line in lines))
+
+
+def test_a_run_written_before_lr_csv_had_the_loss_is_read_plotted_and_compared(cli, finished_sweep, tmp_path):
+    old = shutil.copytree(finished_sweep / "t000", tmp_path / "old")
+    without_loss_column(old)
+    new, read_old = runs.load_run(finished_sweep / "t000"), runs.load_run(old)
+    assert [(r["step"], r["lr"]) for r in read_old.lr] == [(r["step"], r["lr"]) for r in new.lr]
+    assert {r["loss"] for r in read_old.lr} == {None} and not read_old.has_step_loss
+    assert new.has_step_loss and all(isinstance(r["loss"], float) for r in new.lr)
+    plotted = cli("plot", old, finished_sweep / "t001", "--out", tmp_path / "plots")
+    assert plotted.exit_code == 0, plotted.output
+    compared = cli("compare", old, finished_sweep / "t001", "--csv")
+    assert compared.exit_code == 0, compared.output
+    assert [r["n"] for r in csv.DictReader(io.StringIO(compared.stdout))] == ["2"]  # seeds 0 and 1, both counted

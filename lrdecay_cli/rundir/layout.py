@@ -4,6 +4,7 @@ vocabulary, what kind a directory is, and its *effective* status (what every com
     <runs dir>/<UTC time>-<name>/            a run (train, or a sweep's trial tNNN/)
       config.yaml    the resolved spec        metrics.csv   one row per epoch
       lr.csv         one row per step         summary.json  status and results
+                     (step, lr, loss)
       checkpoint.pt  state after the last finished epoch (training/checkpoint.py writes and reads it)
     <runs dir>/sweeps/<UTC time>-<name>/     sweep.yaml, t000/ t001/ ..., results.csv, leaderboard.csv
     <runs dir>/studies/<UTC time>-<name>/    study.yaml, tune/ tune-1/ ... final/ (sweeps), tuning.csv, study.csv
@@ -30,7 +31,10 @@ PLOTS, PAGE = "plots", "report.html"
 """Where `lrdecay plot` and `lrdecay report` write by default, inside the one directory they are given."""
 
 METRICS_COLUMNS = ("epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
-LR_COLUMNS = ("step", "lr")
+LR_COLUMNS = ("step", "lr", "loss")
+"""A step's LR as the optimizer held it, and the training loss of its batch."""
+LR_COLUMNS_BEFORE_LOSS = ("step", "lr")
+"""lr.csv of a run written before it had the loss column: read with the loss absent (None)."""
 
 
 class Status(StrEnum):

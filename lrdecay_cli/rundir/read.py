@@ -14,9 +14,9 @@ from lrdecay_cli.config.spec_file import flatten, from_data
 from lrdecay_cli.config.yaml_io import read_yaml_file
 from lrdecay_cli.errors import UserError
 from lrdecay_cli.rundir import layout
-from lrdecay_cli.rundir.csvfile import check_contiguous, read_csv
-from lrdecay_cli.rundir.layout import (FOLDERS, LR_COLUMNS, METRICS_COLUMNS, STAMP, Kind, effective_status, is_sweep_dir,
-                                       kind_of, trial_dirs)
+from lrdecay_cli.rundir.csvfile import check_contiguous, check_epochs, read_csv
+from lrdecay_cli.rundir.layout import (FOLDERS, LR_COLUMNS, LR_COLUMNS_BEFORE_LOSS, METRICS_COLUMNS, STAMP, Kind,
+                                       effective_status, is_sweep_dir, kind_of, trial_dirs)
 
 
 RUN_FIX = ("pass a directory made by lrdecay train (it holds config.yaml and summary.json) or by lrdecay sweep, "
@@ -35,17 +35,29 @@ class Run:
 
     @cached_property
     def metrics(self) -> list[dict]:
-        """metrics.csv: one row per finished epoch, 1, 2, ... (a run with holes is refused)."""
+        """metrics.csv: a row per evaluation, the last of each finished epoch 1, 2, ... at its end (a run with
+        holes is refused)."""
         rows = read_csv(self.path / layout.METRICS, METRICS_COLUMNS)
-        check_contiguous(rows, "epoch", 1, self.path / layout.METRICS)
+        check_epochs(rows, self.path / layout.METRICS)
         return rows
+
+    @property
+    def epoch_rows(self) -> list[dict]:
+        """metrics.csv's row at the end of each finished epoch (`epoch_ends`): what a run is compared by."""
+        return epoch_ends(self.metrics)
 
     @cached_property
     def lr(self) -> list[dict]:
-        """lr.csv: the LR the optimizer held at each step, 0, 1, ... (a run with holes is refused)."""
-        rows = read_csv(self.path / layout.LR, LR_COLUMNS)
+        """lr.csv: the LR the optimizer held at each step, 0, 1, ..., and its batch's training loss (None in a
+        run written before lr.csv had it); a run with holes is refused."""
+        rows = read_lr_csv(self.path)
         check_contiguous(rows, "step", 0, self.path / layout.LR)
         return rows
+
+    @property
+    def has_step_loss(self) -> bool:
+        """Whether lr.csv has each step's training loss (runs written before it had the column do not)."""
+        return any(row["loss"] is not None for row in self.lr)
 
     @property
     def seed(self) -> int:
@@ -228,6 +240,17 @@ def collect(targets: list[Path]) -> list[Run]:
                 seen[key] = load_run(path)
                 seen[key].sweep = sweep
     return list(seen.values())
+
+
+def epoch_ends(rows: list[dict]) -> list[dict]:
+    """The last of each epoch's metrics rows: the evaluation at its end (the others, `train.evals_per_epoch` > 1,
+    come within it; a run writes an epoch's rows together, at its end)."""
+    return [row for row, after in zip(rows, rows[1:] + [None]) if after is None or after["epoch"] != row["epoch"]]
+
+
+def read_lr_csv(run_path: Path) -> list[dict]:
+    """A run's lr.csv rows (`step, lr, loss`), also where it was written without the loss column (loss None)."""
+    return read_csv(run_path / layout.LR, LR_COLUMNS, older=(LR_COLUMNS_BEFORE_LOSS,))
 
 
 def read_summary(path: Path) -> dict | None:

@@ -43,17 +43,18 @@ class RunEvents:
         self.writer.add_text("spec", f"```yaml\n{spec_text}```", global_step=first_step)
         self.writer.flush()
 
-    def steps(self, lr_rows: Sequence[tuple[int, float]], losses: Sequence[float]) -> None:
-        """Per step: the LR of lr.csv and the training loss of that step's batch."""
-        for (step, lr), loss in zip(lr_rows, losses):
+    def steps(self, lr_rows: Sequence[tuple[int, float, float]]) -> None:
+        """Per step, lr.csv's rows: the LR and the training loss of that step's batch."""
+        for step, lr, loss in lr_rows:
             self.writer.add_scalar("lr", lr, step)
             self.writer.add_scalar("train/loss", loss, step)
 
-    def epoch(self, row: dict) -> None:
-        """An epoch's metrics.csv row, at its last step; flushed, so a killed run leaves readable events."""
+    def epoch(self, row: dict, end: bool = True) -> None:
+        """A metrics.csv row at its last step: an epoch's end (flushed, so a killed run leaves readable events), or
+        an evaluation within it (`end` False: its val metrics only; train ones count whole epochs)."""
         step = row["step"] - 1
-        for tag, column in (("train/loss_epoch", "train_loss"), ("train/acc", "train_acc"),
-                            ("val/loss", "val_loss"), ("val/acc", "val_acc")):
+        tags = (("train/loss_epoch", "train_loss"), ("train/acc", "train_acc")) if end else ()
+        for tag, column in tags + (("val/loss", "val_loss"), ("val/acc", "val_acc")):
             if row[column] is not None:  # no val metrics where data.val_size is 0
                 self.writer.add_scalar(tag, row[column], step)
         self.writer.flush()

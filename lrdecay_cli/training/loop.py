@@ -4,7 +4,8 @@ divergence, checkpoints and resume are this loop's whatever runs it; and `train`
 
 Before each step the loop sets each run's LR from its schedule and records the LR the optimizer then
 holds, so lr.csv is evidence, not a recomputation. What a step returns stays on the device; every
-`SYNC_EVERY` steps the loop checks the window for divergence, counts correct predictions and reports.
+`SYNC_EVERY` steps the loop copies the window's losses to the host at once (lr.csv's loss column), checks
+them for divergence, counts correct predictions and reports.
 """
 
 from __future__ import annotations
@@ -193,11 +194,11 @@ def resume(run_dir: Path, spec: Spec | None = None, force: bool = False,
 
 def run_bytes(spec: Spec) -> int:
     """About the most disk a run needs at once: its checkpoint (weights and up to two optimizer buffers
-    each, float32) twice while it is replaced, lr.csv, TensorBoard events, and 1 MB for the rest."""
+    each, float32) twice while it is replaced, lr.csv (step, LR, loss), TensorBoard events, and 1 MB for the rest."""
     with torch.device("meta"):  # shapes only: nothing is allocated
         weights = sum(p.numel() for p in build_model(spec.model).parameters())
     steps = spec.train.epochs * spec.steps_per_epoch()
-    return 2 * 3 * 4 * weights + (40 + 120 * spec.train.tensorboard) * steps + (1 << 20)
+    return 2 * 3 * 4 * weights + (60 + 120 * spec.train.tensorboard) * steps + (1 << 20)
 
 
 def _train_loop(trainer: Trainer, records: list[RunRecord], observer: TrainObserver, first_epoch: int,
@@ -249,28 +250,30 @@ def _epoch(trainer: Trainer, records: list[RunRecord], observer: TrainObserver, 
     observer.on_epoch_start(epoch, spec.train.epochs, steps_per_epoch)
     losses = torch.zeros(members, steps_per_epoch, device=device)
     correct = torch.zeros(members, dtype=torch.int64, device=device)
-    lr_rows: list[list[tuple[int, float]]] = [[] for _ in records]
+    lr_rows: list[list[tuple[int, float, float]]] = [[] for _ in records]  # lr.csv's: step, LR, loss
     window, checked = StepWindow(), 0
+    within = evaluations_within(steps_per_epoch, spec.train.evals_per_epoch)
     for i, (xb, yb) in enumerate(trainer.batches):
         lrs = [schedule(step) for schedule in trainer.schedules]
-        window.add(*trainer.step(xb, yb, lrs), yb)
-        held = trainer.lrs_held()
-        for k in alive:
-            lr_rows[k].append((step, held[k]))
+        window.add(*trainer.step(xb, yb, lrs), yb, step, trainer.lrs_held())
         step += 1
-        if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
-            window_losses, healthy, hits = window.close(members)
+        if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch or i + 1 in within:
+            window_losses, healthy, hits, rows = window.close(members)
             losses[:, checked:i + 1] = window_losses
             correct += hits
-            for k, at, cause in first_faults(healthy, window_losses, checked, alive):
+            for k in alive:
+                lr_rows[k] += rows[k]
+            for k, at, cause in first_faults(healthy, lr_rows, checked, alive):
                 del lr_rows[k][at + 1:]
-                records[k].diverged(lr_rows[k], losses[k].tolist(), epoch, float(losses[k, at]), cause)
+                records[k].diverged(lr_rows[k], epoch, cause)
                 trainer.freeze(k)
                 alive.remove(k)
             if not alive:
                 raise _NoneLeft
             checked = i + 1
-            observer.on_progress(i + 1, float(window_losses[alive[0], -1]), lrs[alive[0]])
+            observer.on_progress(i + 1, lr_rows[alive[0]][-1][2], lrs[alive[0]])
+            if i + 1 in within:
+                _evaluate_within(trainer, records, alive, epoch, lr_rows, losses[:, :i + 1], correct)
         _check(stop)
     if len(data.val_y):
         val_loss, val_acc = trainer.evaluate(data.val_x, data.val_y)
@@ -278,15 +281,36 @@ def _epoch(trainer: Trainer, records: list[RunRecord], observer: TrainObserver, 
         val_loss = val_acc = [None] * members
     weights = batch_weights(len(data.train_y), spec.train.batch_size, steps_per_epoch, device)
     train_loss = ((losses * weights).sum(1) / len(data.train_y)).tolist()
-    correct_counts, step_losses = correct.tolist(), losses.tolist()
+    correct_counts = correct.tolist()
     for k in alive:
         trainer.schedules[k].observe(step, {"val_loss": val_loss[k], "val_acc": val_acc[k], "train_loss": train_loss[k]})
-        observer.on_epoch_end(records[k].end_epoch(epoch, lr_rows[k], step_losses[k], train_loss[k], correct_counts[k],
+        observer.on_epoch_end(records[k].end_epoch(epoch, lr_rows[k], train_loss[k], correct_counts[k],
                                                    val_loss[k], val_acc[k]))
     states = trainer.states(epoch, step)
     checkpoint.write([records[k].path for k in alive], [states[k] for k in alive])
     _check(stop)
     return step
+
+
+def evaluations_within(steps_per_epoch: int, evals_per_epoch: int) -> set[int]:
+    """The steps into an epoch after which it evaluates the validation set besides its end: every
+    ceil(steps / evals_per_epoch) (none for one evaluation an epoch)."""
+    every = math.ceil(steps_per_epoch / evals_per_epoch)
+    return set(range(every, steps_per_epoch, every))
+
+
+def _evaluate_within(trainer: Trainer, records: list[RunRecord], alive: list[int], epoch: int,
+                     lr_rows: list[list[tuple[int, float, float]]], losses: torch.Tensor, correct: torch.Tensor) -> None:
+    """An evaluation within the epoch (train.evals_per_epoch > 1): each member's metrics row after the steps so far,
+    train_loss and train_acc over them; no schedule, summary or checkpoint sees it."""
+    images = trainer.specs[0].train.batch_size * losses.shape[1]  # whole batches: only the epoch's last is partial
+    train_loss = (losses.sum(1) / losses.shape[1]).tolist()
+    train_acc = [c / images for c in correct.tolist()]
+    data = trainer.data
+    val_loss, val_acc = trainer.evaluate(data.val_x, data.val_y)
+    trainer.train_mode(True)
+    for k in alive:
+        records[k].evaluation(epoch, lr_rows[k], train_loss[k], train_acc[k], val_loss[k], val_acc[k])
 
 
 class _NoneLeft(Exception):
@@ -295,44 +319,52 @@ class _NoneLeft(Exception):
 
 class StepWindow:
     """The steps since the loop's last sync, each as the trainer returned it (loss, gradient sum, logits)
-    with its labels: kept on the device untouched, so a step costs no tensor operation of the loop's own."""
+    with its labels, kept on the device untouched, and its step and the LRs the optimizer held: a step costs
+    no tensor operation of the loop's own."""
 
     def __init__(self):
         self.losses: list[torch.Tensor] = []
         self.sums: list[torch.Tensor] = []
         self.logits: list[torch.Tensor] = []
         self.labels: list[torch.Tensor] = []
+        self.held: list[tuple[int, list[float]]] = []
 
-    def add(self, loss: torch.Tensor, grad_sum: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+    def add(self, loss: torch.Tensor, grad_sum: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
+            step: int, lrs: list[float]) -> None:
         self.losses.append(loss)
         self.sums.append(grad_sum)
         self.logits.append(logits)
         self.labels.append(labels)
+        self.held.append((step, lrs))
 
-    def close(self, members: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The window's losses and whether each step's loss and gradient were finite ([members, steps]), and
-        each member's count of correct predictions over it ([members]); the window starts empty again."""
+    def close(self, members: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[list[tuple]]]:
+        """The window's losses and whether each step's loss and gradient were finite ([members, steps]), each
+        member's count of correct predictions over it ([members]), and each member's lr.csv rows (step, LR,
+        loss), its losses copied to the host at once; the window starts empty again."""
         losses = torch.stack(self.losses, -1).view(members, -1)
         healthy = torch.isfinite(losses) & torch.isfinite(torch.stack(self.sums, -1).view(members, -1))
         hits = (torch.cat(self.logits, -2).argmax(-1) == torch.cat(self.labels, -1)).sum(-1).view(members)
-        for values in (self.losses, self.sums, self.logits, self.labels):
+        rows = [[(step, lrs[k], loss) for (step, lrs), loss in zip(self.held, member_losses)]
+                for k, member_losses in enumerate(losses.tolist())]
+        for values in (self.losses, self.sums, self.logits, self.labels, self.held):
             values.clear()
-        return losses, healthy, hits
+        return losses, healthy, hits, rows
 
 
-def first_faults(healthy: torch.Tensor, losses: torch.Tensor, start: int,
+def first_faults(healthy: torch.Tensor, lr_rows: list[list[tuple[int, float, float]]], start: int,
                  members: list[int]) -> list[tuple[int, int, str]]:
     """(member, step index, "loss" | "gradient") of each member's first non-finite step in a window starting
-    at step index `start` (`healthy`, `losses`: [all members, the window's steps]); one host sync."""
+    at step index `start` (`healthy`: [all members, the window's steps]; `lr_rows`: each member's rows of the
+    epoch, loss last); one host sync."""
     window_ok = healthy[members].cpu()
     if window_ok.all():
         return []
-    window_losses, faults = losses[members].cpu(), []
+    faults = []
     for row, k in enumerate(members):
         bad = (~window_ok[row]).nonzero()
         if len(bad):
-            at = int(bad[0])
-            faults.append((k, start + at, "loss" if not math.isfinite(float(window_losses[row, at])) else "gradient"))
+            at = start + int(bad[0])
+            faults.append((k, at, "loss" if not math.isfinite(lr_rows[k][at][2]) else "gradient"))
     return faults
 
 
