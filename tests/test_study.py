@@ -369,3 +369,19 @@ def test_a_study_written_before_extensions_resumes_as_it_was_planned(tmp_path, c
     assert result.exit_code == 0, result.output
     assert not (found / "tune-1").exists() and (found / "final" / "t000" / "summary.json").read_bytes() == before
     assert "Still at the edge of the LR grid (widen" in (found / "report.md").read_text()
+
+
+def test_the_verdict_follows_the_holm_corrected_p_not_the_raw_one():
+    """Three methods below the best at raw p = 0.02, 0.03, 0.04: Holm makes them 0.06, 0.06, 0.06, so none is
+    significantly lower; one at raw p = 0.001 (Holm 0.004) is."""
+    from types import SimpleNamespace
+
+    from lrdecay_cli.output.study_report import verdict
+
+    study = SimpleNamespace(spec=SimpleNamespace(budgets=[1], seeds=5))
+    rows = [{"method": "best", "budget_epochs": 1, "rank": 1, "test_acc_mean": 0.97, "n": 5, "p_holm": None}]
+    rows += [{"method": name, "budget_epochs": 1, "rank": rank, "test_acc_mean": 0.96, "n": 5, "p_value": p,
+              "p_holm": holm} for name, rank, p, holm in [("a", 2, 0.02, 0.06), ("b", 3, 0.03, 0.06),
+                                                          ("c", 4, 0.04, 0.06), ("d", 5, 0.001, 0.004)]]
+    (budget, *_) = verdict(study, rows)
+    assert "a, b, c are not significantly different from it" in budget and "d is significantly lower" in budget

@@ -117,9 +117,10 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
 
-def verdict(study, rows: list[dict], p: dict) -> list[str]:
-    """Plain sentences, one per budget and one overall, that claim no more than the tests show."""
-    lines, never_worse, tops = [], None, []
+def verdict(study, rows: list[dict]) -> list[str]:
+    """Plain sentences, one per budget and one overall, that claim no more than the tests show: a method is
+    significantly below the best only where its Holm-corrected p is below ALPHA."""
+    lines, never_worse, tops, p = [], None, [], by_cell(rows, "p_holm")
     for budget in study.spec.budgets:
         ranked = sorted((r for r in rows if r["budget_epochs"] == budget and r["rank"] is not None),
                         key=lambda r: r["rank"])
@@ -225,7 +226,7 @@ def markdown(study, rows: list[dict]) -> str:
 
     parts = [
         f"# Study {study.spec.name}: which decay method wins at each budget", "", _intro(study), "",
-        "## Verdict", "", *(f"- {line}" for line in verdict(study, rows, p)), "",
+        "## Verdict", "", *(f"- {line}" for line in verdict(study, rows)), "",
         "## Test accuracy (%), mean ± std over the final seeds (rank at that budget)", "", _by_method(study, accuracy), "",
         "## Average rank over seeds (1 = best; REX's measure)", "",
         _by_method(study, lambda m, b: f"{ranks[m, b]:.2f}" if (m, b) in ranks else "-"), "",
