@@ -97,8 +97,11 @@ def snapshot(directory):
 def test_a_stopped_sweep_resumes_to_the_uninterrupted_result(cli, sweep_file, uninterrupted, tmp_path, executor,
                                                              signum, exit_code):
     runs = tmp_path / "runs"
+    # started with SIGINT ignored, as a script's background job is (and as a test runner may leave it): the sweep
+    # installs its own handler, so Ctrl-C stops it all the same (a processes sweep once ran on to the end)
     process = subprocess.Popen(sweep_command(sweep_file, runs, executor), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:  # some trial is 2 epochs in
         if any(len(p.read_text().splitlines()) >= 3 for p in runs.glob("sweeps/*/t*/metrics.csv")):

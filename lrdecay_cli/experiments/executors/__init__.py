@@ -19,27 +19,31 @@ from lrdecay_cli.training.stacked import stack_key
 
 
 class SweepSignals:
-    """A sweep's SIGTERM: while trials run it raises SweepInterrupted, as Ctrl-C raises KeyboardInterrupt (a trial
-    in flight finishes its step and keeps its checkpoint); once `settled` it is only noted. `stopped_by` names
-    the signal also where a library turned the exception into a bare KeyboardInterrupt."""
+    """A sweep's Ctrl-C and SIGTERM: while trials run each raises SweepInterrupted (a trial in flight finishes its
+    step and keeps its checkpoint); once `settled` it is only noted. Installed, not inherited: a sweep started
+    with SIGINT ignored (a background job of a script, a test runner) still stops on it, as `lrdecay train` does.
+    `stopped_by` names the signal also where a library turned the exception into a bare KeyboardInterrupt."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.received: str | None = None
         self.settled = False
+        self.previous: dict = {}
 
     def __enter__(self) -> "SweepSignals":
-        main = threading.current_thread() is threading.main_thread()
-        self.previous = signal.signal(signal.SIGTERM, self._handle) if main else None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
+        for sig, old in self.previous.items():
+            signal.signal(sig, old)
 
     def _handle(self, signum, frame) -> None:
-        self.received = "SIGTERM"
+        self.received = signal.Signals(signum).name
         if not self.settled:
-            raise SweepInterrupted("SIGTERM", "SIGTERM")
+            raise SweepInterrupted(self.received, self.received)
 
     def stopped_by(self, exc: KeyboardInterrupt) -> str:
         return self.received or getattr(exc, "signal", "SIGINT")
