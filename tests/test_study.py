@@ -138,22 +138,29 @@ def test_the_stages_are_sweeps_that_compare_and_plot_read(finished, cli, tmp_pat
     assert result.exit_code == 0, result.output
 
 
-def test_a_resumed_study_retrains_nothing_that_finished(tmp_path, monkeypatch, cli):
-    """The final stage stops after two of its trials (as Ctrl-C would); --resume trains only the rest,
-    sequentially this time, and leaves the finished trials' files as they were."""
+def stop_stage_once(monkeypatch, stage: str, after: int, record) -> list:
+    """Make the study's stage `stage` train its first `after` trials and then stop, as Ctrl-C would (once); return
+    the list that collects `record(sweep_dir, trial)` for every trial each stage was asked to train."""
     from lrdecay_cli.experiments import executors
 
     real_run, trained, stopped = executors.run, [], []
 
-    def stop_after_two_final_trials(name, trials, sweep_dir, *args, **kwargs):
-        trained.extend((sweep_dir.name, t.dirname) for t in trials)
-        if sweep_dir.name == "final" and not stopped:
+    def stopping(name, trials, sweep_dir, *args, **kwargs):
+        trained.extend(record(sweep_dir, t) for t in trials)
+        if sweep_dir.name == stage and not stopped:
             stopped.append(True)
-            real_run(name, trials[:2], sweep_dir, *args, **kwargs)
+            real_run(name, trials[:after], sweep_dir, *args, **kwargs)
             raise KeyboardInterrupt
         return real_run(name, trials, sweep_dir, *args, **kwargs)
 
-    monkeypatch.setattr(executors, "run", stop_after_two_final_trials)
+    monkeypatch.setattr(executors, "run", stopping)
+    return trained
+
+
+def test_a_resumed_study_retrains_nothing_that_finished(tmp_path, monkeypatch, cli):
+    """The final stage stops after two of its trials (as Ctrl-C would); --resume trains only the rest,
+    sequentially this time, and leaves the finished trials' files as they were."""
+    trained = stop_stage_once(monkeypatch, "final", after=2, record=lambda sweep_dir, t: (sweep_dir.name, t.dirname))
     runs = tmp_path / "runs"
     result = cli("study", write_study(tmp_path), "--runs-dir", runs, "--quiet", "--executor", "sequential")
     assert result.exit_code == 130, result.output
@@ -221,19 +228,8 @@ def test_an_lr_chosen_at_the_grid_edge_is_tuned_one_step_beyond_it_and_a_resume_
     of its two trials (as Ctrl-C would), and --resume plans the same round from study.yaml and tune/, trains
     only its other trial and what follows, and ends with a chosen LR that is no edge unless the bound (2) holds
     it there."""
-    from lrdecay_cli.experiments import executors
-
-    real_run, trained, stopped = executors.run, [], []
-
-    def stop_in_the_first_extension(name, trials, sweep_dir, *args, **kwargs):
-        trained.extend((sweep_dir.name, t.dirname, t.spec.optimizer.lr) for t in trials)
-        if sweep_dir.name == "tune-1" and not stopped:
-            stopped.append(True)
-            real_run(name, trials[:1], sweep_dir, *args, **kwargs)
-            raise KeyboardInterrupt
-        return real_run(name, trials, sweep_dir, *args, **kwargs)
-
-    monkeypatch.setattr(executors, "run", stop_in_the_first_extension)
+    trained = stop_stage_once(monkeypatch, "tune-1", after=1,
+                              record=lambda sweep_dir, t: (sweep_dir.name, t.dirname, t.spec.optimizer.lr))
     runs = tmp_path / "runs"
     result = cli("study", write_study(tmp_path, EDGY), "--runs-dir", runs, "--quiet", "--executor", "sequential")
     assert result.exit_code == 130, result.output
