@@ -184,7 +184,7 @@ class Comparison:
 
 
 def compare(runs: list[Run], metric: Metric, target: float | None = None) -> Comparison:
-    """The runs' groups ranked by mean best metric, each tested against the leader (Welch, per-seed values)."""
+    """The runs' groups ranked by mean best metric, each tested against the leader (`_test_against_the_best`)."""
     check_target(metric, target)
     groups = [GroupResult(g, [run_result(run, metric, target) for run in g.runs]) for g in group_runs(runs)]
     sign = -1 if metric.larger_is_better else 1
@@ -198,21 +198,20 @@ def compare(runs: list[Run], metric: Metric, target: float | None = None) -> Com
 def _test_against_the_best(groups: list[GroupResult]) -> None:
     """Each group against the leader, once per distinct result: a group whose runs equal those of one ranked
     above shares its test; the p-values of the others are Holm-corrected together."""
-    leader, tested = groups[0], []
+    leader, tested, twins = groups[0], [], []
     leader.verdict = "best"
     for number, other in enumerate(groups[1:], 1):
         twin = next((g for g in groups[:number] if _same_runs(g, other)), None)
         if twin is not None:
             other.identical_to = twin.group.label
+            twins.append((other, twin))
         elif other.best.n >= 2 and leader.best.n >= 2:
             other.test = _t_test(other, leader)
             tested.append(other)
     for g, p in zip(tested, holm([g.test.p for g in tested])):
         g.p_holm, g.verdict = p, "indistinguishable" if p >= ALPHA else "worse"
-    for number, g in enumerate(groups):
-        twin = next((t for t in groups[:number] if t.group.label == g.identical_to), None)
-        if twin is not None:
-            g.test, g.p_holm, g.verdict = twin.test, twin.p_holm, twin.verdict
+    for g, twin in twins:  # in ranking order: a twin's own twin ranks above it and is settled first
+        g.test, g.p_holm, g.verdict = twin.test, twin.p_holm, twin.verdict
 
 
 def _t_test(group: GroupResult, leader: GroupResult) -> TTest:
